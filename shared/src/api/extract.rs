@@ -1,0 +1,58 @@
+//! Request extraction that answers in our JSON error shape: the authenticated caller,
+//! and JSON bodies that may be empty.
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// The username of a valid bearer token.
+pub struct Caller(pub String);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized("not authenticated"))?;
+        let (scheme, token) = header
+            .split_once(' ')
+            .ok_or(ApiError::Unauthorized("not authenticated"))?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::Unauthorized("not authenticated"));
+        }
+        state
+            .login
+            .authenticate(token.trim())
+            .map(Caller)
+            .map_err(|_| ApiError::Unauthorized("could not validate credentials"))
+    }
+}
+
+/// Parses a JSON body; an empty body is `T::default()`. Syntax errors are 400, a
+/// well-formed body of the wrong shape is 422.
+pub fn json_or_default<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("invalid body: {e}"),
+            ),
+            _ => ApiError::status(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+        }
+    })
+}

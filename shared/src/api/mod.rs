@@ -1,0 +1,97 @@
+//! The HTTP routes: one implementation, served by the Lambdas and by the local server.
+
+pub mod calls;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod ops;
+pub mod token;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+
+use crate::bridge::BridgeHealth;
+use crate::metrics::Metrics;
+use crate::service::{CallService, LoginService};
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub calls: CallService,
+    pub login: LoginService,
+    pub metrics: Arc<Metrics>,
+    pub metrics_enabled: bool,
+    /// Present where the bridge runs in the same process (the local server).
+    pub bridge: Option<Arc<BridgeHealth>>,
+}
+
+/// Which routes a binary serves: each Lambda serves its own, the local server all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routes {
+    Token,
+    Originate,
+    Status,
+    /// `/health`, `/docs`, `/openapi.json`, `/metrics`.
+    Ops,
+}
+
+impl Routes {
+    pub const ALL: [Routes; 4] = [
+        Routes::Token,
+        Routes::Originate,
+        Routes::Status,
+        Routes::Ops,
+    ];
+}
+
+pub fn router(state: AppState, routes: &[Routes]) -> Router {
+    let mut router = Router::new();
+    for set in routes {
+        router = match set {
+            Routes::Token => router.route("/api/v2/token", post(token::token)),
+            Routes::Originate => router
+                .route("/api/v2/interaction/{number}", post(calls::interaction))
+                .route("/api/v2/calls", post(calls::create)),
+            Routes::Status => router
+                .route("/api/v2/status/{call_id}", get(calls::status))
+                .route(
+                    "/api/v2/calls/{call_id}",
+                    get(calls::get).delete(calls::cancel),
+                )
+                .route("/api/v2/calls", get(calls::list)),
+            Routes::Ops => router
+                .route("/health", get(ops::health))
+                .route("/docs", get(ops::docs))
+                .route("/openapi.json", get(ops::openapi_json))
+                .route("/metrics", get(ops::metrics)),
+        };
+    }
+    router
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ops::count_requests,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the router on a bound listener until `shutdown` completes (the local server;
+/// the Lambdas are served by the Lambda runtime instead).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,190 @@
+//! ARI over HTTP: the [`Pbx`] port for Asterisk (or the simulated PBX).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::pbx::{OriginateSpec, Pbx, PbxError};
+use crate::secret::Secret;
+
+/// Where ARI is and how to log in.
+#[derive(Clone, Debug)]
+pub struct AriSettings {
+    /// e.g. `http://127.0.0.1:8088` (a trailing `/ari` is accepted and ignored).
+    pub url: String,
+    pub username: String,
+    pub password: Secret,
+    /// The Stasis application our calls are originated into.
+    pub app: String,
+}
+
+impl AriSettings {
+    /// The server root, without `/ari` and without a trailing slash.
+    pub fn root(&self) -> &str {
+        let url = self.url.trim_end_matches('/');
+        url.strip_suffix("/ari").unwrap_or(url)
+    }
+}
+
+#[derive(Clone)]
+pub struct AriClient {
+    http: reqwest::Client,
+    settings: AriSettings,
+}
+
+impl AriClient {
+    pub fn new(settings: AriSettings) -> Result<Self, PbxError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()
+            .map_err(|e| PbxError::Unreachable(e.to_string()))?;
+        Ok(Self { http, settings })
+    }
+
+    pub fn settings(&self) -> &AriSettings {
+        &self.settings
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}/ari{path}", self.settings.root()))
+            .basic_auth(
+                &self.settings.username,
+                Some(self.settings.password.expose()),
+            )
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response, PbxError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| PbxError::Unreachable(short_transport_error(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Err(PbxError::NotFound);
+        }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let message = body
+            .get("message")
+            .or_else(|| body.get("error"))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error"))
+            .chars()
+            .take(120)
+            .collect();
+        Err(PbxError::Rejected {
+            status: status.as_u16(),
+            message,
+        })
+    }
+}
+
+#[async_trait]
+impl Pbx for AriClient {
+    async fn app_connected(&self) -> Result<bool, PbxError> {
+        let path = format!("/applications/{}", self.settings.app);
+        match self.send(self.request(Method::GET, &path)).await {
+            Ok(_) => Ok(true),
+            Err(PbxError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn originate(&self, spec: &OriginateSpec<'_>) -> Result<(), PbxError> {
+        let mut body = json!({
+            "endpoint": spec.endpoint,
+            "app": self.settings.app,
+            "appArgs": spec.app_args,
+            "channelId": spec.call_id.to_string(),
+            "timeout": spec.timeout_seconds,
+        });
+        if let Some(caller_id) = spec.caller_id {
+            body["callerId"] = json!(caller_id);
+        }
+        if !spec.variables.is_empty() {
+            body["variables"] = json!(spec.variables);
+        }
+        self.send(self.request(Method::POST, "/channels").json(&body))
+            .await
+            .map(drop)
+    }
+
+    async fn continue_in_dialplan(
+        &self,
+        call_id: Uuid,
+        context: &str,
+        extension: &str,
+        priority: u32,
+    ) -> Result<(), PbxError> {
+        let request = self
+            .request(Method::POST, &format!("/channels/{call_id}/continue"))
+            .query(&[
+                ("context", context),
+                ("extension", extension),
+                ("priority", &priority.to_string()),
+            ]);
+        self.send(request).await.map(drop)
+    }
+
+    async fn play(
+        &self,
+        call_id: Uuid,
+        playback_id: &str,
+        media: &[String],
+    ) -> Result<(), PbxError> {
+        let request = self
+            .request(Method::POST, &format!("/channels/{call_id}/play"))
+            .query(&[
+                ("media", media.join(",").as_str()),
+                ("playbackId", playback_id),
+            ]);
+        self.send(request).await.map(drop)
+    }
+
+    async fn hangup(&self, call_id: Uuid) -> Result<(), PbxError> {
+        let request = self.request(Method::DELETE, &format!("/channels/{call_id}"));
+        self.send(request).await.map(drop)
+    }
+
+    async fn channel_state(&self, call_id: Uuid) -> Result<Option<String>, PbxError> {
+        let request = self.request(Method::GET, &format!("/channels/{call_id}"));
+        match self.send(request).await {
+            Ok(response) => {
+                let body: Value = response
+                    .json()
+                    .await
+                    .map_err(|e| PbxError::Unreachable(short_transport_error(&e)))?;
+                Ok(Some(
+                    body.get("state")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                ))
+            }
+            Err(PbxError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A transport error without the URL: reqwest puts the URL in its message, and ours
+/// must not carry credentials into logs or client answers.
+fn short_transport_error(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "connection failed".into()
+    } else if error.is_decode() {
+        "unreadable answer".into()
+    } else {
+        "request failed".into()
+    }
+}

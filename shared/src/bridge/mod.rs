@@ -1,0 +1,10 @@
+//! The ARI event bridge: turns a call's channel events into status writes and drives
+//! answered calls. [`CallEvents`] is the core (one event in, store writes and call
+//! control out); [`runner`] holds the WebSocket and feeds it.
+
+pub mod core;
+pub mod runner;
+pub mod signal;
+
+pub use core::CallEvents;
+pub use runner::{BridgeHealth, EventSource};

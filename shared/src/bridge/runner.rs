@@ -1,0 +1,254 @@
+//! Holds the ARI event WebSocket: connects, reconnects with backoff and jitter, detects
+//! a dead connection with pings, reconciles after every connect, and feeds every event
+//! to the [`CallEvents`] core in arrival order.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{info, warn};
+
+use super::core::CallEvents;
+use crate::ari::events::AriEvent;
+use crate::ari::{AriSettings, socket};
+use crate::metrics::Metrics;
+use crate::store::StoreError;
+
+/// Timing of the event loop; the defaults suit production, tests shorten them.
+#[derive(Clone, Debug)]
+pub struct EventSourceTiming {
+    pub ping_every: Duration,
+    /// No frame at all (not even a pong) for this long means the connection is dead.
+    pub silence_limit: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Another bridge took our app over: wait this long before trying again, so two
+    /// bridges don't take the app from each other in a loop.
+    pub replaced_wait: Duration,
+    pub pending_grace: Duration,
+}
+
+impl Default for EventSourceTiming {
+    fn default() -> Self {
+        Self {
+            ping_every: Duration::from_secs(15),
+            silence_limit: Duration::from_secs(45),
+            backoff_min: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            replaced_wait: Duration::from_secs(60),
+            pending_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What `/health` says about the bridge.
+#[derive(Default)]
+pub struct BridgeHealth {
+    connected: AtomicBool,
+    reconnects: AtomicU64,
+    last_event: Mutex<Option<Instant>>,
+}
+
+impl BridgeHealth {
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    pub fn seconds_since_last_event(&self) -> Option<f64> {
+        let last = *self.last_event.lock().unwrap_or_else(|p| p.into_inner());
+        last.map(|at| at.elapsed().as_secs_f64())
+    }
+
+    fn saw_event(&self) {
+        *self.last_event.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+}
+
+/// The event loop for one Stasis app.
+pub struct EventSource {
+    pub settings: AriSettings,
+    pub events: CallEvents,
+    pub health: Arc<BridgeHealth>,
+    pub metrics: Arc<Metrics>,
+    pub timing: EventSourceTiming,
+}
+
+enum Ended {
+    Dropped,
+    Replaced,
+    Shutdown,
+}
+
+impl EventSource {
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let wait = match socket::connect(&self.settings).await {
+                Ok(stream) => {
+                    failures = 0;
+                    self.set_connected(true);
+                    self.health.reconnects.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.inc("dialer_bridge_reconnects_total", &[]);
+                    info!(app = %self.settings.app, "event socket connected");
+                    let ended = self.serve(stream, &mut shutdown).await;
+                    self.set_connected(false);
+                    match ended {
+                        Ended::Shutdown => return,
+                        Ended::Replaced => {
+                            warn!("another bridge took over the app; standing by");
+                            self.timing.replaced_wait
+                        }
+                        Ended::Dropped => {
+                            warn!("event socket dropped; reconnecting");
+                            self.timing.backoff_min
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let wait = backoff(&self.timing, failures);
+                    warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "event socket connect failed");
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn serve(
+        &self,
+        stream: socket::EventStream,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Ended {
+        let (mut sink, mut frames) = stream.split();
+        // Reconcile beside the reading loop, not before it: events that arrive meanwhile
+        // are handled as usual, and both sides only ever write conditionally.
+        let reconcile = {
+            let events = self.events.clone();
+            let grace = self.timing.pending_grace;
+            tokio::spawn(async move {
+                if let Err(e) = events.reconcile(grace).await {
+                    warn!(error = %e, "reconciliation failed; it runs again at the next connect");
+                }
+            })
+        };
+        let mut ping = tokio::time::interval(self.timing.ping_every);
+        let mut last_frame = Instant::now();
+        let ended = loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    break Ended::Shutdown;
+                }
+                _ = ping.tick() => {
+                    if last_frame.elapsed() > self.timing.silence_limit {
+                        warn!("event socket silent past its limit; treating it as dead");
+                        break Ended::Dropped;
+                    }
+                    if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        break Ended::Dropped;
+                    }
+                }
+                frame = frames.next() => {
+                    last_frame = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            if self.on_frame(&text).await {
+                                break Ended::Replaced;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Ended::Dropped,
+                        Some(Ok(_)) => {}
+                    }
+                }
+            }
+        };
+        reconcile.abort();
+        ended
+    }
+
+    /// Handles one text frame; true when the app was taken over by another connection.
+    async fn on_frame(&self, text: &str) -> bool {
+        self.health.saw_event();
+        let event = match AriEvent::parse(text) {
+            Ok(event) => event,
+            Err(e) => {
+                warn!(error = %e, "unreadable event frame skipped");
+                self.metrics
+                    .inc("dialer_bridge_events_total", &[("type", "malformed")]);
+                return false;
+            }
+        };
+        if matches!(event, AriEvent::ApplicationReplaced { .. }) {
+            return true;
+        }
+        self.handle_with_retry(&event).await;
+        false
+    }
+
+    /// A store outage must not lose the event: retry it with backoff, in order.
+    async fn handle_with_retry(&self, event: &AriEvent) {
+        let mut attempt: u32 = 0;
+        loop {
+            match self.events.handle(event).await {
+                Ok(()) => return,
+                Err(StoreError::Conflict) => return,
+                Err(e) => {
+                    attempt = attempt.saturating_add(1);
+                    let wait = backoff(&self.timing, attempt);
+                    warn!(error = %e, attempt, "store write failed; retrying the event");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    fn set_connected(&self, connected: bool) {
+        self.health.connected.store(connected, Ordering::Relaxed);
+        self.metrics.set(
+            "dialer_bridge_connected",
+            &[],
+            if connected { 1.0 } else { 0.0 },
+        );
+    }
+}
+
+/// Exponential backoff with full jitter in its upper half: `min * 2^(n-1)`, capped.
+fn backoff(timing: &EventSourceTiming, attempt: u32) -> Duration {
+    let exp = timing
+        .backoff_min
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(timing.backoff_max);
+    capped / 2 + capped.mul_f64(fastrand::f64() / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_under_its_cap() {
+        let timing = EventSourceTiming::default();
+        let first = backoff(&timing, 1);
+        assert!(first <= timing.backoff_min && first >= timing.backoff_min / 2);
+        for attempt in 1..40 {
+            assert!(backoff(&timing, attempt) <= timing.backoff_max);
+        }
+        assert!(backoff(&timing, 10) >= timing.backoff_max / 2);
+    }
+}

@@ -1,0 +1,225 @@
+//! Configuration from the environment, under the original spec's names. A bad value
+//! stops the program at start with a message that names the variable.
+
+use crate::ari::AriSettings;
+use crate::auth::TokenSettings;
+use crate::domain::CallPolicy;
+use crate::secret::Secret;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub ari: AriSettings,
+    pub policy: CallPolicy,
+    pub tokens: TokenSettings,
+    pub metrics_enabled: bool,
+    pub disable_db: bool,
+    pub database_url: Option<Secret>,
+    pub bcrypt_cost: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+/// Reads variables by name; the process environment in production, a map in tests.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// Variables from a list; for tests and tools that build a configuration by hand.
+pub struct Vars<'a>(pub &'a [(&'a str, &'a str)]);
+
+impl Env for Vars<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(&ProcessEnv)
+    }
+
+    /// `SECRET_KEY` may be absent only when `fallback_secret` is given (the local
+    /// server makes one up for the session).
+    pub fn load(env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::load_with(env, None)
+    }
+
+    pub fn load_with(env: &dyn Env, fallback_secret: Option<Secret>) -> Result<Self, ConfigError> {
+        let default_context = text(env, "DEFAULT_CONTEXT", "outbound-ivr");
+        let allowed_contexts = match env.get("ALLOWED_CONTEXTS") {
+            Some(list) => list
+                .split(',')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            None => vec![default_context.clone()],
+        };
+        if allowed_contexts.is_empty() {
+            return Err(problem("ALLOWED_CONTEXTS", "lists no context"));
+        }
+        let dial_endpoint = text(env, "DIAL_ENDPOINT", "PJSIP/{number}@trunk");
+        if !dial_endpoint.contains("{number}") || !dial_endpoint.contains('/') {
+            return Err(problem(
+                "DIAL_ENDPOINT",
+                "must look like TECH/...{number}..., e.g. PJSIP/{number}@trunk",
+            ));
+        }
+        let default_priority = int(env, "DEFAULT_PRIORITY", 1, 1, 999)?;
+        let secret = match (env.get("SECRET_KEY"), fallback_secret) {
+            (Some(key), _) if key.len() >= 16 => Secret::new(key),
+            (Some(_), _) => return Err(problem("SECRET_KEY", "must be at least 16 characters")),
+            (None, Some(fallback)) => fallback,
+            (None, None) => return Err(problem("SECRET_KEY", "is required")),
+        };
+        let ari_url = text(env, "ARI_HTTP_URL", "http://127.0.0.1:8088");
+        if !(ari_url.starts_with("http://") || ari_url.starts_with("https://")) {
+            return Err(problem(
+                "ARI_HTTP_URL",
+                "must start with http:// or https://",
+            ));
+        }
+        let ari_app = text(env, "ARI_APP", "dialer");
+        if ari_app.is_empty()
+            || !ari_app
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            return Err(problem("ARI_APP", "must be letters, digits, _ - ."));
+        }
+        Ok(Self {
+            ari: AriSettings {
+                url: ari_url,
+                username: text(env, "ARI_USERNAME", "asterisk"),
+                password: Secret::new(env.get("ARI_PASSWORD").unwrap_or_else(|| "asterisk".into())),
+                app: ari_app,
+            },
+            policy: CallPolicy {
+                default_extension: text(env, "DEFAULT_EXTENSION", "s"),
+                default_priority: u32::try_from(default_priority).unwrap_or(1),
+                default_timeout_ms: int(env, "DEFAULT_TIMEOUT", 30_000, 1_000, 600_000)?,
+                default_caller_id: env.get("DEFAULT_CALLER_ID"),
+                allowed_contexts,
+                dial_endpoint,
+                default_context,
+                max_duration_ms: match env.get("MAX_CALL_DURATION") {
+                    Some(_) => {
+                        Some(int(env, "MAX_CALL_DURATION", 0, 1_000, 86_400_000)?.unsigned_abs())
+                    }
+                    None => None,
+                },
+            },
+            tokens: TokenSettings {
+                secret,
+                issuer: env.get("JWT_ISSUER"),
+                audience: env.get("JWT_AUDIENCE"),
+                ttl_seconds: int(env, "ACCESS_TOKEN_EXPIRE_MINUTES", 60, 1, 7 * 24 * 60)? * 60,
+            },
+            metrics_enabled: flag(env, "METRICS_ENABLED", false)?,
+            disable_db: flag(env, "DISABLE_DB", false)?,
+            database_url: env.get("DATABASE_URL").map(Secret::new),
+            bcrypt_cost: u32::try_from(int(env, "BCRYPT_COST", 12, 4, 16)?).unwrap_or(12),
+        })
+    }
+}
+
+fn problem(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+fn text(env: &dyn Env, name: &str, default: &str) -> String {
+    env.get(name).unwrap_or_else(|| default.to_owned())
+}
+
+fn int(
+    env: &dyn Env,
+    name: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ConfigError> {
+    let Some(raw) = env.get(name) else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| {
+            problem(
+                name,
+                format!("must be an integer from {min} to {max}, got {raw:?}"),
+            )
+        })
+}
+
+fn flag(env: &dyn Env, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match env.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => Ok(false),
+        Some(v) => Err(problem(name, format!("must be true or false, got {v:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: (&str, &str) = ("SECRET_KEY", "0123456789abcdef0123");
+
+    #[test]
+    fn defaults_follow_the_original_spec() {
+        let config = Config::load(&Vars(&[KEY])).expect("loads");
+        assert_eq!(config.policy.default_context, "outbound-ivr");
+        assert_eq!(config.policy.allowed_contexts, vec!["outbound-ivr"]);
+        assert_eq!(config.policy.default_timeout_ms, 30_000);
+        assert_eq!(config.ari.app, "dialer");
+        assert!(!config.metrics_enabled);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[], "SECRET_KEY"),
+            (&[KEY, ("DEFAULT_TIMEOUT", "soon")], "DEFAULT_TIMEOUT"),
+            (&[KEY, ("METRICS_ENABLED", "maybe")], "METRICS_ENABLED"),
+            (&[KEY, ("DIAL_ENDPOINT", "PJSIP/trunk")], "DIAL_ENDPOINT"),
+            (&[KEY, ("ARI_HTTP_URL", "asterisk:8088")], "ARI_HTTP_URL"),
+        ];
+        for (vars, var) in cases {
+            let env = Vars(vars);
+            let err = Config::load(&env).expect_err(var);
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn allowed_contexts_is_a_comma_list() {
+        let env = Vars(&[KEY, ("ALLOWED_CONTEXTS", "outbound-ivr, reminders")]);
+        let config = Config::load(&env).expect("loads");
+        assert_eq!(
+            config.policy.allowed_contexts,
+            vec!["outbound-ivr", "reminders"]
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! The dialer's domain: calls, statuses, the outcome rules and validation. Plain Rust:
+//! no HTTP, AWS or Asterisk types.
+
+pub mod call;
+pub mod outcome;
+pub mod status;
+pub mod user;
+pub mod validation;
+
+pub use call::{Annotation, Call, CallMode, CallPolicy, CallRequest, Transition};
+pub use outcome::{EndFacts, FailureReason, final_outcome};
+pub use status::CallStatus;
+pub use user::User;
+pub use validation::ValidationError;

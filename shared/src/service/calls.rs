@@ -1,0 +1,168 @@
+//! Placing, reading, listing and canceling calls.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::ServiceError;
+use crate::domain::{Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition};
+use crate::metrics::Metrics;
+use crate::pbx::{OriginateSpec, Pbx, PbxError};
+use crate::store::{CallPage, CallStore};
+
+#[derive(Clone)]
+pub struct CallService {
+    store: Arc<dyn CallStore>,
+    pbx: Arc<dyn Pbx>,
+    policy: Arc<CallPolicy>,
+    metrics: Arc<Metrics>,
+}
+
+impl CallService {
+    pub fn new(
+        store: Arc<dyn CallStore>,
+        pbx: Arc<dyn Pbx>,
+        policy: CallPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            pbx,
+            policy: Arc::new(policy),
+            metrics,
+        }
+    }
+
+    /// Validates, records the call as `pending`, originates it into the Stasis app, and
+    /// marks it `dialing`. Returns the record as it stands after that (the bridge may
+    /// already have moved it further).
+    pub async fn place_call(
+        &self,
+        owner: &str,
+        request: CallRequest,
+    ) -> Result<Call, ServiceError> {
+        let result = self.try_place_call(owner, request).await;
+        let label = match &result {
+            Ok(_) => "accepted",
+            Err(ServiceError::Invalid(_)) => "invalid",
+            Err(ServiceError::BridgeDown) => "no_bridge",
+            Err(ServiceError::PbxRejected { .. }) => "pbx_rejected",
+            Err(ServiceError::PbxUnavailable { .. }) => "pbx_unavailable",
+            Err(ServiceError::StoreUnavailable(_)) => "store_unavailable",
+            Err(_) => "error",
+        };
+        self.metrics
+            .inc("dialer_calls_originated_total", &[("result", label)]);
+        result
+    }
+
+    async fn try_place_call(
+        &self,
+        owner: &str,
+        request: CallRequest,
+    ) -> Result<Call, ServiceError> {
+        let call = request.validate(&self.policy, owner, Uuid::new_v4(), Utc::now())?;
+        // An originate nobody listens to is a doomed call: it would ring, be answered
+        // and then fail. Refuse it before anything is dialed.
+        match self.pbx.app_connected().await {
+            Ok(true) => {}
+            Ok(false) => return Err(ServiceError::BridgeDown),
+            Err(e) => return Err(pbx_error(e, None)),
+        }
+        self.store.insert_call(&call).await?;
+        let spec = OriginateSpec {
+            call_id: call.id,
+            endpoint: &call.channel,
+            app_args: call.mode.as_str(),
+            caller_id: call.caller_id.as_deref(),
+            timeout_seconds: call.timeout_ms.div_ceil(1000),
+            variables: &call.variables,
+        };
+        match self.pbx.originate(&spec).await {
+            Ok(()) => {
+                let result = self
+                    .store
+                    .transition(call.id, &Transition::to(CallStatus::Dialing, Utc::now()))
+                    .await?;
+                info!(call = %call.id, "call originated");
+                Ok(result.call().cloned().unwrap_or(call))
+            }
+            Err(e) => {
+                let reason = match &e {
+                    PbxError::Unreachable(_) => "pbx_unreachable".to_owned(),
+                    other => crate::domain::FailureReason::PbxRejected(short(other)).to_text(),
+                };
+                warn!(call = %call.id, error = %e, "originate failed");
+                self.store
+                    .transition(call.id, &Transition::not_dialed(reason, Utc::now()))
+                    .await?;
+                Err(pbx_error(e, Some(call.id)))
+            }
+        }
+    }
+
+    /// A call of this owner; another user's call is "not found", never "forbidden".
+    pub async fn call_of(&self, owner: &str, id: &str) -> Result<Call, ServiceError> {
+        let id = Uuid::try_parse(id).map_err(|_| ServiceError::NotFound)?;
+        match self.store.get_call(id).await? {
+            Some(call) if call.owner == owner => Ok(call),
+            _ => Err(ServiceError::NotFound),
+        }
+    }
+
+    pub async fn calls_of(
+        &self,
+        owner: &str,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<CallPage, ServiceError> {
+        Ok(self
+            .store
+            .calls_of(owner, before, limit.clamp(1, 100))
+            .await?)
+    }
+
+    /// Asks the PBX to hang the call up. Before an answer the call ends `canceled`;
+    /// after, `completed`. The bridge decides, from the cancel recorded here.
+    pub async fn cancel(&self, owner: &str, id: &str) -> Result<Call, ServiceError> {
+        let call = self.call_of(owner, id).await?;
+        if call.is_completed() {
+            return Err(ServiceError::Conflict(format!(
+                "the call has already ended ({})",
+                call.status
+            )));
+        }
+        let noted = self
+            .store
+            .annotate(call.id, &Annotation::CancelRequested(Utc::now()))
+            .await?;
+        match self.pbx.hangup(call.id).await {
+            Ok(()) | Err(PbxError::NotFound) => {}
+            Err(e) => return Err(pbx_error(e, Some(call.id))),
+        }
+        match noted {
+            Some(call) => Ok(call),
+            None => self.call_of(owner, id).await,
+        }
+    }
+}
+
+fn pbx_error(e: PbxError, call_id: Option<Uuid>) -> ServiceError {
+    match e {
+        PbxError::Unreachable(reason) => ServiceError::PbxUnavailable { reason, call_id },
+        other => ServiceError::PbxRejected {
+            reason: short(&other),
+            call_id,
+        },
+    }
+}
+
+fn short(e: &PbxError) -> String {
+    match e {
+        PbxError::Rejected { status, message } => format!("{status} {message}"),
+        PbxError::NotFound => "404 not found".into(),
+        PbxError::Unreachable(reason) => reason.clone(),
+    }
+}

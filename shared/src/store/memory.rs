@@ -1,0 +1,144 @@
+//! The in-process store: for local use (`DISABLE_DB=true`) and tests. One mutex guards
+//! the maps, so every conditional write is atomic.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{CallPage, CallStore, StoreError, TransitionResult, UserStore};
+use crate::domain::{Annotation, Call, Transition, User};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: HashMap<Uuid, Call>,
+    users: HashMap<String, User>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-written record: every
+        // mutation is a single assignment on a clone-free path. Keep serving.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl CallStore for MemoryStore {
+    async fn insert_call(&self, call: &Call) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.calls.contains_key(&call.id) {
+            return Err(StoreError::Conflict);
+        }
+        inner.calls.insert(call.id, call.clone());
+        Ok(())
+    }
+
+    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
+        Ok(self.lock().calls.get(&id).cloned())
+    }
+
+    async fn transition(
+        &self,
+        id: Uuid,
+        change: &Transition,
+    ) -> Result<TransitionResult, StoreError> {
+        let mut inner = self.lock();
+        let Some(call) = inner.calls.get_mut(&id) else {
+            return Ok(TransitionResult::NotFound);
+        };
+        Ok(if change.apply(call) {
+            TransitionResult::Applied(call.clone())
+        } else {
+            TransitionResult::Refused(call.clone())
+        })
+    }
+
+    async fn annotate(&self, id: Uuid, note: &Annotation) -> Result<Option<Call>, StoreError> {
+        let mut inner = self.lock();
+        let Some(call) = inner.calls.get_mut(&id) else {
+            return Ok(None);
+        };
+        Ok(note.apply(call).then(|| call.clone()))
+    }
+
+    async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
+        Ok(self
+            .lock()
+            .calls
+            .values()
+            .filter(|c| c.is_active())
+            .cloned()
+            .collect())
+    }
+
+    async fn calls_of(
+        &self,
+        owner: &str,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<CallPage, StoreError> {
+        let inner = self.lock();
+        let mut calls: Vec<Call> = inner
+            .calls
+            .values()
+            .filter(|c| c.owner == owner && before.is_none_or(|b| c.created_at < b))
+            .cloned()
+            .collect();
+        calls.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        let more = calls.len() > limit;
+        calls.truncate(limit);
+        let next = if more {
+            calls.last().map(|c| c.created_at)
+        } else {
+            None
+        };
+        Ok(CallPage { calls, next })
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().users.get(username).cloned())
+    }
+
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.users.contains_key(&user.username) {
+            return Err(StoreError::Conflict);
+        }
+        inner.users.insert(user.username.clone(), user.clone());
+        Ok(())
+    }
+
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.users.get_mut(&user.username) {
+            Some(existing) => {
+                *existing = user.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let mut users: Vec<User> = self.lock().users.values().cloned().collect();
+        users.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(users)
+    }
+}

@@ -1,0 +1,9 @@
+//! Cross-crate tests: recorded traces through the bridge core, the simulated PBX against
+//! the traces, and the HTTP API end to end against the local server.
+
+mod auth;
+mod bad_input;
+mod calls_e2e;
+mod event_order;
+mod sim_matches_traces;
+mod trace_replay;

@@ -1,0 +1,90 @@
+//! Helpers for the integration tests: a local server on free ports with a fast
+//! simulated PBX, an HTTP client that speaks the API, and the recorded ARI traces.
+
+pub mod api;
+pub mod traces;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use local::{LocalSettings, Running};
+use shared::bridge::runner::EventSourceTiming;
+use shared::config::{Config, Vars};
+use shared::secret::Secret;
+
+/// One simulated second lasts this long in tests.
+pub const TIME_SCALE: f64 = 0.02;
+pub const ADMIN: (&str, &str) = ("admin", "admin-password");
+pub const SECRET_KEY: &str = "integration-test-secret-key-0123456789";
+
+/// Local server options for a test.
+pub struct Options {
+    pub bridge: bool,
+    pub metrics: bool,
+    pub time_scale: f64,
+    pub extra_env: Vec<(&'static str, &'static str)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            bridge: true,
+            metrics: true,
+            time_scale: TIME_SCALE,
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+pub async fn start_local(options: Options) -> Running {
+    let mut vars = vec![
+        ("SECRET_KEY", SECRET_KEY),
+        ("BCRYPT_COST", "4"),
+        ("DIAL_ENDPOINT", "Local/{number}@test-pstn"),
+        ("ALLOWED_CONTEXTS", "outbound-ivr,reminders"),
+        (
+            "METRICS_ENABLED",
+            if options.metrics { "true" } else { "false" },
+        ),
+    ];
+    vars.extend(options.extra_env.iter().copied());
+    let config = Config::load(&Vars(&vars)).expect("test configuration loads");
+    let settings = LocalSettings {
+        config,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_username: ADMIN.0.into(),
+        admin_password: Secret::new(ADMIN.1),
+        simulate_pbx: Some(options.time_scale),
+        bridge: options.bridge,
+        bridge_timing: fast_timing(),
+    };
+    let running = local::start(settings).await.expect("local server starts");
+    if options.bridge {
+        wait_until(Duration::from_secs(10), || running.health.connected()).await;
+    }
+    running
+}
+
+/// Bridge timing for tests: quick pings and reconnects.
+pub fn fast_timing() -> EventSourceTiming {
+    EventSourceTiming {
+        ping_every: Duration::from_millis(500),
+        silence_limit: Duration::from_secs(3),
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        replaced_wait: Duration::from_millis(500),
+        pending_grace: Duration::from_secs(5),
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds; panics after `limit`.
+pub async fn wait_until(limit: Duration, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
