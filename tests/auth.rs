@@ -136,13 +136,7 @@ async fn another_users_call_is_not_found() {
         .get(&bob, "/api/v2/status/00000000-0000-0000-0000-000000000000")
         .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    let cancel = api
-        .http
-        .delete(format!("{}/api/v2/calls/{id}", api.base))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .expect("delete");
+    let cancel = api.delete(&bob, &format!("/api/v2/calls/{id}")).await;
     assert_eq!(cancel.status(), StatusCode::NOT_FOUND);
     let list: Value = api
         .get(&bob, "/api/v2/calls")

@@ -183,23 +183,11 @@ async fn canceling_a_ringing_call_ends_it_canceled() {
         assert!(tokio::time::Instant::now() < deadline, "never rang");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let response = api
-        .http
-        .delete(format!("{}/api/v2/calls/{id}", api.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("delete");
+    let response = api.delete(&token, &format!("/api/v2/calls/{id}")).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let (doc, _) = api.until_final(&token, &id, LIMIT).await;
     assert_final(&doc, "canceled", None);
-    let again = api
-        .http
-        .delete(format!("{}/api/v2/calls/{id}", api.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("delete");
+    let again = api.delete(&token, &format!("/api/v2/calls/{id}")).await;
     assert_eq!(again.status(), StatusCode::CONFLICT);
     server.stop().await;
 }

@@ -138,14 +138,8 @@ pub(crate) fn call_for(trace: &Trace, id: Uuid) -> Call {
 
 fn policy() -> CallPolicy {
     CallPolicy {
-        default_context: "outbound-ivr".into(),
-        default_extension: "s".into(),
-        default_priority: 1,
-        default_timeout_ms: 30_000,
-        default_caller_id: None,
-        allowed_contexts: vec!["outbound-ivr".into()],
         dial_endpoint: "Local/{number}@test-pstn".into(),
-        max_duration_ms: None,
+        ..CallPolicy::default()
     }
 }
 

@@ -67,6 +67,15 @@ impl Api {
             .expect("GET request")
     }
 
+    pub async fn delete(&self, token: &str, path: &str) -> Response {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("DELETE request")
+    }
+
     /// Originates and returns the call id; panics unless the API accepted the call.
     pub async fn call(&self, token: &str, number: &str, body: Value) -> String {
         let response = self.interaction(token, number, body).await;

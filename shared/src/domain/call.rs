@@ -125,6 +125,23 @@ pub struct CallPolicy {
     pub max_duration_ms: Option<u64>,
 }
 
+impl Default for CallPolicy {
+    /// The original spec's defaults: the `outbound-ivr` context alone, extension `s`,
+    /// priority 1, a 30 s ring timeout.
+    fn default() -> Self {
+        Self {
+            default_context: "outbound-ivr".into(),
+            default_extension: "s".into(),
+            default_priority: 1,
+            default_timeout_ms: 30_000,
+            default_caller_id: None,
+            allowed_contexts: vec!["outbound-ivr".into()],
+            dial_endpoint: "PJSIP/{number}@trunk".into(),
+            max_duration_ms: None,
+        }
+    }
+}
+
 impl CallRequest {
     /// Checks every field and builds the `pending` record. Nothing unchecked survives.
     pub fn validate(
@@ -335,17 +352,8 @@ impl Annotation {
 mod tests {
     use super::*;
 
-    pub(crate) fn policy() -> CallPolicy {
-        CallPolicy {
-            default_context: "outbound-ivr".into(),
-            default_extension: "s".into(),
-            default_priority: 1,
-            default_timeout_ms: 30_000,
-            default_caller_id: None,
-            allowed_contexts: vec!["outbound-ivr".into()],
-            dial_endpoint: "PJSIP/{number}@trunk".into(),
-            max_duration_ms: None,
-        }
+    fn policy() -> CallPolicy {
+        CallPolicy::default()
     }
 
     fn pending() -> Call {

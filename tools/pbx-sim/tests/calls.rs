@@ -254,8 +254,8 @@ async fn racing_deletes_and_callee_hangups_destroy_each_channel_exactly_once() {
 #[tokio::test]
 async fn continue_leaves_stasis_and_runs_the_ivr_until_it_hangs_up() {
     // Slower scale: the IVR's own hang-up (1 s after continue) must come before the 001
-    // callee's (2 s after answer), as in the trace.
-    let sim = Sim::start(0.05).await;
+    // callee's (2 s after answer), as in the trace, even on a busy machine.
+    let sim = Sim::start(0.2).await;
     let mut socket = sim.connect(common::APP).await;
     assert_eq!(
         sim.originate("ivr", "+15550010001", 30.0).await.status(),
@@ -293,7 +293,8 @@ async fn continue_leaves_stasis_and_runs_the_ivr_until_it_hangs_up() {
 
 #[tokio::test]
 async fn continue_and_play_are_409_unless_in_stasis() {
-    let sim = Sim::start(FAST).await;
+    // Slow enough that the IVR's 1 s wait outlasts the requests made during it.
+    let sim = Sim::start(0.2).await;
     let mut socket = sim.connect(common::APP).await;
     assert_eq!(sim.originate("c", "+15550030001", 30.0).await.status(), 200);
     events_until(&mut socket, "c", "ChannelStateChange").await;
@@ -386,7 +387,8 @@ async fn play_reports_each_media_item_then_finishes() {
 
 #[tokio::test]
 async fn callee_hang_up_during_playback_ends_the_playback_before_stasis_end() {
-    let sim = Sim::start(FAST).await;
+    // The play request must land within the 2 s (here 200 ms) before the callee hangs up.
+    let sim = Sim::start(0.1).await;
     let mut socket = sim.connect(common::APP).await;
     assert_eq!(
         sim.originate("long", "+15550010003", 30.0).await.status(),

@@ -93,7 +93,7 @@ async fn drop_connections_closes_sockets_refuses_reconnects_then_accepts_and_los
     );
     assert_eq!(sim.get("/ari/applications/dialer").await.status(), 404);
 
-    // The call goes on without a listener; this DTMF-free hold call's hang-up is lost.
+    // The call goes on without a listener: its hang-up events are lost.
     assert_eq!(sim.delete("/ari/channels/kept").await.status(), 204);
     assert_eq!(sim.handle.live_channels(), 0);
 
@@ -143,4 +143,23 @@ async fn closing_the_websocket_removes_the_app() {
     drop(socket);
     sim.wait_for_app("dialer", false).await;
     assert_eq!(sim.get("/ari/applications/dialer").await.status(), 404);
+}
+
+#[tokio::test]
+async fn client_pings_are_answered_with_pongs() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let sim = Sim::start(0.02).await;
+    let mut socket = sim.connect("dialer").await;
+    socket
+        .send(Message::Ping(b"hello"[..].into()))
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(2), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, Message::Pong(b"hello"[..].into()));
 }
