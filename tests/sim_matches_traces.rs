@@ -67,7 +67,9 @@ fn hangup_cue(trace: &Trace) -> Option<HangupCue> {
 /// Plays the trace's client against the simulator and returns the own-channel sequence.
 async fn run_like_the_trace(trace: &Trace) -> Vec<(String, String, String, Option<i64>)> {
     let (sim, settings) = sim().await;
-    let mut events: EventStream = socket::connect(&settings).await.expect("event socket");
+    let mut events: EventStream = socket::connect(&settings, &settings.password)
+        .await
+        .expect("event socket");
     let ari = AriClient::new(settings).expect("client");
     let id = Uuid::new_v4();
     let channel_id = id.to_string();
@@ -181,7 +183,9 @@ async fn simulator_answers_http_errors_like_asterisk() {
         !ari.app_connected().await.expect("reachable"),
         "no socket: app not found"
     );
-    let _socket = socket::connect(&settings).await.expect("socket");
+    let _socket = socket::connect(&settings, &settings.password)
+        .await
+        .expect("socket");
     assert!(ari.app_connected().await.expect("reachable"));
     assert_eq!(
         ari.channel_state(Uuid::nil()).await.expect("reachable"),
@@ -200,11 +204,7 @@ async fn simulator_answers_http_errors_like_asterisk() {
         wrong_password.app_connected().await,
         Err(PbxError::Rejected { status: 401, .. })
     ));
-    let refused = socket::connect(&AriSettings {
-        password: Secret::new("wrong"),
-        ..settings.clone()
-    })
-    .await;
+    let refused = socket::connect(&settings, &Secret::new("wrong")).await;
     assert!(
         matches!(refused, Err(socket::SocketError::Refused(401))),
         "{refused:?}"

@@ -11,10 +11,27 @@ pub struct Config {
     pub ari: AriSettings,
     pub policy: CallPolicy,
     pub tokens: TokenSettings,
+    /// The JWT signing key: a fixed value (`SECRET_KEY`) or a Secrets Manager id
+    /// (`SECRET_KEY_SECRET_ID`).
+    pub secret_key: SecretSetting,
+    /// `ARI_PASSWORD_SECRET_ID`: when set, the ARI password comes from Secrets Manager.
+    pub ari_password_secret_id: Option<String>,
+    /// How long a value read from Secrets Manager is used before it is read again.
+    pub secrets_ttl_seconds: u64,
+    pub calls_table: String,
+    pub users_table: String,
+    pub call_retention_days: i64,
     pub metrics_enabled: bool,
     pub disable_db: bool,
     pub database_url: Option<Secret>,
     pub bcrypt_cost: u32,
+}
+
+/// A secret given by value or by reference to a secrets store.
+#[derive(Clone, Debug)]
+pub enum SecretSetting {
+    Value(Secret),
+    SecretId(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -81,11 +98,21 @@ impl Config {
             ));
         }
         let default_priority = int(env, "DEFAULT_PRIORITY", 1, 1, 999)?;
-        let secret = match (env.get("SECRET_KEY"), fallback_secret) {
-            (Some(key), _) if key.len() >= 16 => Secret::new(key),
-            (Some(_), _) => return Err(problem("SECRET_KEY", "must be at least 16 characters")),
-            (None, Some(fallback)) => fallback,
-            (None, None) => return Err(problem("SECRET_KEY", "is required")),
+        let secret_key = match (
+            env.get("SECRET_KEY"),
+            env.get("SECRET_KEY_SECRET_ID"),
+            fallback_secret,
+        ) {
+            (Some(key), _, _) if key.len() >= 16 => SecretSetting::Value(Secret::new(key)),
+            (Some(_), _, _) => return Err(problem("SECRET_KEY", "must be at least 16 characters")),
+            (None, Some(id), _) => SecretSetting::SecretId(id),
+            (None, None, Some(fallback)) => SecretSetting::Value(fallback),
+            (None, None, None) => {
+                return Err(problem(
+                    "SECRET_KEY",
+                    "is required (or SECRET_KEY_SECRET_ID)",
+                ));
+            }
         };
         let ari_url = text(env, "ARI_HTTP_URL", "http://127.0.0.1:8088");
         if !(ari_url.starts_with("http://") || ari_url.starts_with("https://")) {
@@ -124,8 +151,14 @@ impl Config {
                     None => None,
                 },
             },
+            secret_key,
+            ari_password_secret_id: env.get("ARI_PASSWORD_SECRET_ID"),
+            secrets_ttl_seconds: u64::try_from(int(env, "SECRETS_TTL_SECONDS", 300, 0, 86_400)?)
+                .unwrap_or(300),
+            calls_table: text(env, "CALLS_TABLE", "dialer-calls"),
+            users_table: text(env, "USERS_TABLE", "dialer-users"),
+            call_retention_days: int(env, "CALL_RETENTION_DAYS", 90, 1, 3650)?,
             tokens: TokenSettings {
-                secret,
                 issuer: env.get("JWT_ISSUER"),
                 audience: env.get("JWT_AUDIENCE"),
                 ttl_seconds: int(env, "ACCESS_TOKEN_EXPIRE_MINUTES", 60, 1, 7 * 24 * 60)? * 60,
@@ -198,8 +231,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let cases: [(&[(&str, &str)], &str); 5] = [
+        let cases: [(&[(&str, &str)], &str); 6] = [
             (&[], "SECRET_KEY"),
+            (&[KEY, ("CALL_RETENTION_DAYS", "0")], "CALL_RETENTION_DAYS"),
             (&[KEY, ("DEFAULT_TIMEOUT", "soon")], "DEFAULT_TIMEOUT"),
             (&[KEY, ("METRICS_ENABLED", "maybe")], "METRICS_ENABLED"),
             (&[KEY, ("DIAL_ENDPOINT", "PJSIP/trunk")], "DIAL_ENDPOINT"),

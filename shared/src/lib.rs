@@ -8,9 +8,14 @@ pub mod auth;
 pub mod bridge;
 pub mod config;
 pub mod domain;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod metrics;
 pub mod pbx;
 pub mod secret;
+pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "aws")]
+pub mod wiring;

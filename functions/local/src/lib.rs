@@ -11,11 +11,12 @@ use shared::ari::AriClient;
 use shared::auth::{Hasher, Tokens};
 use shared::bridge::runner::EventSourceTiming;
 use shared::bridge::{BridgeHealth, CallEvents, EventSource};
-use shared::config::{Config, ConfigError, Env, ProcessEnv};
+use shared::config::{Config, ConfigError, Env, ProcessEnv, SecretSetting};
 use shared::domain::User;
 use shared::metrics::Metrics;
 use shared::pbx::Pbx;
 use shared::secret::Secret;
+use shared::secrets::{Fixed, SecretSource};
 use shared::service::{CallService, LoginService};
 use shared::store::{MemoryStore, UserStore};
 use tokio::sync::watch;
@@ -132,6 +133,16 @@ pub async fn start(mut settings: LocalSettings) -> Result<Running, StartError> {
         None => None,
     };
     let config = settings.config;
+    let signing_key: Arc<dyn SecretSource> = match &config.secret_key {
+        SecretSetting::Value(key) => Arc::new(Fixed(key.clone())),
+        SecretSetting::SecretId(_) => {
+            return Err(ConfigError {
+                var: "SECRET_KEY_SECRET_ID",
+                problem: "the local server takes SECRET_KEY only".into(),
+            }
+            .into());
+        }
+    };
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(MemoryStore::new());
     let hasher = Hasher::new(config.bcrypt_cost);
@@ -144,14 +155,14 @@ pub async fn start(mut settings: LocalSettings) -> Result<Running, StartError> {
     .await?;
 
     let ari = AriClient::new(config.ari.clone()).map_err(|e| StartError::Other(e.to_string()))?;
-    let pbx: Arc<dyn Pbx> = Arc::new(ari);
+    let pbx: Arc<dyn Pbx> = Arc::new(ari.clone());
     let health = Arc::new(BridgeHealth::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
     if settings.bridge {
         let source = EventSource {
-            settings: config.ari.clone(),
+            ari,
             events: CallEvents::new(store.clone(), pbx.clone(), metrics.clone()),
             health: health.clone(),
             metrics: metrics.clone(),
@@ -165,7 +176,7 @@ pub async fn start(mut settings: LocalSettings) -> Result<Running, StartError> {
         login: LoginService::new(
             store.clone(),
             hasher,
-            Tokens::new(config.tokens.clone()),
+            Tokens::new(config.tokens.clone(), signing_key),
             metrics.clone(),
         ),
         metrics: metrics.clone(),

@@ -18,7 +18,10 @@ use super::extract::{Caller, json_or_default};
     post,
     path = "/api/v2/interaction/{number}",
     tag = "calls",
-    params(("number" = String, Path, description = "E.164 number, e.g. +15550010001")),
+    params(
+        ("number" = String, Path, description = "E.164 number, e.g. +15550010001"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe: the same key within a day returns the first call"),
+    ),
     request_body(content = CallBody, description = "Options; the body may be empty"),
     responses(
         (status = 200, body = OriginateResponse),
@@ -31,6 +34,7 @@ pub async fn interaction(
     State(state): State<AppState>,
     Caller(owner): Caller,
     Path(number): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<OriginateResponse>, ApiError> {
     let body: CallBody = json_or_default(&body?)?;
@@ -42,7 +46,11 @@ pub async fn interaction(
     }
     let call = state
         .calls
-        .place_call(&owner, body.into_request(number))
+        .place_call(
+            &owner,
+            body.into_request(number),
+            idempotency_key(&headers)?,
+        )
         .await?;
     Ok(Json(OriginateResponse::from(&call)))
 }
@@ -53,6 +61,7 @@ pub async fn interaction(
     path = "/api/v2/calls",
     tag = "calls",
     request_body = CallBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe: the same key within a day returns the first call")),
     responses(
         (status = 201, body = OriginateResponse, headers(("Location" = String))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -64,6 +73,7 @@ pub async fn interaction(
 pub async fn create(
     State(state): State<AppState>,
     Caller(owner): Caller,
+    request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut body: CallBody = json_or_default(&body?)?;
@@ -73,7 +83,11 @@ pub async fn create(
     })?;
     let call = state
         .calls
-        .place_call(&owner, body.into_request(number))
+        .place_call(
+            &owner,
+            body.into_request(number),
+            idempotency_key(&request_headers)?,
+        )
         .await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v2/calls/{}", call.id)) {
@@ -177,4 +191,15 @@ pub async fn cancel(
 ) -> Result<impl IntoResponse, ApiError> {
     let call = state.calls.cancel(&owner, &call_id).await?;
     Ok((StatusCode::ACCEPTED, Json(CallView::from(&call))))
+}
+
+/// The optional `Idempotency-Key` header.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => value.to_str().map(Some).map_err(|_| ApiError::Field {
+            field: "Idempotency-Key",
+            detail: "must be visible ASCII".into(),
+        }),
+    }
 }

@@ -116,6 +116,10 @@ fn service_error(e: ServiceError) -> (StatusCode, Value) {
             error!(%cause, "store unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": detail }))
         }
+        ServiceError::SecretsUnavailable(cause) => {
+            error!(%cause, "secrets unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": detail }))
+        }
         ServiceError::Internal(cause) => {
             error!(%cause, "internal error");
             (

@@ -9,6 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::auth::jwt::TokenError;
+use crate::service::ServiceError;
 
 /// The username of a valid bearer token.
 pub struct Caller(pub String);
@@ -31,11 +33,15 @@ impl FromRequestParts<AppState> for Caller {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::Unauthorized("not authenticated"));
         }
-        state
-            .login
-            .authenticate(token.trim())
-            .map(Caller)
-            .map_err(|_| ApiError::Unauthorized("could not validate credentials"))
+        match state.login.authenticate(token.trim()).await {
+            Ok(username) => Ok(Caller(username)),
+            Err(TokenError::Invalid) => {
+                Err(ApiError::Unauthorized("could not validate credentials"))
+            }
+            Err(TokenError::KeyUnavailable(e)) => Err(ApiError::Service(
+                ServiceError::SecretsUnavailable(e.to_string()),
+            )),
+        }
     }
 }
 

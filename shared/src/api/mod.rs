@@ -13,7 +13,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::bridge::BridgeHealth;
 use crate::metrics::Metrics;
@@ -56,15 +57,14 @@ pub fn router(state: AppState, routes: &[Routes]) -> Router {
     for set in routes {
         router = match set {
             Routes::Token => router.route("/api/v2/token", post(token::token)),
+            // Cancel talks to the PBX, so it lives with originate (in the VPC).
             Routes::Originate => router
                 .route("/api/v2/interaction/{number}", post(calls::interaction))
-                .route("/api/v2/calls", post(calls::create)),
+                .route("/api/v2/calls", post(calls::create))
+                .route("/api/v2/calls/{call_id}", delete(calls::cancel)),
             Routes::Status => router
                 .route("/api/v2/status/{call_id}", get(calls::status))
-                .route(
-                    "/api/v2/calls/{call_id}",
-                    get(calls::get).delete(calls::cancel),
-                )
+                .route("/api/v2/calls/{call_id}", get(calls::get))
                 .route("/api/v2/calls", get(calls::list)),
             Routes::Ops => router
                 .route("/health", get(ops::health))
@@ -81,6 +81,7 @@ pub fn router(state: AppState, routes: &[Routes]) -> Router {
             ops::count_requests,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(ops::panic_response))
         .with_state(state)
 }
 

@@ -59,6 +59,18 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
 
+/// A handler panicked: the client gets a JSON 500, the log says why, and the process
+/// (a Lambda container, the local server) keeps serving.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let why = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = why, "request handler panicked");
+    ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+}
+
 /// Counts requests by route template and status code: never by raw path, which would
 /// put ids and numbers in the labels.
 pub async fn count_requests(

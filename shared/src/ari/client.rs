@@ -7,8 +7,11 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 use crate::pbx::{OriginateSpec, Pbx, PbxError};
 use crate::secret::Secret;
+use crate::secrets::{Fixed, SecretSource};
 
 /// Where ARI is and how to log in.
 #[derive(Clone, Debug)]
@@ -16,6 +19,7 @@ pub struct AriSettings {
     /// e.g. `http://127.0.0.1:8088` (a trailing `/ari` is accepted and ignored).
     pub url: String,
     pub username: String,
+    /// The password when it is fixed; see [`AriClient::with_password_source`].
     pub password: Secret,
     /// The Stasis application our calls are originated into.
     pub app: String,
@@ -33,30 +37,52 @@ impl AriSettings {
 pub struct AriClient {
     http: reqwest::Client,
     settings: AriSettings,
+    password: Arc<dyn SecretSource>,
 }
 
 impl AriClient {
     pub fn new(settings: AriSettings) -> Result<Self, PbxError> {
+        let password = Arc::new(Fixed(settings.password.clone()));
+        Self::with_password_source(settings, password)
+    }
+
+    /// A client whose password is read from `password` for every request, so that a
+    /// rotated password is used as soon as the source sees it.
+    pub fn with_password_source(
+        settings: AriSettings,
+        password: Arc<dyn SecretSource>,
+    ) -> Result<Self, PbxError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(50))
             .build()
             .map_err(|e| PbxError::Unreachable(e.to_string()))?;
-        Ok(Self { http, settings })
+        Ok(Self {
+            http,
+            settings,
+            password,
+        })
     }
 
     pub fn settings(&self) -> &AriSettings {
         &self.settings
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
+    /// The password in force now.
+    pub async fn password(&self) -> Result<Secret, PbxError> {
+        self.password
+            .current()
+            .await
+            .map_err(|e| PbxError::Unreachable(e.to_string()))
+    }
+
+    async fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, PbxError> {
+        let password = self.password().await?;
+        Ok(self
+            .http
             .request(method, format!("{}/ari{path}", self.settings.root()))
-            .basic_auth(
-                &self.settings.username,
-                Some(self.settings.password.expose()),
-            )
+            .basic_auth(&self.settings.username, Some(password.expose())))
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response, PbxError> {
@@ -91,7 +117,7 @@ impl AriClient {
 impl Pbx for AriClient {
     async fn app_connected(&self) -> Result<bool, PbxError> {
         let path = format!("/applications/{}", self.settings.app);
-        match self.send(self.request(Method::GET, &path)).await {
+        match self.send(self.request(Method::GET, &path).await?).await {
             Ok(_) => Ok(true),
             Err(PbxError::NotFound) => Ok(false),
             Err(e) => Err(e),
@@ -112,7 +138,7 @@ impl Pbx for AriClient {
         if !spec.variables.is_empty() {
             body["variables"] = json!(spec.variables);
         }
-        self.send(self.request(Method::POST, "/channels").json(&body))
+        self.send(self.request(Method::POST, "/channels").await?.json(&body))
             .await
             .map(drop)
     }
@@ -126,6 +152,7 @@ impl Pbx for AriClient {
     ) -> Result<(), PbxError> {
         let request = self
             .request(Method::POST, &format!("/channels/{call_id}/continue"))
+            .await?
             .query(&[
                 ("context", context),
                 ("extension", extension),
@@ -142,6 +169,7 @@ impl Pbx for AriClient {
     ) -> Result<(), PbxError> {
         let request = self
             .request(Method::POST, &format!("/channels/{call_id}/play"))
+            .await?
             .query(&[
                 ("media", media.join(",").as_str()),
                 ("playbackId", playback_id),
@@ -150,12 +178,16 @@ impl Pbx for AriClient {
     }
 
     async fn hangup(&self, call_id: Uuid) -> Result<(), PbxError> {
-        let request = self.request(Method::DELETE, &format!("/channels/{call_id}"));
+        let request = self
+            .request(Method::DELETE, &format!("/channels/{call_id}"))
+            .await?;
         self.send(request).await.map(drop)
     }
 
     async fn channel_state(&self, call_id: Uuid) -> Result<Option<String>, PbxError> {
-        let request = self.request(Method::GET, &format!("/channels/{call_id}"));
+        let request = self
+            .request(Method::GET, &format!("/channels/{call_id}"))
+            .await?;
         match self.send(request).await {
             Ok(response) => {
                 let body: Value = response

@@ -8,6 +8,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::client::AriSettings;
+use crate::secret::Secret;
 
 pub type EventStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -22,7 +23,10 @@ pub enum SocketError {
 }
 
 /// Opens the event socket for our app.
-pub async fn connect(settings: &AriSettings) -> Result<EventStream, SocketError> {
+pub async fn connect(
+    settings: &AriSettings,
+    password: &Secret,
+) -> Result<EventStream, SocketError> {
     let root = settings.root();
     let ws_root = if let Some(rest) = root.strip_prefix("https://") {
         format!("wss://{rest}")
@@ -33,7 +37,7 @@ pub async fn connect(settings: &AriSettings) -> Result<EventStream, SocketError>
     };
     let url = format!("{ws_root}/ari/events?app={}", settings.app);
     let mut request = url.into_client_request().map_err(|_| SocketError::BadUrl)?;
-    let auth = basic_auth_header(&settings.username, settings.password.expose());
+    let auth = basic_auth_header(&settings.username, password.expose());
     request.headers_mut().insert(
         "authorization",
         HeaderValue::from_str(&auth).map_err(|_| SocketError::BadUrl)?,

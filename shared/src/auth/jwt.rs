@@ -1,11 +1,15 @@
 //! Access tokens: HS256 JWTs with `sub`, `iat`, `exp` and optional `iss`/`aud`, checked
-//! with no leeway. Only HS256 is accepted, so `alg: none` and algorithm swaps fail.
+//! with no leeway. Only HS256 is accepted, so `alg: none` and algorithm swaps fail. The
+//! signing key comes from a [`SecretSource`], so a rotated key is used as soon as the
+//! source sees it; tokens signed with the key before it stay valid until they expire.
+
+use std::sync::Arc;
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+use crate::secrets::{SecretError, SecretSource};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -20,7 +24,6 @@ pub struct Claims {
 
 #[derive(Clone, Debug)]
 pub struct TokenSettings {
-    pub secret: Secret,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub ttl_seconds: i64,
@@ -28,18 +31,20 @@ pub struct TokenSettings {
 
 pub struct Tokens {
     settings: TokenSettings,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    key: Arc<dyn SecretSource>,
     validation: Validation,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid token")]
-pub struct InvalidToken;
+pub enum TokenError {
+    #[error("invalid token")]
+    Invalid,
+    #[error(transparent)]
+    KeyUnavailable(#[from] SecretError),
+}
 
 impl Tokens {
-    pub fn new(settings: TokenSettings) -> Self {
-        let key = settings.secret.expose().as_bytes();
+    pub fn new(settings: TokenSettings, key: Arc<dyn SecretSource>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.validate_exp = true;
@@ -53,10 +58,9 @@ impl Tokens {
             None => validation.validate_aud = false,
         }
         Self {
-            encoding: EncodingKey::from_secret(key),
-            decoding: DecodingKey::from_secret(key),
-            validation,
             settings,
+            key,
+            validation,
         }
     }
 
@@ -64,7 +68,7 @@ impl Tokens {
         self.settings.ttl_seconds
     }
 
-    pub fn issue(&self, username: &str) -> Result<String, jsonwebtoken::errors::Error> {
+    pub async fn issue(&self, username: &str) -> Result<String, TokenError> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: username.to_owned(),
@@ -73,18 +77,39 @@ impl Tokens {
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let key = self.key.current().await?;
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(key.expose().as_bytes()),
+        )
+        .map_err(|_| TokenError::Invalid)
     }
 
     /// The token's subject, when the token is valid in every respect.
-    pub fn verify(&self, token: &str) -> Result<String, InvalidToken> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| InvalidToken)?;
+    pub async fn verify(&self, token: &str) -> Result<String, TokenError> {
+        let current = self.key.current().await?;
+        if let Some(sub) = self.verify_with(token, current.expose()) {
+            return Ok(sub);
+        }
+        match self.key.previous().await {
+            Some(previous) => self
+                .verify_with(token, previous.expose())
+                .ok_or(TokenError::Invalid),
+            None => Err(TokenError::Invalid),
+        }
+    }
+
+    fn verify_with(&self, token: &str, key: &str) -> Option<String> {
+        let data = jsonwebtoken::decode::<Claims>(
+            token,
+            &DecodingKey::from_secret(key.as_bytes()),
+            &self.validation,
+        )
+        .ok()?;
         // `exp` is checked by the library with zero leeway; a token used in the very
         // second it expires is expired too.
-        if data.claims.exp <= Utc::now().timestamp() || data.claims.sub.is_empty() {
-            return Err(InvalidToken);
-        }
-        Ok(data.claims.sub)
+        (data.claims.exp > Utc::now().timestamp() && !data.claims.sub.is_empty())
+            .then_some(data.claims.sub)
     }
 }

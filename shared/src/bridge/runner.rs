@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::core::CallEvents;
 use crate::ari::events::AriEvent;
-use crate::ari::{AriSettings, socket};
+use crate::ari::{AriClient, socket};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 
@@ -74,7 +74,8 @@ impl BridgeHealth {
 
 /// The event loop for one Stasis app.
 pub struct EventSource {
-    pub settings: AriSettings,
+    /// Where ARI is and the current password (read again at every connect).
+    pub ari: AriClient,
     pub events: CallEvents,
     pub health: Arc<BridgeHealth>,
     pub metrics: Arc<Metrics>,
@@ -95,13 +96,13 @@ impl EventSource {
             if *shutdown.borrow() {
                 return;
             }
-            let wait = match socket::connect(&self.settings).await {
+            let wait = match self.connect().await {
                 Ok(stream) => {
                     failures = 0;
                     self.set_connected(true);
                     self.health.reconnects.fetch_add(1, Ordering::Relaxed);
                     self.metrics.inc("dialer_bridge_reconnects_total", &[]);
-                    info!(app = %self.settings.app, "event socket connected");
+                    info!(app = %self.ari.settings().app, "event socket connected");
                     let ended = self.serve(stream, &mut shutdown).await;
                     self.set_connected(false);
                     match ended {
@@ -128,6 +129,13 @@ impl EventSource {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    async fn connect(&self) -> Result<socket::EventStream, String> {
+        let password = self.ari.password().await.map_err(|e| e.to_string())?;
+        socket::connect(self.ari.settings(), &password)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn serve(

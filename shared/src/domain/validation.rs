@@ -287,6 +287,18 @@ impl Media {
     }
 }
 
+/// A client's `Idempotency-Key`: 1 to 128 visible ASCII characters.
+pub fn idempotency_key(raw: &str) -> Result<&str, ValidationError> {
+    if (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(raw)
+    } else {
+        Err(ValidationError::new(
+            "Idempotency-Key",
+            "must be 1 to 128 visible ASCII characters",
+        ))
+    }
+}
+
 /// Builds the PBX endpoint from the operator's template, e.g. `PJSIP/{number}@trunk`.
 /// Only a validated [`PhoneNumber`] can be put in.
 pub fn dial_endpoint(template: &str, number: &PhoneNumber) -> String {

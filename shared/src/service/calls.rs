@@ -37,13 +37,16 @@ impl CallService {
 
     /// Validates, records the call as `pending`, originates it into the Stasis app, and
     /// marks it `dialing`. Returns the record as it stands after that (the bridge may
-    /// already have moved it further).
+    /// already have moved it further). With an idempotency key, a repeat of the request
+    /// (same owner and key, within a day) returns the first call instead of placing
+    /// another.
     pub async fn place_call(
         &self,
         owner: &str,
         request: CallRequest,
+        idempotency_key: Option<&str>,
     ) -> Result<Call, ServiceError> {
-        let result = self.try_place_call(owner, request).await;
+        let result = self.try_place_call(owner, request, idempotency_key).await;
         let label = match &result {
             Ok(_) => "accepted",
             Err(ServiceError::Invalid(_)) => "invalid",
@@ -62,14 +65,24 @@ impl CallService {
         &self,
         owner: &str,
         request: CallRequest,
+        idempotency_key: Option<&str>,
     ) -> Result<Call, ServiceError> {
         let call = request.validate(&self.policy, owner, Uuid::new_v4(), Utc::now())?;
+        let idempotency_key = idempotency_key.map(idempotency_key_of).transpose()?;
         // An originate nobody listens to is a doomed call: it would ring, be answered
         // and then fail. Refuse it before anything is dialed.
         match self.pbx.app_connected().await {
             Ok(true) => {}
             Ok(false) => return Err(ServiceError::BridgeDown),
             Err(e) => return Err(pbx_error(e, None)),
+        }
+        if let Some(key) = idempotency_key
+            && let Some(existing) = self
+                .store
+                .claim_idempotency_key(owner, key, call.id, IDEMPOTENCY_TTL_SECONDS)
+                .await?
+        {
+            return self.call_of(owner, &existing.to_string()).await;
         }
         self.store.insert_call(&call).await?;
         let spec = OriginateSpec {
@@ -147,6 +160,13 @@ impl CallService {
             None => self.call_of(owner, id).await,
         }
     }
+}
+
+/// How long an idempotency key keeps pointing at its call.
+const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
+
+fn idempotency_key_of(raw: &str) -> Result<&str, ServiceError> {
+    Ok(crate::domain::validation::idempotency_key(raw)?)
 }
 
 fn pbx_error(e: PbxError, call_id: Option<Uuid>) -> ServiceError {

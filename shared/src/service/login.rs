@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::ServiceError;
-use crate::auth::jwt::InvalidToken;
+use crate::auth::jwt::TokenError;
 use crate::auth::{Hasher, Tokens};
 use crate::metrics::Metrics;
 use crate::store::UserStore;
@@ -52,10 +52,10 @@ impl LoginService {
         if !ok {
             return Err(ServiceError::BadCredentials);
         }
-        let access_token = self
-            .tokens
-            .issue(username)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let access_token = self.tokens.issue(username).await.map_err(|e| match e {
+            TokenError::KeyUnavailable(e) => ServiceError::SecretsUnavailable(e.to_string()),
+            TokenError::Invalid => ServiceError::Internal("token encoding failed".into()),
+        })?;
         Ok(IssuedToken {
             access_token,
             expires_in: self.tokens.ttl_seconds(),
@@ -63,7 +63,7 @@ impl LoginService {
     }
 
     /// The username a token speaks for.
-    pub fn authenticate(&self, token: &str) -> Result<String, InvalidToken> {
-        self.tokens.verify(token)
+    pub async fn authenticate(&self, token: &str) -> Result<String, TokenError> {
+        self.tokens.verify(token).await
     }
 }

@@ -36,6 +36,8 @@ pub enum ServiceError {
     },
     #[error("the store is unavailable")]
     StoreUnavailable(String),
+    #[error("a secret could not be read; try again shortly")]
+    SecretsUnavailable(String),
     #[error("internal error")]
     Internal(String),
 }

@@ -20,6 +20,7 @@ pub struct MemoryStore {
 struct Inner {
     calls: HashMap<Uuid, Call>,
     users: HashMap<String, User>,
+    idempotency: HashMap<(String, String), (Uuid, DateTime<Utc>)>,
 }
 
 impl MemoryStore {
@@ -73,6 +74,26 @@ impl CallStore for MemoryStore {
             return Ok(None);
         };
         Ok(note.apply(call).then(|| call.clone()))
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+        call_id: Uuid,
+        ttl_seconds: i64,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let now = Utc::now();
+        let mut inner = self.lock();
+        let slot = (owner.to_owned(), key.to_owned());
+        match inner.idempotency.get(&slot) {
+            Some((existing, expires)) if *expires > now => Ok(Some(*existing)),
+            _ => {
+                let expires = now + chrono::Duration::seconds(ttl_seconds);
+                inner.idempotency.insert(slot, (call_id, expires));
+                Ok(None)
+            }
+        }
     }
 
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {

@@ -2,6 +2,8 @@
 //! rule itself, atomically, so that the API and the bridge can write one call at the
 //! same moment without either reversing the other.
 
+#[cfg(feature = "aws")]
+pub mod dynamo;
 pub mod memory;
 
 use async_trait::async_trait;
@@ -68,6 +70,16 @@ pub trait CallStore: Send + Sync {
     /// Records a fact that does not move the status (see [`Annotation::apply`]).
     /// Returns the record when the annotation was applied.
     async fn annotate(&self, id: Uuid, note: &Annotation) -> Result<Option<Call>, StoreError>;
+
+    /// Binds `owner`'s idempotency `key` to `call_id` unless it is bound already; returns
+    /// the call id it was already bound to. Bindings last at least `ttl_seconds`.
+    async fn claim_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+        call_id: Uuid,
+        ttl_seconds: i64,
+    ) -> Result<Option<Uuid>, StoreError>;
 
     /// Every call not yet in a final status: what the bridge reconciles after a reconnect.
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError>;

@@ -1,0 +1,51 @@
+//! The Lambda entry point: every function builds its adapters once per container and
+//! serves its own routes from the shared router through `lambda_http`.
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::api::{self, AppState, Routes};
+use crate::auth::{Hasher, Tokens};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pbx::Pbx;
+use crate::service::{CallService, LoginService};
+use crate::wiring;
+
+/// Builds the router a function serves. Everything that can be done at init is done
+/// here, not per request.
+pub async fn app(routes: &[Routes]) -> Result<Router, lambda_http::Error> {
+    let config = Config::from_env()?;
+    let adapters = wiring::adapters(&config).await?;
+    Ok(api::router(state(&config, adapters), routes))
+}
+
+/// Serves `routes` until the Lambda runtime stops the container.
+pub async fn run(routes: &[Routes]) -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let app = app(routes).await?;
+    lambda_http::run(app).await
+}
+
+fn state(config: &Config, adapters: wiring::Adapters) -> AppState {
+    let metrics = Arc::new(Metrics::new());
+    let pbx: Arc<dyn Pbx> = Arc::new(adapters.ari);
+    AppState {
+        calls: CallService::new(
+            adapters.store.clone(),
+            pbx,
+            config.policy.clone(),
+            metrics.clone(),
+        ),
+        login: LoginService::new(
+            adapters.store,
+            Hasher::new(config.bcrypt_cost),
+            Tokens::new(config.tokens.clone(), adapters.signing_key),
+            metrics.clone(),
+        ),
+        metrics,
+        metrics_enabled: config.metrics_enabled,
+        bridge: None,
+    }
+}

@@ -1,0 +1,114 @@
+//! The user-management commands, over any [`UserStore`]. Passwords are read from the
+//! input (one line), never from the command line, where they would land in shell
+//! history and process lists.
+
+use std::io::{BufRead, Write};
+
+use shared::auth::Hasher;
+use shared::domain::User;
+use shared::domain::user::valid_username;
+use shared::store::{StoreError, UserStore};
+
+pub const USAGE: &str = "usage: dialer-users <command>
+  create USERNAME           create a user; the password is read from standard input
+  reset-password USERNAME   set a new password, read from standard input
+  disable USERNAME          refuse the user's logins (tokens already issued run out)
+  enable USERNAME           allow the user's logins again
+  list                      list users and whether they are enabled
+  create-tables             create the DynamoDB tables (CALLS_TABLE, USERS_TABLE)";
+
+/// Minimum length of a password set through this command.
+pub const MIN_PASSWORD: usize = 8;
+
+/// Runs one user command. `create-tables` is handled by the binary, which knows the
+/// store's concrete kind.
+pub async fn run(
+    args: &[String],
+    users: &dyn UserStore,
+    hasher: Hasher,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["create", name] => {
+            check_name(name)?;
+            let password_hash = hash(hasher, read_password(input)?)?;
+            let user = User {
+                username: (*name).to_owned(),
+                password_hash,
+                disabled: false,
+            };
+            match users.insert_user(&user).await {
+                Ok(()) => say(out, &format!("created {name}")),
+                Err(StoreError::Conflict) => Err(format!("user {name} already exists")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        ["reset-password", name] => {
+            let mut user = existing(users, name).await?;
+            user.password_hash = hash(hasher, read_password(input)?)?;
+            save(users, &user).await?;
+            say(out, &format!("password of {name} reset"))
+        }
+        [flag @ ("disable" | "enable"), name] => {
+            let mut user = existing(users, name).await?;
+            user.disabled = *flag == "disable";
+            save(users, &user).await?;
+            say(out, &format!("{name} {flag}d"))
+        }
+        ["list"] => {
+            let all = users.list_users().await.map_err(|e| e.to_string())?;
+            for user in all {
+                let state = if user.disabled { "disabled" } else { "enabled" };
+                say(out, &format!("{}\t{state}", user.username))?;
+            }
+            Ok(())
+        }
+        _ => Err(USAGE.to_owned()),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if valid_username(name) {
+        Ok(())
+    } else {
+        Err("a username is 1 to 64 of: letters, digits, . _ @ -".into())
+    }
+}
+
+async fn existing(users: &dyn UserStore, name: &str) -> Result<User, String> {
+    users
+        .get_user(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user {name}"))
+}
+
+async fn save(users: &dyn UserStore, user: &User) -> Result<(), String> {
+    match users.update_user(user).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("no user {}", user.username)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn read_password(input: &mut dyn BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    input.read_line(&mut line).map_err(|e| e.to_string())?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(format!(
+            "the password (one line on standard input) needs at least {MIN_PASSWORD} characters"
+        ));
+    }
+    Ok(password)
+}
+
+fn hash(hasher: Hasher, password: String) -> Result<String, String> {
+    hasher.hash(&password).map_err(|e| e.to_string())
+}
+
+fn say(out: &mut dyn Write, line: &str) -> Result<(), String> {
+    writeln!(out, "{line}").map_err(|e| e.to_string())
+}
