@@ -17,8 +17,17 @@ use crate::wiring;
 /// here, not per request.
 pub async fn app(routes: &[Routes]) -> Result<Router, lambda_http::Error> {
     let config = Config::from_env()?;
-    let adapters = wiring::adapters(&config).await?;
-    Ok(api::router(state(&config, adapters), routes))
+    app_with(&config, &wiring::aws_config().await, routes)
+}
+
+/// The same from a configuration built by the caller (tests).
+pub fn app_with(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    routes: &[Routes],
+) -> Result<Router, lambda_http::Error> {
+    let adapters = wiring::adapters_with(config, aws)?;
+    Ok(api::router(state(config, adapters), routes))
 }
 
 /// Serves `routes` until the Lambda runtime stops the container.

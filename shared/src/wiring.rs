@@ -32,8 +32,15 @@ pub async fn aws_config() -> aws_config::SdkConfig {
 }
 
 pub async fn adapters(config: &Config) -> Result<Adapters, WiringError> {
-    let aws = aws_config().await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    adapters_with(config, &aws_config().await)
+}
+
+/// The same, with an AWS configuration built by the caller (tests point it at moto).
+pub fn adapters_with(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<Adapters, WiringError> {
+    let secrets = aws_sdk_secretsmanager::Client::new(aws);
     let ttl = Duration::from_secs(config.secrets_ttl_seconds);
     let signing_key: Arc<dyn SecretSource> = match &config.secret_key {
         SecretSetting::Value(key) => Arc::new(Fixed(key.clone())),
@@ -48,7 +55,7 @@ pub async fn adapters(config: &Config) -> Result<Adapters, WiringError> {
     let ari = AriClient::with_password_source(config.ari.clone(), ari_password)
         .map_err(|e| WiringError(e.to_string()))?;
     Ok(Adapters {
-        store: store(config, &aws),
+        store: store(config, aws),
         signing_key,
         ari,
     })

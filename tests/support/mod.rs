@@ -2,6 +2,7 @@
 //! simulated PBX, an HTTP client that speaks the API, and the recorded ARI traces.
 
 pub mod api;
+pub mod aws;
 pub mod traces;
 
 use std::net::SocketAddr;

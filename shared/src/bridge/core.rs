@@ -51,7 +51,8 @@ impl CallEvents {
         };
         match signal {
             Signal::Progress { status, dialstatus } => {
-                let change = Transition::to(status, Utc::now()).with_dialstatus(dialstatus.clone());
+                let change = Transition::to(status, crate::domain::now())
+                    .with_dialstatus(dialstatus.clone());
                 let result = self.write(id, &change).await?;
                 if let (TransitionResult::Refused(call), Some(dialstatus)) = (&result, dialstatus)
                     && call.dialstatus.as_deref() != Some(dialstatus.as_str())
@@ -117,7 +118,7 @@ impl CallEvents {
                         continue;
                     };
                     if self
-                        .write(call.id, &Transition::to(status, Utc::now()))
+                        .write(call.id, &Transition::to(status, crate::domain::now()))
                         .await?
                         .applied()
                     {
@@ -153,7 +154,7 @@ impl CallEvents {
             dialstatus: call.dialstatus.as_deref(),
             cause,
         });
-        let change = Transition::to(status, Utc::now())
+        let change = Transition::to(status, crate::domain::now())
             .with_reason(reason.map(|r| r.to_text()))
             .with_cause(cause, cause_txt);
         let result = self.write(call.id, &change).await?;
@@ -168,7 +169,10 @@ impl CallEvents {
 
     async fn on_answered(&self, id: Uuid) -> Result<(), StoreError> {
         let call = match self
-            .write(id, &Transition::to(CallStatus::Answered, Utc::now()))
+            .write(
+                id,
+                &Transition::to(CallStatus::Answered, crate::domain::now()),
+            )
             .await?
         {
             TransitionResult::NotFound => {

@@ -12,3 +12,10 @@ pub use outcome::{EndFacts, FailureReason, final_outcome};
 pub use status::CallStatus;
 pub use user::User;
 pub use validation::ValidationError;
+
+/// The time a call event happened, at the millisecond precision every store keeps and
+/// the API shows, so that a record reads back exactly as it was written.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(3)
+}

@@ -67,7 +67,7 @@ impl CallService {
         request: CallRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Call, ServiceError> {
-        let call = request.validate(&self.policy, owner, Uuid::new_v4(), Utc::now())?;
+        let call = request.validate(&self.policy, owner, Uuid::new_v4(), crate::domain::now())?;
         let idempotency_key = idempotency_key.map(idempotency_key_of).transpose()?;
         // An originate nobody listens to is a doomed call: it would ring, be answered
         // and then fail. Refuse it before anything is dialed.
@@ -97,7 +97,10 @@ impl CallService {
             Ok(()) => {
                 let result = self
                     .store
-                    .transition(call.id, &Transition::to(CallStatus::Dialing, Utc::now()))
+                    .transition(
+                        call.id,
+                        &Transition::to(CallStatus::Dialing, crate::domain::now()),
+                    )
                     .await?;
                 info!(call = %call.id, "call originated");
                 Ok(result.call().cloned().unwrap_or(call))
@@ -109,7 +112,10 @@ impl CallService {
                 };
                 warn!(call = %call.id, error = %e, "originate failed");
                 self.store
-                    .transition(call.id, &Transition::not_dialed(reason, Utc::now()))
+                    .transition(
+                        call.id,
+                        &Transition::not_dialed(reason, crate::domain::now()),
+                    )
                     .await?;
                 Err(pbx_error(e, Some(call.id)))
             }
@@ -149,7 +155,7 @@ impl CallService {
         }
         let noted = self
             .store
-            .annotate(call.id, &Annotation::CancelRequested(Utc::now()))
+            .annotate(call.id, &Annotation::CancelRequested(crate::domain::now()))
             .await?;
         match self.pbx.hangup(call.id).await {
             Ok(()) | Err(PbxError::NotFound) => {}

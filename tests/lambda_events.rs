@@ -1,0 +1,159 @@
+//! Every API Gateway event in `events/` through the real handler of the function it
+//! belongs to (`events/<function>/…`), in process: the event is decoded and answered by
+//! `lambda_http` exactly as in a Lambda container, with DynamoDB on moto and the
+//! simulated PBX behind ARI. `events/expected.json` holds each event's status code.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use lambda_http::Adapter;
+use lambda_http::lambda_runtime::{Context, LambdaEvent};
+use lambda_http::request::LambdaRequest;
+use pbx_sim::SimConfig;
+use serde_json::Value;
+use shared::api::Routes;
+use shared::ari::socket;
+use shared::auth::Hasher;
+use shared::config::{Config, Vars};
+use shared::domain::{CallPolicy, CallRequest, User, now};
+use shared::store::{CallStore, UserStore};
+use tower::Service;
+use uuid::Uuid;
+
+/// The key the sample events' tokens are signed with (documented in the README for
+/// `cargo lambda invoke`); never a production key.
+const EVENTS_KEY: &str = "local-events-secret-key-0123456789";
+const EVENTS_CALL: &str = "7d0c1f3e-0000-4000-8000-000000000001";
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn expectations() -> BTreeMap<String, u16> {
+    let text = std::fs::read_to_string(events_dir().join("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("expected.json is a map of file to status")
+}
+
+fn event_files() -> Vec<String> {
+    let mut files = Vec::new();
+    for function in std::fs::read_dir(events_dir())
+        .expect("events dir")
+        .flatten()
+    {
+        if !function.path().is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(function.path())
+            .expect("function dir")
+            .flatten()
+        {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".json") {
+                files.push(format!("{}/{name}", function.file_name().to_string_lossy()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn routes_of(function: &str) -> Routes {
+    match function {
+        "token" => Routes::Token,
+        "originate" => Routes::Originate,
+        "status" => Routes::Status,
+        other => panic!("events/{other}: not a function of this workspace"),
+    }
+}
+
+#[test]
+fn every_event_file_has_an_expectation_and_every_expectation_a_file() {
+    let files = event_files();
+    let expected: Vec<String> = expectations().into_keys().collect();
+    assert_eq!(files, expected);
+    for function in ["token", "originate", "status"] {
+        assert!(
+            files.iter().any(|f| f.starts_with(&format!("{function}/"))),
+            "{function} has events"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_gets_its_expected_answer_from_its_function() {
+    let Some((store, tables, aws)) = integration::aws::dynamo_store().await else {
+        return;
+    };
+    let sim = pbx_sim::start(SimConfig {
+        time_scale: 0.02,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    let ari_url = sim.base_url();
+    let config = Config::load(&Vars(&[
+        ("SECRET_KEY", EVENTS_KEY),
+        ("ARI_HTTP_URL", &ari_url),
+        ("DIAL_ENDPOINT", "Local/{number}@test-pstn"),
+        ("CALLS_TABLE", &tables.calls),
+        ("USERS_TABLE", &tables.users),
+        ("BCRYPT_COST", "4"),
+    ]))
+    .expect("config");
+    // A listener for the app, so that originate sees a bridge.
+    let _listener = socket::connect(&config.ari, &config.ari.password)
+        .await
+        .expect("event socket");
+    seed(&store).await;
+
+    for file in event_files() {
+        let function = file.split('/').next().expect("function dir");
+        let expected = expectations()[&file];
+        let router = shared::lambda::app_with(&config, &aws, &[routes_of(function)]).expect("app");
+        let text = std::fs::read_to_string(events_dir().join(&file)).expect("event file");
+        let request: LambdaRequest =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut adapter = Adapter::from(router);
+        let response = adapter
+            .call(LambdaEvent::new(request, Context::default()))
+            .await
+            .unwrap_or_else(|e| panic!("{file}: handler error {e}"));
+        let response: Value = serde_json::to_value(&response).expect("response serializes");
+        assert_eq!(response["statusCode"], expected, "{file}: {response}");
+        let body: Value =
+            serde_json::from_str(response["body"].as_str().unwrap_or("null")).expect("JSON body");
+        if expected >= 400 {
+            assert!(body["detail"].is_string(), "{file}: {body}");
+        }
+        if file == "status/status.json" {
+            assert_eq!(body["call_id"], EVENTS_CALL);
+        }
+        if file == "token/login.json" {
+            assert_eq!(body["token_type"], "bearer");
+        }
+    }
+    sim.shutdown().await;
+}
+
+async fn seed(store: &(impl CallStore + UserStore)) {
+    store
+        .insert_user(&User {
+            username: "admin".into(),
+            password_hash: Hasher::new(4).hash("admin123").expect("hash"),
+            disabled: false,
+        })
+        .await
+        .expect("user");
+    let call = CallRequest {
+        phone_number: "+15550010001".into(),
+        ..CallRequest::default()
+    }
+    .validate(
+        &CallPolicy::default(),
+        "admin",
+        Uuid::parse_str(EVENTS_CALL).expect("uuid"),
+        now(),
+    )
+    .expect("valid");
+    store.insert_call(&call).await.expect("call");
+}
