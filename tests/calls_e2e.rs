@@ -295,3 +295,26 @@ async fn health_docs_and_metrics_are_served() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     quiet.stop().await;
 }
+
+#[tokio::test]
+async fn a_repeated_request_with_the_same_idempotency_key_places_one_call() {
+    let server = start_local(Options::default()).await;
+    let api = Api::new(server.api_url());
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let send = || {
+        api.http
+            .post(format!("{}/api/v2/calls", api.base))
+            .bearer_auth(&token)
+            .header("idempotency-key", "reminder-2026-11-24-patient-42")
+            .json(&json!({ "phone_number": "+15550020001" }))
+            .send()
+    };
+    let first: Value = send().await.expect("first").json().await.expect("json");
+    let second: Value = send().await.expect("second").json().await.expect("json");
+    assert_eq!(first["call_id"], second["call_id"]);
+    assert_eq!(server.pbx.as_ref().expect("sim").originate_count(), 1);
+    let other = api.create_call(&token, json!({ "phone_number": "+15550020001" })).await;
+    let other: Value = other.json().await.expect("json");
+    assert_ne!(other["call_id"], first["call_id"], "no key, new call");
+    server.stop().await;
+}

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod calls_e2e;
 mod event_order;
+mod handler_panics;
 mod lambda_events;
 mod secrets;
 mod sim_matches_traces;

@@ -1,0 +1,96 @@
+//! A handler that panics answers a JSON 500 and the process keeps serving.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use chrono::{DateTime, Utc};
+use http::Request;
+use shared::api::{self, AppState, Routes};
+use shared::auth::{Hasher, TokenSettings, Tokens};
+use shared::domain::{Annotation, Call, CallPolicy, Transition, User};
+use shared::metrics::Metrics;
+use shared::secret::Secret;
+use shared::secrets::Fixed;
+use shared::service::{CallService, LoginService};
+use shared::store::{CallPage, CallStore, StoreError, TransitionResult, UserStore};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use crate::trace_replay::RecordingPbx;
+
+/// A store with a bug: reading a call panics.
+struct BrokenStore;
+
+#[async_trait]
+impl CallStore for BrokenStore {
+    async fn insert_call(&self, _: &Call) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn get_call(&self, _: Uuid) -> Result<Option<Call>, StoreError> {
+        panic!("the store fell over")
+    }
+    async fn transition(&self, _: Uuid, _: &Transition) -> Result<TransitionResult, StoreError> {
+        Ok(TransitionResult::NotFound)
+    }
+    async fn annotate(&self, _: Uuid, _: &Annotation) -> Result<Option<Call>, StoreError> {
+        Ok(None)
+    }
+    async fn claim_idempotency_key(&self, _: &str, _: &str, _: Uuid, _: i64) -> Result<Option<Uuid>, StoreError> {
+        Ok(None)
+    }
+    async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn calls_of(&self, _: &str, _: Option<DateTime<Utc>>, _: usize) -> Result<CallPage, StoreError> {
+        Ok(CallPage::default())
+    }
+}
+
+#[async_trait]
+impl UserStore for BrokenStore {
+    async fn get_user(&self, _: &str) -> Result<Option<User>, StoreError> {
+        Ok(None)
+    }
+    async fn insert_user(&self, _: &User) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn update_user(&self, _: &User) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_json_500_and_the_router_keeps_serving() {
+    let store = Arc::new(BrokenStore);
+    let metrics = Arc::new(Metrics::new());
+    let key = Arc::new(Fixed(Secret::new("panic-test-secret-key-0123")));
+    let tokens = Tokens::new(TokenSettings { issuer: None, audience: None, ttl_seconds: 60 }, key);
+    let token = tokens.issue("alice").await.expect("token");
+    let state = AppState {
+        calls: CallService::new(store.clone(), Arc::new(RecordingPbx::default()), CallPolicy::default(), metrics.clone()),
+        login: LoginService::new(store, Hasher::new(4), tokens, metrics.clone()),
+        metrics,
+        metrics_enabled: false,
+        bridge: None,
+    };
+    let router = api::router(state, &Routes::ALL);
+    let request = || {
+        Request::get(format!("/api/v2/status/{}", Uuid::new_v4()))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    for _ in 0..2 {
+        let response = router.clone().oneshot(request()).await.expect("answered");
+        assert_eq!(response.status(), 500);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["detail"], "internal error");
+    }
+    let health = router.oneshot(Request::get("/health").body(Body::empty()).expect("request")).await.expect("answered");
+    assert_eq!(health.status(), 200);
+}
