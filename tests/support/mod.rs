@@ -75,6 +75,13 @@ pub fn fast_timing() -> EventSourceTiming {
         backoff_max: Duration::from_millis(200),
         replaced_wait: Duration::from_millis(500),
         pending_grace: Duration::from_secs(5),
+        sweep_every: Duration::from_millis(200),
+        flush_deadline: Duration::from_secs(5),
+        store_retry: shared::bridge::queue::Retry {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+        },
+        ..EventSourceTiming::default()
     }
 }
 

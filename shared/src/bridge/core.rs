@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::signal::{Signal, playback_id, signal_of};
 use crate::ari::AriEvent;
 use crate::domain::outcome::progress_of_channel_state;
-use crate::domain::{Annotation, Call, CallMode, CallStatus, EndFacts, Transition, final_outcome};
+use crate::domain::{
+    Annotation, Call, CallMode, CallStatus, EndFacts, FailureReason, Transition, final_outcome,
+};
 use crate::metrics::Metrics;
 use crate::pbx::{Pbx, PbxError};
 use crate::store::{CallStore, StoreError, TransitionResult};
@@ -44,8 +46,6 @@ impl CallEvents {
     /// Handles one event. A store error is returned so the caller can retry the event;
     /// handling the same event twice is harmless (every write is conditional).
     pub async fn handle(&self, event: &AriEvent) -> Result<(), StoreError> {
-        self.metrics
-            .inc("dialer_bridge_events_total", &[("type", event.kind())]);
         let Some((id, signal)) = signal_of(event) else {
             return Ok(());
         };
@@ -138,6 +138,44 @@ impl CallEvents {
         Ok(report)
     }
 
+    /// Finishes calls that have been active longer than they possibly could: ring
+    /// timeout plus maximum talk time (the call's own, else `talk_limit`) plus a minute.
+    /// A channel that still exists is hung up (its end then arrives as an event); one
+    /// that is gone, or a PBX that cannot be asked, finishes the call from what is known.
+    pub async fn sweep(&self, talk_limit: Duration) -> Result<usize, StoreError> {
+        let mut finished = 0;
+        for call in self.store.active_calls().await? {
+            let talk = call.max_duration_ms.map_or(talk_limit, Duration::from_millis);
+            let lifetime = Duration::from_millis(call.timeout_ms) + talk + Duration::from_secs(60);
+            let deadline = call.created_at + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
+            if Utc::now() < deadline {
+                continue;
+            }
+            match self.pbx.channel_state(call.id).await {
+                Ok(Some(_)) => self.control(call.id, Control::Hangup),
+                Ok(None) => {
+                    if self.finish(&call, None, None).await? {
+                        finished += 1;
+                    }
+                }
+                Err(_) => {
+                    let stale = Transition::to(
+                        if call.answered_at.is_some() { CallStatus::Completed } else { CallStatus::Failed },
+                        crate::domain::now(),
+                    )
+                    .with_reason(call.answered_at.is_none().then(|| FailureReason::Stale.to_text()));
+                    if self.write(call.id, &stale).await?.applied() {
+                        finished += 1;
+                    }
+                }
+            }
+        }
+        if finished > 0 {
+            warn!(finished, "swept calls that outlived any possible end");
+        }
+        Ok(finished)
+    }
+
     /// Finishes a call whose channel is gone; returns whether this write finished it.
     async fn finish(
         &self,
@@ -148,11 +186,15 @@ impl CallEvents {
         if call.is_completed() {
             return Ok(false);
         }
+        let ring_timeout = chrono::Duration::milliseconds(i64::try_from(call.timeout_ms).unwrap_or(i64::MAX));
         let (status, reason) = final_outcome(EndFacts {
             answered: call.answered_at.is_some(),
             cancel_requested: call.cancel_requested_at.is_some(),
             dialstatus: call.dialstatus.as_deref(),
             cause,
+            rang_out: call
+                .ringing_at
+                .is_some_and(|rang| Utc::now() - rang >= ring_timeout),
         });
         let change = Transition::to(status, crate::domain::now())
             .with_reason(reason.map(|r| r.to_text()))

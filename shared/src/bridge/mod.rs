@@ -1,10 +1,13 @@
 //! The ARI event bridge: turns a call's channel events into status writes and drives
 //! answered calls. [`CallEvents`] is the core (one event in, store writes and call
-//! control out); [`runner`] holds the WebSocket and feeds it.
+//! control out); [`queue`] keeps writes in order through store outages; [`runner`]
+//! holds the WebSocket and feeds them.
 
 pub mod core;
+pub mod http;
+pub mod queue;
 pub mod runner;
 pub mod signal;
 
 pub use core::CallEvents;
-pub use runner::{BridgeHealth, EventSource};
+pub use runner::{BridgeHealth, EventSource, EventSourceTiming};

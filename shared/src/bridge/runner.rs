@@ -1,10 +1,11 @@
 //! Holds the ARI event WebSocket: connects, reconnects with backoff and jitter, detects
-//! a dead connection with pings, reconciles after every connect, and feeds every event
-//! to the [`CallEvents`] core in arrival order.
+//! a dead connection with pings, stands by when another bridge takes the app over,
+//! reconciles after every connect, sweeps calls that outlived any possible end, and
+//! hands every event of one of our calls to the write queue in arrival order.
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -13,12 +14,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 
 use super::core::CallEvents;
+use super::queue::{Retry, WriteQueue};
+use super::signal::signal_of;
 use crate::ari::events::AriEvent;
 use crate::ari::{AriClient, socket};
 use crate::metrics::Metrics;
-use crate::store::StoreError;
 
-/// Timing of the event loop; the defaults suit production, tests shorten them.
+/// Timing and sizes of the event loop; the defaults suit production, tests shorten them.
 #[derive(Clone, Debug)]
 pub struct EventSourceTiming {
     pub ping_every: Duration,
@@ -29,7 +31,17 @@ pub struct EventSourceTiming {
     /// Another bridge took our app over: wait this long before trying again, so two
     /// bridges don't take the app from each other in a loop.
     pub replaced_wait: Duration,
+    /// Reconciliation leaves pending calls this young alone (their originate may still
+    /// be under way).
     pub pending_grace: Duration,
+    pub sweep_every: Duration,
+    /// Talk-time ceiling for calls without their own `max_duration`, for the sweeper.
+    pub talk_limit: Duration,
+    /// On shutdown, how long queued writes may take to flush.
+    pub flush_deadline: Duration,
+    pub lanes: usize,
+    pub lane_capacity: usize,
+    pub store_retry: Retry,
 }
 
 impl Default for EventSourceTiming {
@@ -41,6 +53,15 @@ impl Default for EventSourceTiming {
             backoff_max: Duration::from_secs(30),
             replaced_wait: Duration::from_secs(60),
             pending_grace: Duration::from_secs(60),
+            sweep_every: Duration::from_secs(60),
+            talk_limit: Duration::from_secs(4 * 60 * 60),
+            flush_deadline: Duration::from_secs(20),
+            lanes: 8,
+            lane_capacity: 10_000,
+            store_retry: Retry {
+                first: Duration::from_millis(100),
+                max: Duration::from_secs(10),
+            },
         }
     }
 }
@@ -49,8 +70,9 @@ impl Default for EventSourceTiming {
 #[derive(Default)]
 pub struct BridgeHealth {
     connected: AtomicBool,
-    reconnects: AtomicU64,
+    connections: AtomicU64,
     last_event: Mutex<Option<Instant>>,
+    queue_depth: Mutex<Option<Arc<AtomicUsize>>>,
 }
 
 impl BridgeHealth {
@@ -58,13 +80,32 @@ impl BridgeHealth {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// How many times the event socket has connected since start.
     pub fn connections(&self) -> u64 {
-        self.reconnects.load(Ordering::Relaxed)
+        self.connections.load(Ordering::Relaxed)
     }
 
     pub fn seconds_since_last_event(&self) -> Option<f64> {
         let last = *self.last_event.lock().unwrap_or_else(|p| p.into_inner());
         last.map(|at| at.elapsed().as_secs_f64())
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.queue_depth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |d| d.load(Ordering::Relaxed))
+    }
+
+    /// The JSON body of a health answer.
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "connected": self.connected(),
+            "connections": self.connections(),
+            "seconds_since_last_event": self.seconds_since_last_event(),
+            "queue_depth": self.queue_depth(),
+        })
     }
 
     fn saw_event(&self) {
@@ -89,31 +130,36 @@ enum Ended {
 }
 
 impl EventSource {
-    /// Runs until `shutdown` turns true.
+    /// Runs until `shutdown` turns true, then stops reading, flushes the write queue
+    /// (within `flush_deadline`) and returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let t = &self.timing;
+        let queue = WriteQueue::start(self.events.clone(), t.lanes, t.lane_capacity, t.store_retry, self.metrics.clone());
+        *self.health.queue_depth.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.depth_gauge());
+        let sweeper = tokio::spawn(sweep_forever(self.events.clone(), t.sweep_every, t.talk_limit));
         let mut failures: u32 = 0;
         loop {
             if *shutdown.borrow() {
-                return;
+                break;
             }
             let wait = match self.connect().await {
                 Ok(stream) => {
                     failures = 0;
                     self.set_connected(true);
-                    self.health.reconnects.fetch_add(1, Ordering::Relaxed);
+                    self.health.connections.fetch_add(1, Ordering::Relaxed);
                     self.metrics.inc("dialer_bridge_reconnects_total", &[]);
                     info!(app = %self.ari.settings().app, "event socket connected");
-                    let ended = self.serve(stream, &mut shutdown).await;
+                    let ended = self.serve(stream, &queue, &mut shutdown).await;
                     self.set_connected(false);
                     match ended {
-                        Ended::Shutdown => return,
+                        Ended::Shutdown => break,
                         Ended::Replaced => {
                             warn!("another bridge took over the app; standing by");
                             self.timing.replaced_wait
                         }
                         Ended::Dropped => {
                             warn!("event socket dropped; reconnecting");
-                            self.timing.backoff_min
+                            backoff(&self.timing, 1)
                         }
                     }
                 }
@@ -126,9 +172,12 @@ impl EventSource {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
             }
         }
+        sweeper.abort();
+        info!(queued = queue.depth(), "stopping: flushing queued writes");
+        queue.close(self.timing.flush_deadline).await;
     }
 
     async fn connect(&self) -> Result<socket::EventStream, String> {
@@ -141,6 +190,7 @@ impl EventSource {
     async fn serve(
         &self,
         stream: socket::EventStream,
+        queue: &WriteQueue,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Ended {
         let (mut sink, mut frames) = stream.split();
@@ -176,7 +226,7 @@ impl EventSource {
                     last_frame = Instant::now();
                     match frame {
                         Some(Ok(Message::Text(text))) => {
-                            if self.on_frame(&text).await {
+                            if self.on_frame(&text, queue).await {
                                 break Ended::Replaced;
                             }
                         }
@@ -191,7 +241,7 @@ impl EventSource {
     }
 
     /// Handles one text frame; true when the app was taken over by another connection.
-    async fn on_frame(&self, text: &str) -> bool {
+    async fn on_frame(&self, text: &str, queue: &WriteQueue) -> bool {
         self.health.saw_event();
         let event = match AriEvent::parse(text) {
             Ok(event) => event,
@@ -202,28 +252,17 @@ impl EventSource {
                 return false;
             }
         };
+        self.metrics
+            .inc("dialer_bridge_events_total", &[("type", event.kind())]);
         if matches!(event, AriEvent::ApplicationReplaced { .. }) {
             return true;
         }
-        self.handle_with_retry(&event).await;
-        false
-    }
-
-    /// A store outage must not lose the event: retry it with backoff, in order.
-    async fn handle_with_retry(&self, event: &AriEvent) {
-        let mut attempt: u32 = 0;
-        loop {
-            match self.events.handle(event).await {
-                Ok(()) => return,
-                Err(StoreError::Conflict) => return,
-                Err(e) => {
-                    attempt = attempt.saturating_add(1);
-                    let wait = backoff(&self.timing, attempt);
-                    warn!(error = %e, attempt, "store write failed; retrying the event");
-                    tokio::time::sleep(wait).await;
-                }
-            }
+        // Only events of our calls are queued; the rest (other channels, the far half
+        // of Local channels) stop here.
+        if let Some((call, _)) = signal_of(&event) {
+            queue.push(call, event).await;
         }
+        false
     }
 
     fn set_connected(&self, connected: bool) {
@@ -236,7 +275,18 @@ impl EventSource {
     }
 }
 
-/// Exponential backoff with full jitter in its upper half: `min * 2^(n-1)`, capped.
+async fn sweep_forever(events: CallEvents, every: Duration, talk_limit: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = events.sweep(talk_limit).await {
+            warn!(error = %e, "sweep failed; it runs again");
+        }
+    }
+}
+
+/// Exponential backoff with jitter in its upper half: `min * 2^(n-1)`, capped.
 fn backoff(timing: &EventSourceTiming, attempt: u32) -> Duration {
     let exp = timing
         .backoff_min

@@ -47,6 +47,9 @@ pub struct EndFacts<'a> {
     pub dialstatus: Option<&'a str>,
     /// The `ChannelDestroyed` cause; `None` when the destruction was not seen.
     pub cause: Option<i64>,
+    /// The call was ringing and its ring timeout has passed: a channel that vanished
+    /// unseen by then was not answered in time.
+    pub rang_out: bool,
 }
 
 /// The final status and failure reason for a call whose channel no longer exists.
@@ -77,6 +80,7 @@ pub fn final_outcome(facts: EndFacts<'_>) -> (CallStatus, Option<FailureReason>)
         None if dialstatus == "CHANUNAVAIL" => {
             (CallStatus::Failed, Some(FailureReason::Unavailable))
         }
+        None if facts.rang_out => (CallStatus::NoAnswer, None),
         None => (CallStatus::Failed, Some(FailureReason::OutcomeLost)),
     }
 }
@@ -171,6 +175,7 @@ mod tests {
             cancel_requested: true,
             dialstatus: Some("ANSWER"),
             cause: Some(16),
+            rang_out: false,
         };
         assert_eq!(final_outcome(facts), (CallStatus::Completed, None));
     }
@@ -186,5 +191,15 @@ mod tests {
             ..EndFacts::default()
         };
         assert_eq!(final_outcome(busy_then_lost), (CallStatus::Busy, None));
+    }
+
+    #[test]
+    fn a_ringing_call_gone_unseen_after_its_ring_timeout_did_not_answer() {
+        let rang_out = EndFacts {
+            dialstatus: Some("RINGING"),
+            rang_out: true,
+            ..EndFacts::default()
+        };
+        assert_eq!(final_outcome(rang_out), (CallStatus::NoAnswer, None));
     }
 }
