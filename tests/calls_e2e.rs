@@ -313,7 +313,9 @@ async fn a_repeated_request_with_the_same_idempotency_key_places_one_call() {
     let second: Value = send().await.expect("second").json().await.expect("json");
     assert_eq!(first["call_id"], second["call_id"]);
     assert_eq!(server.pbx.as_ref().expect("sim").originate_count(), 1);
-    let other = api.create_call(&token, json!({ "phone_number": "+15550020001" })).await;
+    let other = api
+        .create_call(&token, json!({ "phone_number": "+15550020001" }))
+        .await;
     let other: Value = other.json().await.expect("json");
     assert_ne!(other["call_id"], first["call_id"], "no key, new call");
     server.stop().await;

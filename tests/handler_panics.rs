@@ -36,13 +36,24 @@ impl CallStore for BrokenStore {
     async fn annotate(&self, _: Uuid, _: &Annotation) -> Result<Option<Call>, StoreError> {
         Ok(None)
     }
-    async fn claim_idempotency_key(&self, _: &str, _: &str, _: Uuid, _: i64) -> Result<Option<Uuid>, StoreError> {
+    async fn claim_idempotency_key(
+        &self,
+        _: &str,
+        _: &str,
+        _: Uuid,
+        _: i64,
+    ) -> Result<Option<Uuid>, StoreError> {
         Ok(None)
     }
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         Ok(Vec::new())
     }
-    async fn calls_of(&self, _: &str, _: Option<DateTime<Utc>>, _: usize) -> Result<CallPage, StoreError> {
+    async fn calls_of(
+        &self,
+        _: &str,
+        _: Option<DateTime<Utc>>,
+        _: usize,
+    ) -> Result<CallPage, StoreError> {
         Ok(CallPage::default())
     }
 }
@@ -68,10 +79,22 @@ async fn a_panicking_handler_answers_json_500_and_the_router_keeps_serving() {
     let store = Arc::new(BrokenStore);
     let metrics = Arc::new(Metrics::new());
     let key = Arc::new(Fixed(Secret::new("panic-test-secret-key-0123")));
-    let tokens = Tokens::new(TokenSettings { issuer: None, audience: None, ttl_seconds: 60 }, key);
+    let tokens = Tokens::new(
+        TokenSettings {
+            issuer: None,
+            audience: None,
+            ttl_seconds: 60,
+        },
+        key,
+    );
     let token = tokens.issue("alice").await.expect("token");
     let state = AppState {
-        calls: CallService::new(store.clone(), Arc::new(RecordingPbx::default()), CallPolicy::default(), metrics.clone()),
+        calls: CallService::new(
+            store.clone(),
+            Arc::new(RecordingPbx::default()),
+            CallPolicy::default(),
+            metrics.clone(),
+        ),
         login: LoginService::new(store, Hasher::new(4), tokens, metrics.clone()),
         metrics,
         metrics_enabled: false,
@@ -87,10 +110,19 @@ async fn a_panicking_handler_answers_json_500_and_the_router_keeps_serving() {
     for _ in 0..2 {
         let response = router.clone().oneshot(request()).await.expect("answered");
         assert_eq!(response.status(), 500);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
         let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         assert_eq!(body["detail"], "internal error");
     }
-    let health = router.oneshot(Request::get("/health").body(Body::empty()).expect("request")).await.expect("answered");
+    let health = router
+        .oneshot(
+            Request::get("/health")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answered");
     assert_eq!(health.status(), 200);
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod bridge_resilience;
 mod calls_e2e;
 mod event_order;
 mod handler_panics;

@@ -27,7 +27,9 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
-    let port: u16 = std::env::var("BRIDGE_PORT").map_or(Ok(8080), |p| p.parse().map_err(|_| "BRIDGE_PORT: not a port number"))?;
+    let port: u16 = std::env::var("BRIDGE_PORT").map_or(Ok(8080), |p| {
+        p.parse().map_err(|_| "BRIDGE_PORT: not a port number")
+    })?;
     let adapters = wiring::adapters(&config).await?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(BridgeHealth::default());
@@ -43,9 +45,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?;
     tracing::info!(port, app = %config.ari.app, "bridge starting");
     let mut port_stopped = stopped.clone();
-    let http = tokio::spawn(api::serve(listener, bridge::http::router(health, metrics), async move {
-        let _ = port_stopped.wait_for(|s| *s).await;
-    }));
+    let http = tokio::spawn(api::serve(
+        listener,
+        bridge::http::router(health, metrics),
+        async move {
+            let _ = port_stopped.wait_for(|s| *s).await;
+        },
+    ));
     let events = tokio::spawn(source.run(stopped));
     terminated().await;
     tracing::info!("SIGTERM: stopping");

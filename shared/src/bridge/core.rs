@@ -145,9 +145,12 @@ impl CallEvents {
     pub async fn sweep(&self, talk_limit: Duration) -> Result<usize, StoreError> {
         let mut finished = 0;
         for call in self.store.active_calls().await? {
-            let talk = call.max_duration_ms.map_or(talk_limit, Duration::from_millis);
+            let talk = call
+                .max_duration_ms
+                .map_or(talk_limit, Duration::from_millis);
             let lifetime = Duration::from_millis(call.timeout_ms) + talk + Duration::from_secs(60);
-            let deadline = call.created_at + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
+            let deadline = call.created_at
+                + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
             if Utc::now() < deadline {
                 continue;
             }
@@ -160,10 +163,18 @@ impl CallEvents {
                 }
                 Err(_) => {
                     let stale = Transition::to(
-                        if call.answered_at.is_some() { CallStatus::Completed } else { CallStatus::Failed },
+                        if call.answered_at.is_some() {
+                            CallStatus::Completed
+                        } else {
+                            CallStatus::Failed
+                        },
                         crate::domain::now(),
                     )
-                    .with_reason(call.answered_at.is_none().then(|| FailureReason::Stale.to_text()));
+                    .with_reason(
+                        call.answered_at
+                            .is_none()
+                            .then(|| FailureReason::Stale.to_text()),
+                    );
                     if self.write(call.id, &stale).await?.applied() {
                         finished += 1;
                     }
@@ -186,7 +197,8 @@ impl CallEvents {
         if call.is_completed() {
             return Ok(false);
         }
-        let ring_timeout = chrono::Duration::milliseconds(i64::try_from(call.timeout_ms).unwrap_or(i64::MAX));
+        let ring_timeout =
+            chrono::Duration::milliseconds(i64::try_from(call.timeout_ms).unwrap_or(i64::MAX));
         let (status, reason) = final_outcome(EndFacts {
             answered: call.answered_at.is_some(),
             cancel_requested: call.cancel_requested_at.is_some(),

@@ -27,7 +27,12 @@ pub fn router(health: Arc<BridgeHealth>, metrics: Arc<Metrics>) -> Router {
 
 async fn health_report(State(port): State<Port>) -> impl IntoResponse {
     let mut body = port.health.report();
-    body["status"] = if port.health.connected() { "ok" } else { "disconnected" }.into();
+    body["status"] = if port.health.connected() {
+        "ok"
+    } else {
+        "disconnected"
+    }
+    .into();
     axum::Json(body)
 }
 

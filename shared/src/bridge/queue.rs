@@ -35,14 +35,26 @@ pub struct WriteQueue {
 
 impl WriteQueue {
     /// `capacity` events per lane; a full lane makes the reader wait (it never drops).
-    pub fn start(events: CallEvents, lanes: usize, capacity: usize, retry: Retry, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        events: CallEvents,
+        lanes: usize,
+        capacity: usize,
+        retry: Retry,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let depth = Arc::new(AtomicUsize::new(0));
         let mut senders = Vec::with_capacity(lanes);
         let mut workers = Vec::with_capacity(lanes);
         for _ in 0..lanes.max(1) {
             let (tx, rx) = mpsc::channel(capacity.max(1));
             senders.push(tx);
-            workers.push(tokio::spawn(drain(rx, events.clone(), retry, depth.clone(), metrics.clone())));
+            workers.push(tokio::spawn(drain(
+                rx,
+                events.clone(),
+                retry,
+                depth.clone(),
+                metrics.clone(),
+            )));
         }
         Self {
             lanes: senders,
@@ -82,7 +94,10 @@ impl WriteQueue {
         drop(self.lanes);
         let all = futures_util::future::join_all(self.workers);
         if tokio::time::timeout(deadline, all).await.is_err() {
-            warn!(left = self.depth.load(Ordering::Relaxed), "queue not flushed before the deadline");
+            warn!(
+                left = self.depth.load(Ordering::Relaxed),
+                "queue not flushed before the deadline"
+            );
         } else {
             info!("queue flushed");
         }

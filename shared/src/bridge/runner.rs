@@ -134,9 +134,23 @@ impl EventSource {
     /// (within `flush_deadline`) and returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let t = &self.timing;
-        let queue = WriteQueue::start(self.events.clone(), t.lanes, t.lane_capacity, t.store_retry, self.metrics.clone());
-        *self.health.queue_depth.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.depth_gauge());
-        let sweeper = tokio::spawn(sweep_forever(self.events.clone(), t.sweep_every, t.talk_limit));
+        let queue = WriteQueue::start(
+            self.events.clone(),
+            t.lanes,
+            t.lane_capacity,
+            t.store_retry,
+            self.metrics.clone(),
+        );
+        *self
+            .health
+            .queue_depth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(queue.depth_gauge());
+        let sweeper = tokio::spawn(sweep_forever(
+            self.events.clone(),
+            t.sweep_every,
+            t.talk_limit,
+        ));
         let mut failures: u32 = 0;
         loop {
             if *shutdown.borrow() {

@@ -505,6 +505,14 @@ impl Call {
     }
 
     fn emit(&self, event: Map<String, Value>) {
+        if event.get("type").and_then(Value::as_str) == Some("PlaybackStarted")
+            && let Some(media) = event
+                .get("playback")
+                .and_then(|p| p.get("media_uri"))
+                .and_then(Value::as_str)
+        {
+            self.shared.record_played(&self.channel.id, media);
+        }
         *lock(&self.snapshot) = self.channel.clone();
         if let Some(app) = &self.listener {
             self.shared.deliver(app, event);

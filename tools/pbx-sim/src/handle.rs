@@ -85,6 +85,16 @@ impl SimHandle {
         self.shared.drop_connections(refuse_for);
     }
 
+    /// Sends a raw text frame to `app`'s event WebSocket; false when nobody listens.
+    pub fn inject(&self, app: &str, frame: &str) -> bool {
+        self.shared.inject(app, frame.to_owned())
+    }
+
+    /// The media URIs the channel started playing, in order (also after it is gone).
+    pub fn played(&self, channel_id: &str) -> Vec<String> {
+        self.shared.played(channel_id)
+    }
+
     /// Stops serving, closes every WebSocket and ends every call task.
     pub async fn shutdown(mut self) {
         self.shared.begin_shutdown();

@@ -40,6 +40,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .nest("/ari", ari)
         .route("/_sim/drop", post(sim_drop))
         .route("/_sim/stats", get(sim_stats))
+        .route("/_sim/inject", post(sim_inject))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
@@ -424,6 +425,26 @@ async fn sim_drop(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) 
         .unwrap_or(0);
     shared.drop_connections(Duration::from_millis(refuse_ms));
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /_sim/inject?app=NAME`: the body goes to the app's socket as one text frame.
+async fn sim_inject(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    body: String,
+) -> Response {
+    let app = parse_query(query.as_deref().unwrap_or(""))
+        .into_iter()
+        .find(|(key, _)| key == "app")
+        .map(|(_, value)| value);
+    match app {
+        Some(app) if shared.inject(&app, body) => StatusCode::NO_CONTENT.into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "message": "Application not found" })),
+        )
+            .into_response(),
+    }
 }
 
 async fn sim_stats(State(shared): State<Arc<Shared>>) -> Response {

@@ -22,6 +22,9 @@ pub(crate) struct Shared {
     refuse_until: Mutex<Option<Instant>>,
     originates: AtomicUsize,
     sequence: AtomicU64,
+    /// Media URIs each channel has started playing, in order; kept after the channel
+    /// is gone, for tests.
+    played: Mutex<HashMap<String, Vec<String>>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -71,6 +74,7 @@ impl Shared {
             refuse_until: Mutex::new(None),
             originates: AtomicUsize::new(0),
             sequence: AtomicU64::new(0),
+            played: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
         }
     }
@@ -113,6 +117,27 @@ impl Shared {
         let text = Value::Object(events::addressed(event, app)).to_string();
         // A closed session is simply an absent listener.
         let _ = conn.tx.send(Outbound::Event(text));
+    }
+
+    /// Sends a raw text frame to `app`'s WebSocket, as it is (tests use it to feed the
+    /// client frames Asterisk would never send). False when nobody listens.
+    pub(crate) fn inject(&self, app: &str, frame: String) -> bool {
+        let registry = lock(&self.apps);
+        match registry.apps.get(app).and_then(|id| registry.conns.get(id)) {
+            Some(conn) => conn.tx.send(Outbound::Event(frame)).is_ok(),
+            None => false,
+        }
+    }
+
+    pub(crate) fn record_played(&self, channel: &str, media: &str) {
+        lock(&self.played)
+            .entry(channel.to_owned())
+            .or_default()
+            .push(media.to_owned());
+    }
+
+    pub(crate) fn played(&self, channel: &str) -> Vec<String> {
+        lock(&self.played).get(channel).cloned().unwrap_or_default()
     }
 
     pub(crate) fn is_connected(&self, app: &str) -> bool {
