@@ -52,7 +52,7 @@ def main() -> None:
     )
     print(f"{'function':<10} {'size (bytes)':>13} {'size (MiB)':>10} {'ready: median':>14} {'min':>8} {'max':>8}")
     for name in FUNCTIONS:
-        binary = os.path.join(ROOT, "target", "release", name)
+        binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", name)
         size = os.path.getsize(binary)
         times = []
         for _ in range(runs):

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use shared::bridge::{BridgeHealth, CallEvents, EventSource, EventSourceTiming};
-use shared::config::Config;
+use shared::config::{Config, ProcessEnv};
 use shared::metrics::Metrics;
+use shared::secret::Secret;
 use shared::{api, bridge, wiring};
 use tokio::sync::watch;
 
@@ -26,7 +27,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::from_env()?;
+    // The bridge signs no tokens: it needs no SECRET_KEY.
+    let config = Config::load_with(&ProcessEnv, Some(Secret::new("unused-by-the-bridge")))?;
     let port: u16 = std::env::var("BRIDGE_PORT").map_or(Ok(8080), |p| {
         p.parse().map_err(|_| "BRIDGE_PORT: not a port number")
     })?;
