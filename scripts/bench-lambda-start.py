@@ -46,8 +46,18 @@ def main() -> None:
         AWS_REGION="us-east-1",
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
-        SECRET_KEY="bench-secret-key-0123456789",
+        # What a deployed function is given (read lazily: nothing is fetched before
+        # the first event).
+        SECRET_KEY_SECRET_ID="dialer/jwt",
+        ARI_PASSWORD_SECRET_ID="dialer/ari",
+        CALLS_TABLE="dialer-calls",
+        USERS_TABLE="dialer-users",
         ARI_HTTP_URL="http://127.0.0.1:9",
+        ARI_USERNAME="dialer",
+        ARI_APP="dialer",
+        DIAL_ENDPOINT="PJSIP/{number}@trunk",
+        DEFAULT_CONTEXT="outbound-ivr",
+        ALLOWED_CONTEXTS="outbound-ivr",
         RUST_LOG="warn",
     )
     print(f"{'function':<10} {'size (bytes)':>13} {'size (MiB)':>10} {'ready: median':>14} {'min':>8} {'max':>8}")

@@ -171,6 +171,54 @@ impl Config {
     }
 }
 
+/// What each deployed binary must be given in AWS: the variables whose defaults only
+/// suit a laptop (table names, secret ids, where Asterisk is). The binaries refuse to
+/// start without them when they run in AWS, and the infrastructure template is checked
+/// against this list.
+pub const DEPLOYED_ENV: &[(&str, &[&str])] = &[
+    ("token", &["SECRET_KEY_SECRET_ID", "USERS_TABLE"]),
+    (
+        "originate",
+        &[
+            "SECRET_KEY_SECRET_ID",
+            "CALLS_TABLE",
+            "ARI_HTTP_URL",
+            "ARI_USERNAME",
+            "ARI_PASSWORD_SECRET_ID",
+            "ARI_APP",
+            "DIAL_ENDPOINT",
+            "DEFAULT_CONTEXT",
+            "ALLOWED_CONTEXTS",
+        ],
+    ),
+    ("status", &["SECRET_KEY_SECRET_ID", "CALLS_TABLE"]),
+    (
+        "bridge",
+        &[
+            "CALLS_TABLE",
+            "ARI_HTTP_URL",
+            "ARI_USERNAME",
+            "ARI_PASSWORD_SECRET_ID",
+            "ARI_APP",
+        ],
+    ),
+];
+
+/// Checks that `binary` was given everything [`DEPLOYED_ENV`] lists for it.
+pub fn check_deployed(binary: &str, env: &dyn Env) -> Result<(), ConfigError> {
+    let required = DEPLOYED_ENV
+        .iter()
+        .find(|(name, _)| *name == binary)
+        .map_or(&[][..], |(_, vars)| *vars);
+    match required.iter().find(|var| env.get(var).is_none()) {
+        Some(var) => Err(ConfigError {
+            var,
+            problem: format!("is required when {binary} runs in AWS"),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn problem(var: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         var,

@@ -8,7 +8,7 @@ use axum::Router;
 use crate::api::{self, AppState, Routes};
 use crate::auth::{Hasher, Tokens};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{EMF_NAMESPACE, Metrics};
 use crate::pbx::Pbx;
 use crate::service::{CallService, LoginService};
 use crate::wiring;
@@ -30,15 +30,21 @@ pub fn app_with(
     Ok(api::router(state(config, adapters), routes))
 }
 
-/// Serves `routes` until the Lambda runtime stops the container.
-pub async fn run(routes: &[Routes]) -> Result<(), lambda_http::Error> {
+/// Serves `routes` as the function `binary` until the Lambda runtime stops the
+/// container. In a real Lambda environment the deployed variables must all be set.
+pub async fn run(binary: &str, routes: &[Routes]) -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        crate::config::check_deployed(binary, &crate::config::ProcessEnv)?;
+    }
     let app = app(routes).await?;
     lambda_http::run(app).await
 }
 
 fn state(config: &Config, adapters: wiring::Adapters) -> AppState {
-    let metrics = Arc::new(Metrics::new());
+    // Lambdas report metrics as CloudWatch Embedded Metric Format log lines.
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
+    let metrics = Arc::new(Metrics::new().with_emf(EMF_NAMESPACE, function));
     let pbx: Arc<dyn Pbx> = Arc::new(adapters.ari);
     AppState {
         calls: CallService::new(

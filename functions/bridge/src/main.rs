@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use shared::bridge::{BridgeHealth, CallEvents, EventSource, EventSourceTiming};
 use shared::config::{Config, ProcessEnv};
-use shared::metrics::Metrics;
+use shared::metrics::{EMF_NAMESPACE, Metrics};
 use shared::secret::Secret;
 use shared::{api, bridge, wiring};
 use tokio::sync::watch;
@@ -33,9 +33,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         p.parse().map_err(|_| "BRIDGE_PORT: not a port number")
     })?;
     let adapters = wiring::adapters(&config).await?;
-    let metrics = Arc::new(Metrics::new());
+    // CloudWatch gets the bridge's state as EMF log lines (the "disconnected" alarm
+    // reads them); Prometheus scrapes /metrics where there is one.
+    let metrics = Arc::new(Metrics::new().with_emf(EMF_NAMESPACE, "bridge".into()));
     let health = Arc::new(BridgeHealth::default());
     let pbx = Arc::new(adapters.ari.clone());
+    let metrics_for_sampler = metrics.clone();
     let source = EventSource {
         ari: adapters.ari,
         events: CallEvents::new(adapters.store, pbx, metrics.clone()),
@@ -55,12 +58,24 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         },
     ));
     let events = tokio::spawn(source.run(stopped));
+    let sampler = tokio::spawn(publish_every_minute(metrics_for_sampler));
     terminated().await;
     tracing::info!("SIGTERM: stopping");
     let _ = stop.send(true);
     events.await?;
+    sampler.abort();
     http.await??;
     Ok(())
+}
+
+/// Gauges go to CloudWatch once a minute: enough for an alarm, cheap in log volume.
+async fn publish_every_minute(metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        metrics.publish("dialer_bridge_connected", &[]);
+        metrics.publish("dialer_bridge_queue_depth", &[]);
+    }
 }
 
 /// SIGTERM (ECS stopping the task) or Ctrl-C.

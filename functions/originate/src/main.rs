@@ -5,5 +5,5 @@ use shared::api::Routes;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::lambda::run(&[Routes::Originate]).await
+    shared::lambda::run("originate", &[Routes::Originate]).await
 }

@@ -5,5 +5,5 @@ use shared::api::Routes;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::lambda::run(&[Routes::Token]).await
+    shared::lambda::run("token", &[Routes::Token]).await
 }

@@ -52,6 +52,73 @@ impl Routes {
     ];
 }
 
+/// One route of the product: what serves it locally, and which Lambda serves it behind
+/// API Gateway (`None`: not exposed there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub set: Routes,
+    pub lambda: Option<&'static str>,
+}
+
+/// Every route [`router`] serves. The infrastructure template, the `cargo lambda watch`
+/// router and the tests are checked against this list.
+pub const ROUTES: &[RouteSpec] = &[
+    route("POST", "/api/v2/token", Routes::Token, Some("token")),
+    route(
+        "POST",
+        "/api/v2/interaction/{number}",
+        Routes::Originate,
+        Some("originate"),
+    ),
+    route(
+        "POST",
+        "/api/v2/calls",
+        Routes::Originate,
+        Some("originate"),
+    ),
+    route(
+        "DELETE",
+        "/api/v2/calls/{call_id}",
+        Routes::Originate,
+        Some("originate"),
+    ),
+    route(
+        "GET",
+        "/api/v2/status/{call_id}",
+        Routes::Status,
+        Some("status"),
+    ),
+    route(
+        "GET",
+        "/api/v2/calls/{call_id}",
+        Routes::Status,
+        Some("status"),
+    ),
+    route("GET", "/api/v2/calls", Routes::Status, Some("status")),
+    route("GET", "/health", Routes::Ops, Some("status")),
+    route("GET", "/docs", Routes::Ops, Some("status")),
+    route("GET", "/openapi.json", Routes::Ops, Some("status")),
+    // Per-container counters mean nothing behind API Gateway: Lambdas report through
+    // CloudWatch (EMF); `/metrics` is for the local server.
+    route("GET", "/metrics", Routes::Ops, None),
+];
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    set: Routes,
+    lambda: Option<&'static str>,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        set,
+        lambda,
+    }
+}
+
 pub fn router(state: AppState, routes: &[Routes]) -> Router {
     let mut router = Router::new();
     for set in routes {

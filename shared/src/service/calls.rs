@@ -46,6 +46,7 @@ impl CallService {
         request: CallRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Call, ServiceError> {
+        let started = std::time::Instant::now();
         let result = self.try_place_call(owner, request, idempotency_key).await;
         let label = match &result {
             Ok(_) => "accepted",
@@ -58,6 +59,11 @@ impl CallService {
         };
         self.metrics
             .inc("dialer_calls_originated_total", &[("result", label)]);
+        self.metrics.observe(
+            "dialer_originate_seconds",
+            &[],
+            started.elapsed().as_secs_f64(),
+        );
         result
     }
 

@@ -50,6 +50,7 @@ impl LoginService {
             &[("result", if ok { "issued" } else { "denied" })],
         );
         if !ok {
+            self.metrics.inc("dialer_token_failures_total", &[]);
             return Err(ServiceError::BadCredentials);
         }
         let access_token = self.tokens.issue(username).await.map_err(|e| match e {

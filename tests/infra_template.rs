@@ -1,0 +1,244 @@
+//! The infrastructure template agrees with the code: every route the code serves
+//! behind API Gateway is routed to the function that serves it (and nothing else is),
+//! every function is a binary of this workspace built with cargo-lambda, and every
+//! variable a deployed binary requires is set for it. `cfn-lint` checks the rest
+//! (`./scripts/test` runs it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value as Json;
+use serde_yaml::Value;
+use shared::api::ROUTES;
+use shared::config::DEPLOYED_ENV;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn template() -> Value {
+    let text =
+        std::fs::read_to_string(root().join("infra/template.yaml")).expect("infra/template.yaml");
+    serde_yaml::from_str(&text).expect("the template is YAML")
+}
+
+fn cargo_metadata() -> Json {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("metadata JSON")
+}
+
+fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(String, &'a Value)> {
+    template["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(name, r)| (name.as_str().unwrap_or_default().to_owned(), r))
+        .collect()
+}
+
+fn binary_of(function: &Value) -> String {
+    function["Metadata"]["BuildProperties"]["Binary"]
+        .as_str()
+        .expect("BuildProperties.Binary")
+        .to_owned()
+}
+
+fn keys(mapping: &Value) -> BTreeSet<String> {
+    mapping
+        .as_mapping()
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_route_the_code_serves_is_routed_to_its_function_and_nothing_else() {
+    let template = template();
+    let mut routed = BTreeSet::new();
+    for (_, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        let binary = binary_of(function);
+        for (_, event) in function["Properties"]["Events"]
+            .as_mapping()
+            .expect("Events")
+        {
+            assert_eq!(event["Type"].as_str(), Some("HttpApi"));
+            let method = event["Properties"]["Method"]
+                .as_str()
+                .expect("Method")
+                .to_owned();
+            let path = event["Properties"]["Path"]
+                .as_str()
+                .expect("Path")
+                .to_owned();
+            assert!(
+                routed.insert((method, path, binary.clone())),
+                "routed twice"
+            );
+        }
+    }
+    let served: BTreeSet<(String, String, String)> = ROUTES
+        .iter()
+        .filter_map(|r| Some((r.method.to_owned(), r.path.to_owned(), r.lambda?.to_owned())))
+        .collect();
+    assert_eq!(routed, served);
+}
+
+#[test]
+fn every_function_is_a_workspace_binary_built_with_cargo_lambda() {
+    let metadata = cargo_metadata();
+    let binaries: BTreeSet<String> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    let template = template();
+    let functions = resources_of_type(&template, "AWS::Serverless::Function");
+    assert_eq!(functions.len(), 3);
+    for (name, function) in functions {
+        assert_eq!(
+            function["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{name}"
+        );
+        assert_eq!(
+            function["Properties"]["CodeUri"].as_str(),
+            Some(".."),
+            "{name}: the workspace root"
+        );
+        assert!(
+            binaries.contains(&binary_of(function)),
+            "{name}: {} is not a binary here",
+            binary_of(function)
+        );
+    }
+    assert_eq!(
+        template["Globals"]["Function"]["Runtime"].as_str(),
+        Some("provided.al2023")
+    );
+    // Lambdas are served by their own routes only.
+    let lambdas: BTreeSet<&str> = ROUTES.iter().filter_map(|r| r.lambda).collect();
+    assert_eq!(lambdas, ["originate", "status", "token"].into());
+}
+
+#[test]
+fn every_variable_a_deployed_binary_requires_is_set_for_it() {
+    let template = template();
+    let globals = keys(&template["Globals"]["Function"]["Environment"]["Variables"]);
+    let mut set_for: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        let own = keys(&function["Properties"]["Environment"]["Variables"]);
+        set_for.insert(binary_of(function), globals.union(&own).cloned().collect());
+    }
+    for (_, task) in resources_of_type(&template, "AWS::ECS::TaskDefinition") {
+        for container in task["Properties"]["ContainerDefinitions"]
+            .as_sequence()
+            .expect("containers")
+        {
+            let names = container["Environment"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["Name"].as_str().map(str::to_owned))
+                .collect();
+            set_for.insert(container["Name"].as_str().expect("Name").to_owned(), names);
+        }
+    }
+    for (binary, required) in DEPLOYED_ENV {
+        let set = set_for
+            .get(*binary)
+            .unwrap_or_else(|| panic!("{binary} is not deployed by the template"));
+        for var in *required {
+            assert!(set.contains(*var), "{binary} needs {var}");
+        }
+    }
+}
+
+#[test]
+fn exactly_one_bridge_runs_and_deployments_never_run_two() {
+    let template = template();
+    let services = resources_of_type(&template, "AWS::ECS::Service");
+    assert_eq!(services.len(), 1);
+    let service = &services[0].1["Properties"];
+    assert_eq!(service["DesiredCount"].as_i64(), Some(1));
+    assert_eq!(
+        service["DeploymentConfiguration"]["MaximumPercent"].as_i64(),
+        Some(100)
+    );
+    assert_eq!(service["LaunchType"].as_str(), Some("FARGATE"));
+}
+
+#[test]
+fn cargo_lambda_watch_routes_the_same_paths_to_the_same_functions() {
+    let metadata = cargo_metadata();
+    let router = &metadata["metadata"]["lambda"]["watch"]["router"];
+    let mut routed = BTreeSet::new();
+    for (path, target) in router
+        .as_object()
+        .expect("[workspace.metadata.lambda.watch.router]")
+    {
+        match target {
+            Json::String(function) => {
+                for route in ROUTES.iter().filter(|r| r.path == path) {
+                    routed.insert((route.method.to_owned(), path.clone(), function.clone()));
+                }
+            }
+            Json::Array(by_method) => {
+                for entry in by_method {
+                    let method = entry["method"].as_str().expect("method").to_owned();
+                    let function = entry["function"].as_str().expect("function").to_owned();
+                    routed.insert((method, path.clone(), function));
+                }
+            }
+            other => panic!("{path}: {other}"),
+        }
+    }
+    let served: BTreeSet<(String, String, String)> = ROUTES
+        .iter()
+        .filter_map(|r| Some((r.method.to_owned(), r.path.to_owned(), r.lambda?.to_owned())))
+        .collect();
+    assert_eq!(routed, served);
+}
+
+#[test]
+fn the_bridge_image_is_multi_stage_small_and_not_root() {
+    let dockerfile =
+        std::fs::read_to_string(root().join("functions/bridge/Dockerfile")).expect("Dockerfile");
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .count();
+    assert!(stages >= 2, "multi-stage");
+    assert!(dockerfile.contains("cargo build --release --locked -p bridge"));
+    assert!(dockerfile.contains("distroless"), "a small final image");
+    assert!(
+        dockerfile.lines().any(|l| l.starts_with("USER nonroot")),
+        "not root"
+    );
+}

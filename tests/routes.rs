@@ -1,0 +1,87 @@
+//! The route table (`shared::api::ROUTES`) is what the router serves: each route by its
+//! own set, and by no other.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::Request;
+use shared::api::{self, AppState, ROUTES, Routes};
+use shared::auth::{Hasher, TokenSettings, Tokens};
+use shared::domain::CallPolicy;
+use shared::metrics::Metrics;
+use shared::secret::Secret;
+use shared::secrets::Fixed;
+use shared::service::{CallService, LoginService};
+use shared::store::MemoryStore;
+use tower::ServiceExt;
+
+use crate::trace_replay::RecordingPbx;
+
+fn router(sets: &[Routes]) -> axum::Router {
+    let store = Arc::new(MemoryStore::new());
+    let metrics = Arc::new(Metrics::new());
+    let key = Arc::new(Fixed(Secret::new("routes-test-secret-key-01234")));
+    let tokens = Tokens::new(
+        TokenSettings {
+            issuer: None,
+            audience: None,
+            ttl_seconds: 60,
+        },
+        key,
+    );
+    let state = AppState {
+        calls: CallService::new(
+            store.clone(),
+            Arc::new(RecordingPbx::default()),
+            CallPolicy::default(),
+            metrics.clone(),
+        ),
+        login: LoginService::new(store, Hasher::new(4), tokens, metrics.clone()),
+        metrics,
+        metrics_enabled: true,
+        bridge: None,
+    };
+    api::router(state, sets)
+}
+
+async fn status_of(router: &axum::Router, method: &str, path: &str) -> u16 {
+    let uri = path
+        .replace("{number}", "+15550010001")
+        .replace("{call_id}", "7d0c1f3e-0000-4000-8000-000000000001");
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .expect("request");
+    router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("answered")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn every_route_in_the_table_is_served_by_its_own_set_and_no_other() {
+    for route in ROUTES {
+        let own = router(&[route.set]);
+        let status = status_of(&own, route.method, route.path).await;
+        assert!(
+            status != 404 && status != 405,
+            "{} {} answered {status}",
+            route.method,
+            route.path
+        );
+        for other in Routes::ALL.into_iter().filter(|s| *s != route.set) {
+            let status = status_of(&router(&[other]), route.method, route.path).await;
+            assert!(
+                status == 404 || status == 405,
+                "{:?} also serves {} {}",
+                other,
+                route.method,
+                route.path
+            );
+        }
+    }
+}
