@@ -11,7 +11,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::auth::Hasher;
 use shared::domain::User;
-use shared::store::UserStore;
 
 const AUDIENCE: &str = "dialer-api";
 const ISSUER: &str = "dialer-tests";

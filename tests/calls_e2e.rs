@@ -41,9 +41,12 @@ fn assert_answered_with_duration(doc: &Value) {
     assert!(duration > 0.0, "{doc}");
 }
 
-#[tokio::test]
-async fn each_callee_range_ends_in_its_status() {
-    let server = start_local(Options::default()).await;
+async fn each_callee_range_ends_in_its_status(store: Option<String>) {
+    let server = start_local(Options {
+        database_url: store,
+        ..Options::default()
+    })
+    .await;
     let api = Api::new(server.api_url());
     let token = api.token(ADMIN.0, ADMIN.1).await;
     let cases: &[(&str, Value, &str, Option<&str>)] = &[
@@ -70,10 +73,10 @@ async fn each_callee_range_ends_in_its_status() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn answering_callee_goes_through_every_status_to_completed() {
+async fn answering_callee_goes_through_every_status_to_completed(store: Option<String>) {
     // Slow enough that polling sees each stage: ringing lasts 200 ms here.
     let server = start_local(Options {
+        database_url: store,
         time_scale: 0.2,
         ..Options::default()
     })
@@ -93,15 +96,36 @@ async fn answering_callee_goes_through_every_status_to_completed() {
     assert_eq!(originate["message"], "Call originated successfully");
     assert_eq!(originate["phone_number"], "+15550010001");
     assert_eq!(originate["channel"], "Local/+15550010001@test-pstn");
-    assert_eq!(originate["status"], "dialing");
+    // "dialing", or already "ringing" when the bridge wrote the callee's ringing before
+    // the originate wrote "dialing": the answer tells the status as it is.
+    assert!(
+        ["dialing", "ringing"].contains(&originate["status"].as_str().unwrap_or_default()),
+        "{originate}"
+    );
     assert!(time(&originate, "created_at").is_some());
     let id = originate["call_id"].as_str().expect("id");
 
     let (doc, seen) = api.until_final(&token, id, LIMIT).await;
-    assert_eq!(seen, ["dialing", "ringing", "answered", "completed"]);
+    // Polling sees the stages in order (a loaded machine may poll past the 3 ms of
+    // dialing); the timestamps show that every stage happened, in order.
+    let order = ["dialing", "ringing", "answered", "completed"];
+    let positions: Vec<usize> = seen
+        .iter()
+        .map(|s| order.iter().position(|o| o == s).expect("a known status"))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(seen.contains(&"answered".to_owned()), "{seen:?}");
     assert_final(&doc, "completed", None);
     assert_answered_with_duration(&doc);
-    assert!(time(&doc, "ringing_at").is_some());
+    let (dialed, ringing, answered) = (
+        time(&doc, "dialed_at"),
+        time(&doc, "ringing_at"),
+        time(&doc, "answered_at"),
+    );
+    assert!(
+        dialed <= ringing && ringing.is_some() && ringing <= answered,
+        "{doc}"
+    );
     assert_eq!(doc["caller_id"], "MyCompany");
     assert_eq!(doc["context"], "outbound-ivr");
     assert_eq!(doc["attempt_number"], 1);
@@ -109,9 +133,12 @@ async fn answering_callee_goes_through_every_status_to_completed() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn restful_routes_create_and_read_the_same_call() {
-    let server = start_local(Options::default()).await;
+async fn restful_routes_create_and_read_the_same_call(store: Option<String>) {
+    let server = start_local(Options {
+        database_url: store,
+        ..Options::default()
+    })
+    .await;
     let api = Api::new(server.api_url());
     let token = api.token(ADMIN.0, ADMIN.1).await;
     let response = api
@@ -147,9 +174,12 @@ async fn restful_routes_create_and_read_the_same_call() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn playback_call_plays_its_media_and_records_dtmf() {
-    let server = start_local(Options::default()).await;
+async fn playback_call_plays_its_media_and_records_dtmf(store: Option<String>) {
+    let server = start_local(Options {
+        database_url: store,
+        ..Options::default()
+    })
+    .await;
     let api = Api::new(server.api_url());
     let token = api.token(ADMIN.0, ADMIN.1).await;
     let media: Vec<String> = (0..6).map(|_| "sound:hello-world".to_owned()).collect();
@@ -168,9 +198,9 @@ async fn playback_call_plays_its_media_and_records_dtmf() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn canceling_a_ringing_call_ends_it_canceled() {
+async fn canceling_a_ringing_call_ends_it_canceled(store: Option<String>) {
     let server = start_local(Options {
+        database_url: store,
         time_scale: 0.2,
         ..Options::default()
     })
@@ -296,9 +326,12 @@ async fn health_docs_and_metrics_are_served() {
     quiet.stop().await;
 }
 
-#[tokio::test]
-async fn a_repeated_request_with_the_same_idempotency_key_places_one_call() {
-    let server = start_local(Options::default()).await;
+async fn a_repeated_request_with_the_same_idempotency_key_places_one_call(store: Option<String>) {
+    let server = start_local(Options {
+        database_url: store,
+        ..Options::default()
+    })
+    .await;
     let api = Api::new(server.api_url());
     let token = api.token(ADMIN.0, ADMIN.1).await;
     let send = || {
@@ -320,3 +353,36 @@ async fn a_repeated_request_with_the_same_idempotency_key_places_one_call() {
     assert_ne!(other["call_id"], first["call_id"], "no key, new call");
     server.stop().await;
 }
+
+/// The foundation's end-to-end calls, on each store the local server can run on.
+macro_rules! on_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod in_process {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(None).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(url) = integration::pg::fresh_schema_url().await {
+                        super::$name(Some(url)).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_each_store!(
+    each_callee_range_ends_in_its_status,
+    answering_callee_goes_through_every_status_to_completed,
+    restful_routes_create_and_read_the_same_call,
+    playback_call_plays_its_media_and_records_dtmf,
+    canceling_a_ringing_call_ends_it_canceled,
+    a_repeated_request_with_the_same_idempotency_key_places_one_call,
+);

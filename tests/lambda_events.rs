@@ -84,6 +84,31 @@ async fn every_event_gets_its_expected_answer_from_its_function() {
     let Some((store, tables, aws)) = integration::aws::dynamo_store().await else {
         return;
     };
+    let tables = [
+        ("CALLS_TABLE", tables.calls.as_str()),
+        ("USERS_TABLE", tables.users.as_str()),
+    ];
+    events_through_handlers(&store, &aws, &tables).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_gets_its_expected_answer_from_its_function_on_postgres() {
+    let Some(url) = integration::pg::fresh_schema_url().await else {
+        return;
+    };
+    let store = shared::store::postgres::PgStore::connect(&url, 2)
+        .await
+        .expect("pg");
+    // On PostgreSQL the functions never call AWS for their store.
+    let aws = integration::aws::sdk_config("http://127.0.0.1:9").await;
+    events_through_handlers(&store, &aws, &[("DATABASE_URL", url.as_str())]).await;
+}
+
+async fn events_through_handlers(
+    store: &(impl CallStore + UserStore),
+    aws: &aws_config::SdkConfig,
+    store_vars: &[(&str, &str)],
+) {
     let sim = pbx_sim::start(SimConfig {
         time_scale: 0.02,
         ..SimConfig::default()
@@ -91,25 +116,26 @@ async fn every_event_gets_its_expected_answer_from_its_function() {
     .await
     .expect("sim");
     let ari_url = sim.base_url();
-    let config = Config::load(&Vars(&[
+    let mut vars = vec![
         ("SECRET_KEY", EVENTS_KEY),
-        ("ARI_HTTP_URL", &ari_url),
+        ("ARI_HTTP_URL", ari_url.as_str()),
         ("DIAL_ENDPOINT", "Local/{number}@test-pstn"),
-        ("CALLS_TABLE", &tables.calls),
-        ("USERS_TABLE", &tables.users),
         ("BCRYPT_COST", "4"),
-    ]))
-    .expect("config");
+    ];
+    vars.extend_from_slice(store_vars);
+    let config = Config::load(&Vars(&vars)).expect("config");
     // A listener for the app, so that originate sees a bridge.
     let _listener = socket::connect(&config.ari, &config.ari.password)
         .await
         .expect("event socket");
-    seed(&store).await;
+    seed(store).await;
 
     for file in event_files() {
         let function = file.split('/').next().expect("function dir");
         let expected = expectations()[&file];
-        let router = shared::lambda::app_with(&config, &aws, &[routes_of(function)]).expect("app");
+        let router = shared::lambda::app_with(&config, aws, &[routes_of(function)])
+            .await
+            .expect("app");
         let text = std::fs::read_to_string(events_dir().join(&file)).expect("event file");
         let request: LambdaRequest =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));

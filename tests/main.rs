@@ -10,6 +10,7 @@ mod event_order;
 mod handler_panics;
 mod infra_template;
 mod lambda_events;
+mod postgres;
 mod routes;
 mod secrets;
 mod sim_matches_traces;

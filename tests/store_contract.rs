@@ -355,6 +355,16 @@ macro_rules! contract {
                 }
             )*
         }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(store) = integration::pg::pg_store().await {
+                        super::$name(std::sync::Arc::new(store)).await;
+                    }
+                }
+            )*
+        }
         mod dynamodb {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,3 +87,10 @@ async fn users_are_managed_in_dynamodb() {
         manage_users(&store).await;
     }
 }
+
+#[tokio::test]
+async fn users_are_managed_in_postgres() {
+    if let Some(store) = integration::pg::pg_store().await {
+        manage_users(&store).await;
+    }
+}

@@ -24,6 +24,8 @@ pub struct Config {
     pub metrics_enabled: bool,
     pub disable_db: bool,
     pub database_url: Option<Secret>,
+    /// `DATABASE_POOL_SIZE`; by default 2 in a Lambda, 10 elsewhere.
+    pub database_pool_size: Option<u32>,
     pub bcrypt_cost: u32,
 }
 
@@ -166,6 +168,12 @@ impl Config {
             metrics_enabled: flag(env, "METRICS_ENABLED", false)?,
             disable_db: flag(env, "DISABLE_DB", false)?,
             database_url: env.get("DATABASE_URL").map(Secret::new),
+            database_pool_size: match env.get("DATABASE_POOL_SIZE") {
+                Some(_) => {
+                    Some(u32::try_from(int(env, "DATABASE_POOL_SIZE", 10, 1, 100)?).unwrap_or(10))
+                }
+                None => None,
+            },
             bcrypt_cost: u32::try_from(int(env, "BCRYPT_COST", 12, 4, 16)?).unwrap_or(12),
         })
     }

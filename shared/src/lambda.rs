@@ -17,16 +17,16 @@ use crate::wiring;
 /// here, not per request.
 pub async fn app(routes: &[Routes]) -> Result<Router, lambda_http::Error> {
     let config = Config::from_env()?;
-    app_with(&config, &wiring::aws_config().await, routes)
+    app_with(&config, &wiring::aws_config().await, routes).await
 }
 
 /// The same from a configuration built by the caller (tests).
-pub fn app_with(
+pub async fn app_with(
     config: &Config,
     aws: &aws_config::SdkConfig,
     routes: &[Routes],
 ) -> Result<Router, lambda_http::Error> {
-    let adapters = wiring::adapters_with(config, aws)?;
+    let adapters = wiring::adapters_with(config, aws).await?;
     Ok(api::router(state(config, adapters), routes))
 }
 

@@ -32,11 +32,11 @@ pub async fn aws_config() -> aws_config::SdkConfig {
 }
 
 pub async fn adapters(config: &Config) -> Result<Adapters, WiringError> {
-    adapters_with(config, &aws_config().await)
+    adapters_with(config, &aws_config().await).await
 }
 
 /// The same, with an AWS configuration built by the caller (tests point it at moto).
-pub fn adapters_with(
+pub async fn adapters_with(
     config: &Config,
     aws: &aws_config::SdkConfig,
 ) -> Result<Adapters, WiringError> {
@@ -55,7 +55,7 @@ pub fn adapters_with(
     let ari = AriClient::with_password_source(config.ari.clone(), ari_password)
         .map_err(|e| WiringError(e.to_string()))?;
     Ok(Adapters {
-        store: store(config, aws),
+        store: store(config, aws).await?,
         signing_key,
         ari,
     })
@@ -65,15 +65,24 @@ pub fn dynamodb_client(aws: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client 
     aws_sdk_dynamodb::Client::new(aws)
 }
 
-/// The store the configuration selects.
-pub fn store(config: &Config, aws: &aws_config::SdkConfig) -> Arc<dyn Store> {
+/// The store the configuration selects: in process with `DISABLE_DB=true`, PostgreSQL
+/// when `DATABASE_URL` is set, DynamoDB otherwise.
+pub async fn store(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<Arc<dyn Store>, WiringError> {
     if config.disable_db {
-        return Arc::new(MemoryStore::new());
+        return Ok(Arc::new(MemoryStore::new()));
     }
-    Arc::new(DynamoStore::new(
+    if let Some(url) = &config.database_url {
+        return crate::store::postgres(url, config.database_pool_size)
+            .await
+            .map_err(|e| WiringError(format!("DATABASE_URL: {e}")));
+    }
+    Ok(Arc::new(DynamoStore::new(
         dynamodb_client(aws),
         config.calls_table.clone(),
         config.users_table.clone(),
         config.call_retention_days,
-    ))
+    )))
 }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod pg;
 pub mod traces;
 
 use std::net::SocketAddr;
@@ -24,6 +25,8 @@ pub struct Options {
     pub metrics: bool,
     pub time_scale: f64,
     pub extra_env: Vec<(&'static str, &'static str)>,
+    /// Run on PostgreSQL (a fresh schema) instead of the in-process store.
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -33,6 +36,7 @@ impl Default for Options {
             metrics: true,
             time_scale: TIME_SCALE,
             extra_env: Vec::new(),
+            database_url: None,
         }
     }
 }
@@ -49,6 +53,9 @@ pub async fn start_local(options: Options) -> Running {
         ),
     ];
     vars.extend(options.extra_env.iter().copied());
+    if let Some(url) = &options.database_url {
+        vars.push(("DATABASE_URL", url));
+    }
     let config = Config::load(&Vars(&vars)).expect("test configuration loads");
     let settings = LocalSettings {
         config,
@@ -75,6 +82,7 @@ pub fn fast_timing() -> EventSourceTiming {
         backoff_max: Duration::from_millis(200),
         replaced_wait: Duration::from_millis(500),
         pending_grace: Duration::from_secs(5),
+        settle: Duration::from_millis(100),
         sweep_every: Duration::from_millis(200),
         flush_deadline: Duration::from_secs(5),
         store_retry: shared::bridge::queue::Retry {

@@ -1,4 +1,5 @@
-//! The whole product in one process: the API on every route, the in-process store, the
+//! The whole product in one process: the API on every route, the in-process store (or
+//! PostgreSQL, built with `--features postgres` and given `DATABASE_URL`), the
 //! ARI event bridge as a task, and — unless `ARI_HTTP_URL` points at a real Asterisk — a
 //! simulated PBX on a free loopback port. Tests start it the same way `main` does.
 
@@ -18,7 +19,7 @@ use shared::pbx::Pbx;
 use shared::secret::Secret;
 use shared::secrets::{Fixed, SecretSource};
 use shared::service::{CallService, LoginService};
-use shared::store::{MemoryStore, UserStore};
+use shared::store::{MemoryStore, Store, UserStore};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -94,7 +95,7 @@ pub struct Running {
     pub api_addr: SocketAddr,
     pub ari_url: String,
     pub pbx: Option<SimHandle>,
-    pub store: Arc<MemoryStore>,
+    pub store: Arc<dyn Store>,
     pub health: Arc<BridgeHealth>,
     pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
@@ -144,7 +145,12 @@ pub async fn start(mut settings: LocalSettings) -> Result<Running, StartError> {
         }
     };
     let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = match (&config.database_url, config.disable_db) {
+        (Some(url), false) => shared::store::postgres(url, config.database_pool_size)
+            .await
+            .map_err(|e| StartError::Other(format!("DATABASE_URL: {e}")))?,
+        _ => Arc::new(MemoryStore::new()),
+    };
     let hasher = Hasher::new(config.bcrypt_cost);
     seed_admin(
         &*store,

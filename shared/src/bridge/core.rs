@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
@@ -97,39 +97,67 @@ impl CallEvents {
 
     /// Brings every call the store still holds as active in line with the PBX: after a
     /// (re)connect, events may have been lost. A channel that no longer exists gets its
-    /// final status from what the record knows. Pending calls younger than
+    /// final status from what the record knows.
+    ///
+    /// Only calls created before `connected_at` can have lost events; and the events of
+    /// this very moment may still be on their way through the write queue, so a call
+    /// found behind waits `settle` and is read again before reconciliation writes
+    /// anything: a live event always wins over a guess. Pending calls younger than
     /// `pending_grace` are left alone: their originate may still be under way.
-    pub async fn reconcile(&self, pending_grace: Duration) -> Result<Reconciled, ReconcileError> {
+    pub async fn reconcile(
+        &self,
+        connected_at: DateTime<Utc>,
+        pending_grace: Duration,
+        settle: Duration,
+    ) -> Result<Reconciled, ReconcileError> {
         let mut report = Reconciled::default();
         let grace = chrono::Duration::from_std(pending_grace).unwrap_or(chrono::Duration::MAX);
+        let mut behind = Vec::new();
         for call in self.store.active_calls().await? {
-            if call.status == CallStatus::Pending && Utc::now() - call.created_at < grace {
+            if call.created_at >= connected_at
+                || (call.status == CallStatus::Pending && Utc::now() - call.created_at < grace)
+            {
                 continue;
             }
             report.checked += 1;
             match self.pbx.channel_state(call.id).await {
-                Ok(None) => {
+                Ok(None) => behind.push((call.id, None)),
+                Ok(Some(state)) => {
+                    if let Some(status) = progress_of_channel_state(&state)
+                        && call.status.can_move_to(status)
+                    {
+                        behind.push((call.id, Some(status)));
+                    }
+                }
+                Err(e) => return Err(ReconcileError::Pbx(e)),
+            }
+        }
+        if !behind.is_empty() {
+            tokio::time::sleep(settle).await;
+        }
+        for (id, progress) in behind {
+            let Some(call) = self.store.get_call(id).await? else {
+                continue;
+            };
+            match progress {
+                None => {
                     if self.finish(&call, None, None).await? {
                         report.finished += 1;
                     }
                 }
-                Ok(Some(state)) => {
-                    let Some(status) = progress_of_channel_state(&state) else {
-                        continue;
-                    };
+                Some(status) => {
                     if self
-                        .write(call.id, &Transition::to(status, crate::domain::now()))
+                        .write(id, &Transition::to(status, crate::domain::now()))
                         .await?
                         .applied()
                     {
                         report.advanced += 1;
                         if status == CallStatus::Answered {
                             // The StasisStart was lost with the socket: drive the call now.
-                            self.on_answered(call.id).await?;
+                            self.on_answered(id).await?;
                         }
                     }
                 }
-                Err(e) => return Err(ReconcileError::Pbx(e)),
             }
         }
         if report.checked > 0 {

@@ -34,6 +34,8 @@ pub struct EventSourceTiming {
     /// Reconciliation leaves pending calls this young alone (their originate may still
     /// be under way).
     pub pending_grace: Duration,
+    /// How long reconciliation lets live events land before it decides from the record.
+    pub settle: Duration,
     pub sweep_every: Duration,
     /// Talk-time ceiling for calls without their own `max_duration`, for the sweeper.
     pub talk_limit: Duration,
@@ -53,6 +55,7 @@ impl Default for EventSourceTiming {
             backoff_max: Duration::from_secs(30),
             replaced_wait: Duration::from_secs(60),
             pending_grace: Duration::from_secs(60),
+            settle: Duration::from_secs(2),
             sweep_every: Duration::from_secs(60),
             talk_limit: Duration::from_secs(4 * 60 * 60),
             flush_deadline: Duration::from_secs(20),
@@ -212,9 +215,10 @@ impl EventSource {
         // are handled as usual, and both sides only ever write conditionally.
         let reconcile = {
             let events = self.events.clone();
-            let grace = self.timing.pending_grace;
+            let (grace, settle) = (self.timing.pending_grace, self.timing.settle);
+            let connected_at = crate::domain::now();
             tokio::spawn(async move {
-                if let Err(e) = events.reconcile(grace).await {
+                if let Err(e) = events.reconcile(connected_at, grace, settle).await {
                     warn!(error = %e, "reconciliation failed; it runs again at the next connect");
                 }
             })

@@ -5,6 +5,8 @@
 #[cfg(feature = "aws")]
 pub mod dynamo;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -104,6 +106,29 @@ pub trait UserStore: Send + Sync {
     async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+}
+
+/// The PostgreSQL store at `url` (migrations applied), or why this build has none.
+#[cfg(feature = "postgres")]
+pub async fn postgres(
+    url: &crate::secret::Secret,
+    pool_size: Option<u32>,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let size = pool_size.unwrap_or_else(postgres::default_pool_size);
+    Ok(std::sync::Arc::new(
+        postgres::PgStore::connect(url.expose(), size).await?,
+    ))
+}
+
+/// The PostgreSQL store at `url` (migrations applied), or why this build has none.
+#[cfg(not(feature = "postgres"))]
+pub async fn postgres(
+    _url: &crate::secret::Secret,
+    _pool_size: Option<u32>,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Err(StoreError::Unavailable(
+        "DATABASE_URL is set, but this build has no PostgreSQL support (build with --features postgres)".into(),
+    ))
 }
 
 /// A store that holds both.

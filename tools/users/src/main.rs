@@ -30,7 +30,10 @@ async fn main() -> ExitCode {
         .map(|()| println!("created {} and {}", config.calls_table, config.users_table))
         .map_err(|e| e.to_string())
     } else {
-        let store = wiring::store(&config, &aws);
+        let store = match wiring::store(&config, &aws).await {
+            Ok(store) => store,
+            Err(e) => return fail(&e.to_string()),
+        };
         let stdin = std::io::stdin();
         users::run(
             &args,

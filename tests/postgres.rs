@@ -1,0 +1,29 @@
+//! PostgreSQL specifics: migrations applied at start are safe to run again, and the
+//! local server runs whole calls on PostgreSQL (see also `calls_e2e::on_postgres`).
+
+use shared::domain::{CallPolicy, CallRequest, now};
+use shared::store::CallStore;
+use shared::store::postgres::PgStore;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn migrations_run_twice_and_a_second_start_keeps_the_data() {
+    let Some(url) = integration::pg::fresh_schema_url().await else {
+        return;
+    };
+    let first = PgStore::connect(&url, 2)
+        .await
+        .expect("first start migrates");
+    let call = CallRequest {
+        phone_number: "+15550010001".into(),
+        ..CallRequest::default()
+    }
+    .validate(&CallPolicy::default(), "alice", Uuid::new_v4(), now())
+    .expect("valid");
+    first.insert_call(&call).await.expect("insert");
+    first.migrate().await.expect("migrating again is a no-op");
+    let second = PgStore::connect(&url, 2)
+        .await
+        .expect("second start migrates again");
+    assert_eq!(second.get_call(call.id).await.expect("get"), Some(call));
+}
