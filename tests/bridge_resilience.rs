@@ -10,15 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use integration::api::Api;
-use integration::{ADMIN, Options, fast_timing, start_local, wait_until};
-use pbx_sim::SimConfig;
+use integration::bridge::{Bridged, event_source, until_final};
+use integration::{ADMIN, Options, start_local, wait_until};
 use serde_json::{Value, json};
-use shared::ari::{AriClient, AriSettings};
-use shared::bridge::{BridgeHealth, CallEvents, EventSource};
 use shared::domain::{Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition};
-use shared::metrics::Metrics;
-use shared::secret::Secret;
-use shared::service::CallService;
 use shared::store::{CallPage, CallStore, MemoryStore, StoreError, TransitionResult};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -161,22 +156,7 @@ async fn two_bridges_for_one_app_keep_calls_right_without_a_reconnect_storm() {
         ..Options::default()
     })
     .await;
-    let second_health = Arc::new(BridgeHealth::default());
-    let ari = AriClient::new(AriSettings {
-        url: server.ari_url.clone(),
-        username: "asterisk".into(),
-        password: Secret::new("asterisk"),
-        app: "dialer".into(),
-    })
-    .expect("client");
-    let metrics = Arc::new(Metrics::new());
-    let second = EventSource {
-        ari: ari.clone(),
-        events: CallEvents::new(server.store.clone(), Arc::new(ari), metrics.clone()),
-        health: second_health.clone(),
-        metrics,
-        timing: fast_timing(),
-    };
+    let (second, second_health) = event_source(server.store.clone(), server.ari_url.clone()).await;
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(second.run(stopped));
     let api = Api::new(server.api_url());
@@ -422,40 +402,12 @@ impl CallStore for FlakyStore {
 
 #[tokio::test]
 async fn a_store_that_fails_for_a_while_loses_no_status() {
-    let sim = pbx_sim::start(SimConfig {
-        time_scale: 0.05,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("sim");
-    let ari = AriClient::new(AriSettings {
-        url: sim.base_url(),
-        username: "asterisk".into(),
-        password: Secret::new("asterisk"),
-        app: "dialer".into(),
-    })
-    .expect("client");
     let store = Arc::new(FlakyStore {
         inner: MemoryStore::new(),
         down: AtomicBool::new(false),
     });
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(BridgeHealth::default());
-    let source = EventSource {
-        ari: ari.clone(),
-        events: CallEvents::new(store.clone(), Arc::new(ari.clone()), metrics.clone()),
-        health: health.clone(),
-        metrics: metrics.clone(),
-        timing: fast_timing(),
-    };
-    let (stop, stopped) = watch::channel(false);
-    let bridge = tokio::spawn(source.run(stopped));
-    wait_until(LIMIT, || health.connected()).await;
-    let policy = CallPolicy {
-        dial_endpoint: "Local/{number}@test-pstn".into(),
-        ..CallPolicy::default()
-    };
-    let calls = CallService::new(store.clone(), Arc::new(ari), policy, metrics.clone());
+    let bridged = Bridged::start(store.clone(), 0.05).await;
+    let calls = bridged.calls(store.clone());
     let mut placed = Vec::new();
     for (number, status) in [
         ("+15550020001", CallStatus::Busy),
@@ -476,34 +428,15 @@ async fn a_store_that_fails_for_a_while_loses_no_status() {
     store.down.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
-        health.queue_depth() > 0,
+        bridged.health.queue_depth() > 0,
         "events wait in the queue while the store is down"
     );
     store.down.store(false, Ordering::Relaxed);
     for (id, status) in &placed {
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        loop {
-            let call = store
-                .inner
-                .get_call(*id)
-                .await
-                .expect("get")
-                .expect("exists");
-            if call.status.is_final() {
-                assert_eq!(call.status, *status, "{call:?}");
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{call:?} never ended"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        assert_eq!(until_final(&store.inner, *id, LIMIT).await.status, *status);
     }
-    wait_until(LIMIT, || health.queue_depth() == 0).await;
-    let _ = stop.send(true);
-    bridge.await.expect("bridge stopped");
-    sim.shutdown().await;
+    wait_until(LIMIT, || bridged.health.queue_depth() == 0).await;
+    bridged.stop().await;
 }
 
 #[tokio::test]
@@ -552,37 +485,20 @@ async fn the_bridge_writes_to_dynamodb_as_to_any_store() {
     let Some((store, _, _)) = integration::aws::dynamo_store().await else {
         return;
     };
-    let store = Arc::new(store);
-    let sim = pbx_sim::start(SimConfig {
-        time_scale: 0.05,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("sim");
-    let ari = AriClient::new(AriSettings {
-        url: sim.base_url(),
-        username: "asterisk".into(),
-        password: Secret::new("asterisk"),
-        app: "dialer".into(),
-    })
-    .expect("client");
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(BridgeHealth::default());
-    let source = EventSource {
-        ari: ari.clone(),
-        events: CallEvents::new(store.clone(), Arc::new(ari.clone()), metrics.clone()),
-        health: health.clone(),
-        metrics: metrics.clone(),
-        timing: fast_timing(),
+    bridge_on(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_writes_to_postgres_as_to_any_store() {
+    let Some(store) = integration::pg::pg_store().await else {
+        return;
     };
-    let (stop, stopped) = watch::channel(false);
-    let bridge = tokio::spawn(source.run(stopped));
-    wait_until(LIMIT, || health.connected()).await;
-    let policy = CallPolicy {
-        dial_endpoint: "Local/{number}@test-pstn".into(),
-        ..CallPolicy::default()
-    };
-    let calls = CallService::new(store.clone(), Arc::new(ari), policy, metrics);
+    bridge_on(Arc::new(store)).await;
+}
+
+async fn bridge_on(store: Arc<dyn shared::store::Store>) {
+    let bridged = Bridged::start(store.clone(), 0.05).await;
+    let calls = bridged.calls(store.clone());
     let mut placed = Vec::new();
     for (number, status) in [
         ("+15550010001", CallStatus::Completed),
@@ -603,22 +519,9 @@ async fn the_bridge_writes_to_dynamodb_as_to_any_store() {
         ));
     }
     for (id, status) in placed {
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        loop {
-            let call = store.get_call(id).await.expect("get").expect("exists");
-            if call.status.is_final() {
-                assert_eq!(call.status, status, "{call:?}");
-                assert!(call.ended_at.is_some());
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{call:?} never ended"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let call = until_final(&*store, id, LIMIT).await;
+        assert_eq!(call.status, status, "{call:?}");
+        assert!(call.ended_at.is_some());
     }
-    let _ = stop.send(true);
-    bridge.await.expect("stopped");
-    sim.shutdown().await;
+    bridged.stop().await;
 }

@@ -5,11 +5,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use shared::auth::{Hasher, TokenSettings, Tokens};
+use shared::auth::Hasher;
 use shared::domain::{CallPolicy, CallRequest};
 use shared::metrics::{EMF_NAMESPACE, Metrics};
-use shared::secret::Secret;
-use shared::secrets::Fixed;
 use shared::service::{CallService, LoginService};
 use shared::store::MemoryStore;
 
@@ -84,16 +82,7 @@ async fn lambdas_report_originates_latency_and_token_failures_as_emf() {
             None,
         )
         .await;
-    let key = Arc::new(Fixed(Secret::new("emf-test-secret-key-0123456")));
-    let tokens = Tokens::new(
-        TokenSettings {
-            issuer: None,
-            audience: None,
-            ttl_seconds: 60,
-        },
-        key,
-    );
-    let login = LoginService::new(store, Hasher::new(4), tokens, metrics);
+    let login = LoginService::new(store, Hasher::new(4), integration::tokens(), metrics);
     assert!(login.login("nobody", "wrong").await.is_err());
 
     let lines = captured.lines();

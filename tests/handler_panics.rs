@@ -6,13 +6,9 @@ use async_trait::async_trait;
 use axum::body::Body;
 use chrono::{DateTime, Utc};
 use http::Request;
-use shared::api::{self, AppState, Routes};
-use shared::auth::{Hasher, TokenSettings, Tokens};
-use shared::domain::{Annotation, Call, CallPolicy, Transition, User};
+use shared::api::{self, Routes};
+use shared::domain::{Annotation, Call, Transition, User};
 use shared::metrics::Metrics;
-use shared::secret::Secret;
-use shared::secrets::Fixed;
-use shared::service::{CallService, LoginService};
 use shared::store::{CallPage, CallStore, StoreError, TransitionResult, UserStore};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -76,30 +72,12 @@ impl UserStore for BrokenStore {
 
 #[tokio::test]
 async fn a_panicking_handler_answers_json_500_and_the_router_keeps_serving() {
-    let store = Arc::new(BrokenStore);
-    let metrics = Arc::new(Metrics::new());
-    let key = Arc::new(Fixed(Secret::new("panic-test-secret-key-0123")));
-    let tokens = Tokens::new(
-        TokenSettings {
-            issuer: None,
-            audience: None,
-            ttl_seconds: 60,
-        },
-        key,
+    let token = integration::tokens().issue("alice").await.expect("token");
+    let state = integration::app_state(
+        Arc::new(BrokenStore),
+        Arc::new(RecordingPbx::default()),
+        Arc::new(Metrics::new()),
     );
-    let token = tokens.issue("alice").await.expect("token");
-    let state = AppState {
-        calls: CallService::new(
-            store.clone(),
-            Arc::new(RecordingPbx::default()),
-            CallPolicy::default(),
-            metrics.clone(),
-        ),
-        login: LoginService::new(store, Hasher::new(4), tokens, metrics.clone()),
-        metrics,
-        metrics_enabled: false,
-        bridge: None,
-    };
     let router = api::router(state, &Routes::ALL);
     let request = || {
         Request::get(format!("/api/v2/status/{}", Uuid::new_v4()))

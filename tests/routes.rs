@@ -5,42 +5,19 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use http::Request;
-use shared::api::{self, AppState, ROUTES, Routes};
-use shared::auth::{Hasher, TokenSettings, Tokens};
-use shared::domain::CallPolicy;
+use shared::api::{self, ROUTES, Routes};
 use shared::metrics::Metrics;
-use shared::secret::Secret;
-use shared::secrets::Fixed;
-use shared::service::{CallService, LoginService};
 use shared::store::MemoryStore;
 use tower::ServiceExt;
 
 use crate::trace_replay::RecordingPbx;
 
 fn router(sets: &[Routes]) -> axum::Router {
-    let store = Arc::new(MemoryStore::new());
-    let metrics = Arc::new(Metrics::new());
-    let key = Arc::new(Fixed(Secret::new("routes-test-secret-key-01234")));
-    let tokens = Tokens::new(
-        TokenSettings {
-            issuer: None,
-            audience: None,
-            ttl_seconds: 60,
-        },
-        key,
+    let state = integration::app_state(
+        Arc::new(MemoryStore::new()),
+        Arc::new(RecordingPbx::default()),
+        Arc::new(Metrics::new()),
     );
-    let state = AppState {
-        calls: CallService::new(
-            store.clone(),
-            Arc::new(RecordingPbx::default()),
-            CallPolicy::default(),
-            metrics.clone(),
-        ),
-        login: LoginService::new(store, Hasher::new(4), tokens, metrics.clone()),
-        metrics,
-        metrics_enabled: true,
-        bridge: None,
-    };
     api::router(state, sets)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod bridge;
 pub mod pg;
 pub mod traces;
 
@@ -103,4 +104,42 @@ pub async fn wait_until(limit: Duration, condition: impl Fn() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// An `AppState` over `store` and `pbx` with a fixed signing key, for tests that drive
+/// the router directly.
+pub fn app_state(
+    store: std::sync::Arc<dyn shared::store::Store>,
+    pbx: std::sync::Arc<dyn shared::pbx::Pbx>,
+    metrics: std::sync::Arc<shared::metrics::Metrics>,
+) -> shared::api::AppState {
+    use shared::service::{CallService, LoginService};
+    shared::api::AppState {
+        calls: CallService::new(
+            store.clone(),
+            pbx,
+            shared::domain::CallPolicy::default(),
+            metrics.clone(),
+        ),
+        login: LoginService::new(
+            store,
+            shared::auth::Hasher::new(4),
+            tokens(),
+            metrics.clone(),
+        ),
+        metrics,
+        metrics_enabled: true,
+        bridge: None,
+    }
+}
+
+/// Tokens signed with [`SECRET_KEY`].
+pub fn tokens() -> shared::auth::Tokens {
+    let key = std::sync::Arc::new(shared::secrets::Fixed(Secret::new(SECRET_KEY)));
+    let settings = shared::auth::TokenSettings {
+        issuer: None,
+        audience: None,
+        ttl_seconds: 600,
+    };
+    shared::auth::Tokens::new(settings, key)
 }

@@ -319,17 +319,10 @@ impl CallStore for DynamoStore {
         };
         values.push((":owner", s(owner.to_owned())));
         let want = i32::try_from(limit + 1).unwrap_or(i32::MAX);
-        let mut calls = self
+        let calls = self
             .query_calls(OWNER_INDEX, condition, values, true, Some(want))
             .await?;
-        let more = calls.len() > limit;
-        calls.truncate(limit);
-        let next = if more {
-            calls.last().map(|c| c.created_at)
-        } else {
-            None
-        };
-        Ok(CallPage { calls, next })
+        Ok(CallPage::from_overfetch(calls, limit))
     }
 }
 

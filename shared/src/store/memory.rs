@@ -120,14 +120,8 @@ impl CallStore for MemoryStore {
             .cloned()
             .collect();
         calls.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        let more = calls.len() > limit;
-        calls.truncate(limit);
-        let next = if more {
-            calls.last().map(|c| c.created_at)
-        } else {
-            None
-        };
-        Ok(CallPage { calls, next })
+        calls.truncate(limit + 1);
+        Ok(CallPage::from_overfetch(calls, limit))
     }
 }
 

@@ -55,6 +55,21 @@ pub struct CallPage {
     pub next: Option<DateTime<Utc>>,
 }
 
+impl CallPage {
+    /// A page from up to `limit + 1` calls, newest first: the extra one, when there,
+    /// only says that another page follows.
+    pub fn from_overfetch(mut calls: Vec<Call>, limit: usize) -> Self {
+        let more = calls.len() > limit;
+        calls.truncate(limit);
+        let next = if more {
+            calls.last().map(|c| c.created_at)
+        } else {
+            None
+        };
+        Self { calls, next }
+    }
+}
+
 #[async_trait]
 pub trait CallStore: Send + Sync {
     /// Writes a new call; `Conflict` when the id is taken.

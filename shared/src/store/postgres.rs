@@ -281,18 +281,11 @@ impl CallStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        let mut calls = rows
+        let calls = rows
             .iter()
             .map(call_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let more = calls.len() > limit;
-        calls.truncate(limit);
-        let next = if more {
-            calls.last().map(|c| c.created_at)
-        } else {
-            None
-        };
-        Ok(CallPage { calls, next })
+        Ok(CallPage::from_overfetch(calls, limit))
     }
 }
 

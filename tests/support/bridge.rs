@@ -1,0 +1,116 @@
+//! A bridge (the real event source and write queue) on a store chosen by the test, in
+//! front of a simulated PBX: for tests that need a store the local server cannot give.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pbx_sim::{SimConfig, SimHandle};
+use shared::ari::{AriClient, AriSettings};
+use shared::bridge::{BridgeHealth, CallEvents, EventSource};
+use shared::domain::{Call, CallPolicy};
+use shared::metrics::Metrics;
+use shared::secret::Secret;
+use shared::service::CallService;
+use shared::store::CallStore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::{fast_timing, wait_until};
+
+pub struct Bridged {
+    pub sim: SimHandle,
+    pub ari: AriClient,
+    pub health: Arc<BridgeHealth>,
+    pub metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// ARI settings for a simulated PBX at `url` (the simulator's default user).
+pub fn ari_settings(url: String) -> AriSettings {
+    AriSettings {
+        url,
+        username: "asterisk".into(),
+        password: Secret::new("asterisk"),
+        app: "dialer".into(),
+    }
+}
+
+/// A bridge for `store` reading ARI at `url`, connected when this returns.
+pub async fn event_source(
+    store: Arc<dyn CallStore>,
+    url: String,
+) -> (EventSource, Arc<BridgeHealth>) {
+    let ari = AriClient::new(ari_settings(url)).expect("ARI client");
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(BridgeHealth::default());
+    let source = EventSource {
+        ari: ari.clone(),
+        events: CallEvents::new(store, Arc::new(ari), metrics.clone()),
+        health: health.clone(),
+        metrics,
+        timing: fast_timing(),
+    };
+    (source, health)
+}
+
+impl Bridged {
+    pub async fn start(store: Arc<dyn CallStore>, time_scale: f64) -> Self {
+        let sim = pbx_sim::start(SimConfig {
+            time_scale,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("sim starts");
+        let (source, health) = event_source(store, sim.base_url()).await;
+        let (ari, metrics) = (source.ari.clone(), source.metrics.clone());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(source.run(stopped));
+        wait_until(Duration::from_secs(10), || health.connected()).await;
+        Self {
+            sim,
+            ari,
+            health,
+            metrics,
+            stop,
+            task,
+        }
+    }
+
+    /// The originate side, on the same store and PBX.
+    pub fn calls(&self, store: Arc<dyn CallStore>) -> CallService {
+        let policy = CallPolicy {
+            dial_endpoint: "Local/{number}@test-pstn".into(),
+            ..CallPolicy::default()
+        };
+        CallService::new(
+            store,
+            Arc::new(self.ari.clone()),
+            policy,
+            self.metrics.clone(),
+        )
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.task.await.expect("bridge stopped");
+        self.sim.shutdown().await;
+    }
+}
+
+/// Waits for the call to reach a final status and returns it.
+pub async fn until_final(store: &dyn CallStore, id: Uuid, limit: Duration) -> Call {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let call = store.get_call(id).await.expect("get").expect("exists");
+        if call.status.is_final() {
+            return call;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{call:?} never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
