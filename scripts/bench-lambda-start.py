@@ -38,6 +38,7 @@ def main() -> None:
     env = dict(
         os.environ,
         AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_port}",
+        AWS_EXECUTION_ENV="AWS_Lambda_provided.al2023",
         AWS_LAMBDA_FUNCTION_NAME="bench",
         AWS_LAMBDA_FUNCTION_VERSION="1",
         AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",

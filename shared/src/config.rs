@@ -212,13 +212,25 @@ pub const DEPLOYED_ENV: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// A secret given by value satisfies the requirement for its secret id.
+const GIVEN_BY_VALUE: &[(&str, &str)] = &[
+    ("SECRET_KEY_SECRET_ID", "SECRET_KEY"),
+    ("ARI_PASSWORD_SECRET_ID", "ARI_PASSWORD"),
+];
+
 /// Checks that `binary` was given everything [`DEPLOYED_ENV`] lists for it.
 pub fn check_deployed(binary: &str, env: &dyn Env) -> Result<(), ConfigError> {
     let required = DEPLOYED_ENV
         .iter()
         .find(|(name, _)| *name == binary)
         .map_or(&[][..], |(_, vars)| *vars);
-    match required.iter().find(|var| env.get(var).is_none()) {
+    let given = |var: &str| {
+        env.get(var).is_some()
+            || GIVEN_BY_VALUE
+                .iter()
+                .any(|(id, value)| *id == var && env.get(value).is_some())
+    };
+    match required.iter().find(|var| !given(var)) {
         Some(var) => Err(ConfigError {
             var,
             problem: format!("is required when {binary} runs in AWS"),
@@ -301,6 +313,25 @@ mod tests {
             assert_eq!(err.var, var);
             assert!(err.to_string().contains(var));
         }
+    }
+
+    #[test]
+    fn a_deployed_binary_needs_its_variables_and_a_secret_by_id_or_by_value() {
+        assert_eq!(
+            check_deployed("status", &Vars(&[])).map_err(|e| e.var),
+            Err("SECRET_KEY_SECRET_ID")
+        );
+        let by_id = Vars(&[
+            ("SECRET_KEY_SECRET_ID", "dialer/jwt"),
+            ("CALLS_TABLE", "calls"),
+        ]);
+        assert!(check_deployed("status", &by_id).is_ok());
+        let by_value = Vars(&[KEY, ("CALLS_TABLE", "calls")]);
+        assert!(check_deployed("status", &by_value).is_ok());
+        assert_eq!(
+            check_deployed("status", &Vars(&[KEY])).map_err(|e| e.var),
+            Err("CALLS_TABLE")
+        );
     }
 
     #[test]

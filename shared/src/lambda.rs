@@ -31,10 +31,11 @@ pub async fn app_with(
 }
 
 /// Serves `routes` as the function `binary` until the Lambda runtime stops the
-/// container. In a real Lambda environment the deployed variables must all be set.
+/// container. In AWS Lambda itself (not in an emulator such as `cargo lambda watch`,
+/// where the defaults serve) the deployed variables must all be set.
 pub async fn run(binary: &str, routes: &[Routes]) -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+    if std::env::var("AWS_EXECUTION_ENV").is_ok_and(|e| e.starts_with("AWS_Lambda")) {
         crate::config::check_deployed(binary, &crate::config::ProcessEnv)?;
     }
     let app = app(routes).await?;
