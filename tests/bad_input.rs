@@ -1,7 +1,6 @@
 //! Bad input gets a 4xx with a JSON `detail`, and nothing reaches the PBX.
 
-use integration::api::Api;
-use integration::{ADMIN, Options, start_local};
+use integration::{Options, Session, session};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -34,9 +33,7 @@ async fn assert_client_error(response: reqwest::Response, case: &str) -> StatusC
 
 #[tokio::test]
 async fn malformed_numbers_are_refused_before_the_pbx() {
-    let server = start_local(Options::default()).await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let Session { server, api, token } = session(Options::default()).await;
     let bad_numbers = [
         "+1555abc0001",
         "+123456",
@@ -82,9 +79,7 @@ async fn malformed_numbers_are_refused_before_the_pbx() {
 
 #[tokio::test]
 async fn bad_options_and_bodies_are_refused_before_the_pbx() {
-    let server = start_local(Options::default()).await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let Session { server, api, token } = session(Options::default()).await;
     let n = "+15550010001";
     let cases: Vec<(&str, Value, StatusCode)> = vec![
         (
@@ -223,9 +218,7 @@ async fn bad_options_and_bodies_are_refused_before_the_pbx() {
 
 #[tokio::test]
 async fn an_empty_body_uses_the_defaults() {
-    let server = start_local(Options::default()).await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
+    let Session { server, api, token } = session(Options::default()).await;
     let response = api
         .http
         .post(format!("{}/api/v2/interaction/+15550020001", api.base))

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use integration::api::Api;
 use integration::bridge::{Bridged, event_source, until_final};
-use integration::{ADMIN, Options, start_local, wait_until};
+use integration::{ADMIN, Options, Session, session, start_local, wait_until};
 use serde_json::{Value, json};
 use shared::domain::{Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition};
 use shared::store::{CallPage, CallStore, MemoryStore, StoreError, TransitionResult};
@@ -33,13 +33,11 @@ async fn wait_for_status(api: &Api, token: &str, id: &str, status: &str) {
 
 #[tokio::test]
 async fn an_answered_call_that_ends_while_the_socket_is_down_ends_completed() {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         time_scale: 0.1,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let media: Vec<&str> = vec!["sound:hello-world"; 10];
     // 001 answers after 1 s and hangs up 2 s later, in the middle of the playback.
     let id = api
@@ -64,13 +62,11 @@ async fn an_answered_call_that_ends_while_the_socket_is_down_ends_completed() {
 
 #[tokio::test]
 async fn a_ringing_call_goes_on_normally_after_a_short_drop() {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         time_scale: 1.0,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let id = api.call(&token, "+15550010001", json!({})).await;
     wait_for_status(&api, &token, &id, "ringing").await;
     server
@@ -87,13 +83,11 @@ async fn a_ringing_call_goes_on_normally_after_a_short_drop() {
 
 #[tokio::test]
 async fn a_call_that_rings_out_while_the_bridge_is_away_ends_no_answer() {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         time_scale: 1.0,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let id = api
         .call(&token, "+15550030001", json!({ "timeout": 1000 }))
         .await;
@@ -110,13 +104,11 @@ async fn a_call_that_rings_out_while_the_bridge_is_away_ends_no_answer() {
 
 #[tokio::test]
 async fn a_busy_call_whose_end_is_lost_still_ends_busy() {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         time_scale: 1.0,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     // The bridge saw Dial BUSY but not the ChannelDestroyed: reconciliation decides from
     // the dialstatus on the record.
     let id = Uuid::new_v4();
@@ -258,13 +250,11 @@ async fn a_flood_of_foreign_events_and_malformed_frames_changes_nothing() {
 
 #[tokio::test]
 async fn playback_plays_every_item_in_order_then_hangs_up() {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         time_scale: 0.05,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let media = ["sound:one", "sound:two", "recording:three", "digits:42"];
     // 008 answers at once and would stay up for a minute: only our hang-up ends it.
     let id = api
@@ -287,13 +277,11 @@ async fn playback_plays_every_item_in_order_then_hangs_up() {
 
 #[tokio::test]
 async fn a_callee_hanging_up_in_the_middle_of_playback_ends_completed() {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         time_scale: 0.05,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let media = vec!["sound:hello-world"; 10];
     let id = api
         .call(
@@ -314,13 +302,11 @@ async fn a_callee_hanging_up_in_the_middle_of_playback_ends_completed() {
 
 #[tokio::test]
 async fn the_maximum_duration_hangs_up() {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         time_scale: 1.0,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     // 008 in playback with a long list would stay up for 20 s; the limit ends it at 1 s.
     let media = vec!["sound:hello-world"; 20];
     let id = api

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use integration::api::Api;
-use integration::{ADMIN, Options, start_local};
+use integration::{ADMIN, Options, Session, session, start_local};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -42,13 +42,11 @@ fn assert_answered_with_duration(doc: &Value) {
 }
 
 async fn each_callee_range_ends_in_its_status(store: Option<String>) {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         database_url: store,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let cases: &[(&str, Value, &str, Option<&str>)] = &[
         ("+15550020001", json!({}), "busy", None),
         (
@@ -75,14 +73,12 @@ async fn each_callee_range_ends_in_its_status(store: Option<String>) {
 
 async fn answering_callee_goes_through_every_status_to_completed(store: Option<String>) {
     // Slow enough that polling sees each stage: ringing lasts 200 ms here.
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         database_url: store,
         time_scale: 0.2,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let response = api
         .interaction(
             &token,
@@ -134,13 +130,11 @@ async fn answering_callee_goes_through_every_status_to_completed(store: Option<S
 }
 
 async fn restful_routes_create_and_read_the_same_call(store: Option<String>) {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         database_url: store,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let response = api
         .create_call(&token, json!({ "phone_number": "+15550080001", "context": "outbound-ivr", "caller_id": "MyCompany" }))
         .await;
@@ -175,13 +169,11 @@ async fn restful_routes_create_and_read_the_same_call(store: Option<String>) {
 }
 
 async fn playback_call_plays_its_media_and_records_dtmf(store: Option<String>) {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         database_url: store,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let media: Vec<String> = (0..6).map(|_| "sound:hello-world".to_owned()).collect();
     let id = api
         .call(
@@ -199,14 +191,12 @@ async fn playback_call_plays_its_media_and_records_dtmf(store: Option<String>) {
 }
 
 async fn canceling_a_ringing_call_ends_it_canceled(store: Option<String>) {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         database_url: store,
         time_scale: 0.2,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let id = api.call(&token, "+15550030002", json!({})).await;
     let deadline = tokio::time::Instant::now() + LIMIT;
     while api.status(&token, &id).await["status"] != "ringing" {
@@ -224,13 +214,11 @@ async fn canceling_a_ringing_call_ends_it_canceled(store: Option<String>) {
 
 #[tokio::test]
 async fn originate_answers_503_and_places_nothing_when_no_bridge_listens() {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         bridge: false,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let response = api.interaction(&token, "+15550010001", json!({})).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = response.json().await.expect("json");
@@ -327,13 +315,11 @@ async fn health_docs_and_metrics_are_served() {
 }
 
 async fn a_repeated_request_with_the_same_idempotency_key_places_one_call(store: Option<String>) {
-    let server = start_local(Options {
+    let Session { server, api, token } = session(Options {
         database_url: store,
         ..Options::default()
     })
     .await;
-    let api = Api::new(server.api_url());
-    let token = api.token(ADMIN.0, ADMIN.1).await;
     let send = || {
         api.http
             .post(format!("{}/api/v2/calls", api.base))

@@ -143,3 +143,18 @@ pub fn tokens() -> shared::auth::Tokens {
     };
     shared::auth::Tokens::new(settings, key)
 }
+
+/// A local server, a client for it, and a token of the demo user: how most end-to-end
+/// tests begin.
+pub struct Session {
+    pub server: Running,
+    pub api: api::Api,
+    pub token: String,
+}
+
+pub async fn session(options: Options) -> Session {
+    let server = start_local(options).await;
+    let api = api::Api::new(server.api_url());
+    let token = api.token(ADMIN.0, ADMIN.1).await;
+    Session { server, api, token }
+}
