@@ -16,11 +16,7 @@ use super::error::ApiError;
 pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     let mut body = json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") });
     if let Some(bridge) = &state.bridge {
-        body["bridge"] = json!({
-            "connected": bridge.connected(),
-            "connections": bridge.connections(),
-            "seconds_since_last_event": bridge.seconds_since_last_event(),
-        });
+        body["bridge"] = bridge.report();
     }
     Json(body)
 }
