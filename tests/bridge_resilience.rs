@@ -223,8 +223,7 @@ async fn a_flood_of_foreign_events_and_malformed_frames_changes_nothing() {
     }
     let api = Api::new(server.api_url());
     let token = api.token(ADMIN.0, ADMIN.1).await;
-    let id = api.call(&token, "+15550020001", json!({})).await;
-    let (doc, _) = api.until_final(&token, &id, LIMIT).await;
+    let (_, doc) = api.call_to_end(&token, "+15550020001", json!({})).await;
     assert_eq!(doc["status"], "busy");
     assert_eq!(server.health.connections(), 1, "no reconnect");
     assert_eq!(server.store.active_calls().await.expect("active").len(), 0);
@@ -257,14 +256,13 @@ async fn playback_plays_every_item_in_order_then_hangs_up() {
     .await;
     let media = ["sound:one", "sound:two", "recording:three", "digits:42"];
     // 008 answers at once and would stay up for a minute: only our hang-up ends it.
-    let id = api
-        .call(
+    let (id, doc) = api
+        .call_to_end(
             &token,
             "+15550080001",
             json!({ "mode": "playback", "media": media }),
         )
         .await;
-    let (doc, _) = api.until_final(&token, &id, LIMIT).await;
     assert_eq!(doc["status"], "completed", "{doc}");
     assert_eq!(server.pbx.as_ref().expect("sim").played(&id), media);
     let duration = doc["duration"].as_f64().expect("duration");
@@ -283,14 +281,13 @@ async fn a_callee_hanging_up_in_the_middle_of_playback_ends_completed() {
     })
     .await;
     let media = vec!["sound:hello-world"; 10];
-    let id = api
-        .call(
+    let (id, doc) = api
+        .call_to_end(
             &token,
             "+15550010001",
             json!({ "mode": "playback", "media": media }),
         )
         .await;
-    let (doc, _) = api.until_final(&token, &id, LIMIT).await;
     assert_eq!(doc["status"], "completed", "{doc}");
     let played = server.pbx.as_ref().expect("sim").played(&id);
     assert!(
@@ -309,14 +306,13 @@ async fn the_maximum_duration_hangs_up() {
     .await;
     // 008 in playback with a long list would stay up for 20 s; the limit ends it at 1 s.
     let media = vec!["sound:hello-world"; 20];
-    let id = api
-        .call(
+    let (_, doc) = api
+        .call_to_end(
             &token,
             "+15550080001",
             json!({ "mode": "playback", "media": media, "max_duration": 1000 }),
         )
         .await;
-    let (doc, _) = api.until_final(&token, &id, LIMIT).await;
     assert_eq!(doc["status"], "completed", "{doc}");
     let duration = doc["duration"].as_f64().expect("duration");
     assert!((0.9..3.0).contains(&duration), "{duration}");

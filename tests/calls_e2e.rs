@@ -61,8 +61,7 @@ async fn each_callee_range_ends_in_its_status(store: Option<String>) {
         ("+19990001111", json!({}), "failed", Some("invalid_number")),
     ];
     for (number, body, status, reason) in cases {
-        let id = api.call(&token, number, body.clone()).await;
-        let (doc, _) = api.until_final(&token, &id, LIMIT).await;
+        let (_, doc) = api.call_to_end(&token, number, body.clone()).await;
         assert_final(&doc, status, *reason);
         assert_not_answered(&doc);
         assert!(doc["dialed_at"].is_string(), "{number}: {doc}");
@@ -175,14 +174,13 @@ async fn playback_call_plays_its_media_and_records_dtmf(store: Option<String>) {
     })
     .await;
     let media: Vec<String> = (0..6).map(|_| "sound:hello-world".to_owned()).collect();
-    let id = api
-        .call(
+    let (_, doc) = api
+        .call_to_end(
             &token,
             "+15550070001",
             json!({ "mode": "playback", "media": media, "gather_dtmf": true }),
         )
         .await;
-    let (doc, _) = api.until_final(&token, &id, LIMIT).await;
     assert_final(&doc, "completed", None);
     assert_eq!(doc["dtmf"], "1", "{doc}");
     assert_eq!(doc["mode"], "playback");

@@ -11,7 +11,7 @@ use shared::metrics::{EMF_NAMESPACE, Metrics};
 use shared::service::{CallService, LoginService};
 use shared::store::MemoryStore;
 
-use crate::trace_replay::RecordingPbx;
+use integration::recording::RecordingPbx;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -12,7 +12,9 @@ use shared::metrics::Metrics;
 use shared::store::{CallStore, MemoryStore};
 use uuid::Uuid;
 
-use crate::trace_replay::{RecordingPbx, call_for};
+use integration::recording::RecordingPbx;
+
+use crate::trace_replay::call_for;
 
 /// A small deterministic generator, so a failing order can be reproduced from its seed.
 struct Lcg(u64);

@@ -13,7 +13,7 @@ use shared::store::{CallPage, CallStore, StoreError, TransitionResult, UserStore
 use tower::ServiceExt;
 use uuid::Uuid;
 
-use crate::trace_replay::RecordingPbx;
+use integration::recording::RecordingPbx;
 
 /// A store with a bug: reading a call panics.
 struct BrokenStore;

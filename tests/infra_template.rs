@@ -53,6 +53,14 @@ fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(String, &'a Va
         .collect()
 }
 
+/// (method, path, function) of every route API Gateway exposes, from the code's table.
+fn served_by_lambdas() -> BTreeSet<(String, String, String)> {
+    ROUTES
+        .iter()
+        .filter_map(|r| Some((r.method.to_owned(), r.path.to_owned(), r.lambda?.to_owned())))
+        .collect()
+}
+
 fn binary_of(function: &Value) -> String {
     function["Metadata"]["BuildProperties"]["Binary"]
         .as_str()
@@ -96,11 +104,7 @@ fn every_route_the_code_serves_is_routed_to_its_function_and_nothing_else() {
             );
         }
     }
-    let served: BTreeSet<(String, String, String)> = ROUTES
-        .iter()
-        .filter_map(|r| Some((r.method.to_owned(), r.path.to_owned(), r.lambda?.to_owned())))
-        .collect();
-    assert_eq!(routed, served);
+    assert_eq!(routed, served_by_lambdas());
 }
 
 #[test]
@@ -219,11 +223,7 @@ fn cargo_lambda_watch_routes_the_same_paths_to_the_same_functions() {
             other => panic!("{path}: {other}"),
         }
     }
-    let served: BTreeSet<(String, String, String)> = ROUTES
-        .iter()
-        .filter_map(|r| Some((r.method.to_owned(), r.path.to_owned(), r.lambda?.to_owned())))
-        .collect();
-    assert_eq!(routed, served);
+    assert_eq!(routed, served_by_lambdas());
 }
 
 #[test]

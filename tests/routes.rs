@@ -10,7 +10,7 @@ use shared::metrics::Metrics;
 use shared::store::MemoryStore;
 use tower::ServiceExt;
 
-use crate::trace_replay::RecordingPbx;
+use integration::recording::RecordingPbx;
 
 fn router(sets: &[Routes]) -> axum::Router {
     let state = integration::app_state(

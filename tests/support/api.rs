@@ -85,6 +85,13 @@ impl Api {
         body["call_id"].as_str().expect("call_id").to_owned()
     }
 
+    /// Originates and follows the call to its end: (call id, final status document).
+    pub async fn call_to_end(&self, token: &str, number: &str, body: Value) -> (String, Value) {
+        let id = self.call(token, number, body).await;
+        let (doc, _) = self.until_final(token, &id, Duration::from_secs(20)).await;
+        (id, doc)
+    }
+
     pub async fn status(&self, token: &str, call_id: &str) -> Value {
         let response = self.get(token, &format!("/api/v2/status/{call_id}")).await;
         assert_eq!(response.status(), StatusCode::OK);

@@ -121,6 +121,25 @@ impl DynamoStore {
         n((created + chrono::Duration::days(self.retention_days)).timestamp())
     }
 
+    /// A conditional `PutItem`: false when the condition did not hold.
+    async fn put_if(&self, table: &str, item: Item, condition: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn update_call(&self, id: Uuid, update: Update) -> Result<Option<Call>, StoreError> {
         let mut request = self
             .client
@@ -199,20 +218,13 @@ impl CallStore for DynamoStore {
     async fn insert_call(&self, call: &Call) -> Result<(), StoreError> {
         let mut item = call_to_item(call);
         item.insert("expires_at".into(), self.expires_at(call.created_at));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.calls_table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(call_id)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(unavailable(e)),
+        if self
+            .put_if(&self.calls_table, item, "attribute_not_exists(call_id)")
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
         }
     }
 
@@ -342,39 +354,27 @@ impl UserStore for DynamoStore {
     }
 
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.users_table)
-            .set_item(Some(user_to_item(user)))
-            .condition_expression("attribute_not_exists(username)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(unavailable(e)),
+        if self
+            .put_if(
+                &self.users_table,
+                user_to_item(user),
+                "attribute_not_exists(username)",
+            )
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
         }
     }
 
     async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.users_table)
-            .set_item(Some(user_to_item(user)))
-            .condition_expression("attribute_exists(username)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        self.put_if(
+            &self.users_table,
+            user_to_item(user),
+            "attribute_exists(username)",
+        )
+        .await
     }
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {

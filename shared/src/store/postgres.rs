@@ -5,7 +5,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Postgres;
+use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
 use sqlx::{Row, types::Json};
 use uuid::Uuid;
 
@@ -51,6 +53,18 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Runs a statement that yields at most one call.
+    async fn fetch_call(
+        &self,
+        query: Query<'_, Postgres, PgArguments>,
+    ) -> Result<Option<Call>, StoreError> {
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(call_from_row).transpose()
     }
 }
 
@@ -118,12 +132,7 @@ impl CallStore for PgStore {
 
     async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
         let sql = concat!("SELECT ", call_columns!(), " FROM calls WHERE call_id = $1");
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.as_ref().map(call_from_row).transpose()
+        self.fetch_call(sqlx::query(sql).bind(id)).await
     }
 
     async fn transition(
@@ -151,7 +160,7 @@ impl CallStore for PgStore {
              RETURNING ",
             call_columns!()
         );
-        let row = sqlx::query(sql)
+        let query = sqlx::query(sql)
             .bind(id)
             .bind(change.status.as_str())
             .bind(change.at)
@@ -161,12 +170,9 @@ impl CallStore for PgStore {
             .bind(change.cause)
             .bind(&change.cause_txt)
             .bind(&change.dialstatus)
-            .bind(&predecessors)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        match row {
-            Some(row) => Ok(TransitionResult::Applied(call_from_row(&row)?)),
+            .bind(&predecessors);
+        match self.fetch_call(query).await? {
+            Some(call) => Ok(TransitionResult::Applied(call)),
             None => Ok(match self.get_call(id).await? {
                 Some(call) => TransitionResult::Refused(call),
                 None => TransitionResult::NotFound,
@@ -201,14 +207,8 @@ impl CallStore for PgStore {
                 at.to_rfc3339(),
             ),
         };
-        let row = sqlx::query(sql)
-            .bind(id)
-            .bind(&ACTIVE[..])
-            .bind(value)
-            .fetch_optional(&self.pool)
+        self.fetch_call(sqlx::query(sql).bind(id).bind(&ACTIVE[..]).bind(value))
             .await
-            .map_err(unavailable)?;
-        row.as_ref().map(call_from_row).transpose()
     }
 
     async fn claim_idempotency_key(

@@ -1,0 +1,54 @@
+//! A PBX stand-in that records what it is asked, for tests with no live PBX to answer
+//! (replays of recorded traces, routers driven directly).
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use shared::pbx::{OriginateSpec, Pbx, PbxError};
+use uuid::Uuid;
+
+/// Records what the bridge asks of the PBX. A replay has no live PBX to answer: the
+/// recorded events are the PBX's side.
+#[derive(Default)]
+pub struct RecordingPbx {
+    actions: Mutex<Vec<String>>,
+}
+
+impl RecordingPbx {
+    pub fn actions(&self) -> Vec<String> {
+        self.actions.lock().expect("lock").clone()
+    }
+
+    fn record(&self, action: String) -> Result<(), PbxError> {
+        self.actions.lock().expect("lock").push(action);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Pbx for RecordingPbx {
+    async fn app_connected(&self) -> Result<bool, PbxError> {
+        Ok(true)
+    }
+    async fn originate(&self, spec: &OriginateSpec<'_>) -> Result<(), PbxError> {
+        self.record(format!("originate {}", spec.endpoint))
+    }
+    async fn continue_in_dialplan(
+        &self,
+        _: Uuid,
+        context: &str,
+        extension: &str,
+        priority: u32,
+    ) -> Result<(), PbxError> {
+        self.record(format!("continue {context} {extension} {priority}"))
+    }
+    async fn play(&self, _: Uuid, playback_id: &str, media: &[String]) -> Result<(), PbxError> {
+        self.record(format!("play {playback_id} {}", media.join(",")))
+    }
+    async fn hangup(&self, _: Uuid) -> Result<(), PbxError> {
+        self.record("hangup".into())
+    }
+    async fn channel_state(&self, _: Uuid) -> Result<Option<String>, PbxError> {
+        Ok(None)
+    }
+}
