@@ -507,3 +507,36 @@ async fn bridge_on(store: Arc<dyn shared::store::Store>) {
     }
     bridged.stop().await;
 }
+
+#[tokio::test]
+async fn on_shutdown_the_bridge_writes_everything_it_had_queued() {
+    let store = Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        down: AtomicBool::new(false),
+    });
+    let bridged = Bridged::start(store.clone(), 0.05).await;
+    let calls = bridged.calls(store.clone());
+    let request = CallRequest {
+        phone_number: "+15550020001".into(),
+        ..CallRequest::default()
+    };
+    let id = calls
+        .place_call("alice", request, None)
+        .await
+        .expect("placed")
+        .id;
+    store.down.store(true, Ordering::Relaxed);
+    wait_until(LIMIT, || bridged.health.queue_depth() > 0).await;
+    // The store comes back as the stop arrives: the stop must wait for the queue.
+    store.down.store(false, Ordering::Relaxed);
+    let health = bridged.health.clone();
+    bridged.stop().await;
+    assert_eq!(health.queue_depth(), 0, "flushed before exiting");
+    let call = store
+        .inner
+        .get_call(id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(call.status, CallStatus::Busy, "{call:?}");
+}
