@@ -4,13 +4,14 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
+use dialer_core::auth::PasswordHasher;
+use dialer_core::domain::User;
+use dialer_passwords::Bcrypt;
 use integration::api::Api;
 use integration::{ADMIN, Options, SECRET_KEY, start_local};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::auth::Hasher;
-use shared::domain::User;
 
 const AUDIENCE: &str = "dialer-api";
 const ISSUER: &str = "dialer-tests";
@@ -108,7 +109,7 @@ async fn every_kind_of_bad_token_is_refused_with_401() {
 #[tokio::test]
 async fn another_users_call_is_not_found() {
     let server = start_local(Options::default()).await;
-    let hasher = Hasher::new(4);
+    let hasher = Bcrypt::new(4);
     server
         .store
         .insert_user(&User {

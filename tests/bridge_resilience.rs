@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use dialer_core::domain::{Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition};
+use dialer_core::store::{CallPage, CallStore, MemoryStore, StoreError, TransitionResult};
 use integration::api::Api;
 use integration::bridge::{Bridged, event_source, until_final};
 use integration::{ADMIN, Options, Session, session, start_local, wait_until};
 use serde_json::{Value, json};
-use shared::domain::{Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition};
-use shared::store::{CallPage, CallStore, MemoryStore, StoreError, TransitionResult};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -116,14 +116,19 @@ async fn a_busy_call_whose_end_is_lost_still_ends_busy() {
         phone_number: "+15550020001".into(),
         ..CallRequest::default()
     }
-    .validate(&CallPolicy::default(), ADMIN.0, id, shared::domain::now())
+    .validate(
+        &CallPolicy::default(),
+        ADMIN.0,
+        id,
+        dialer_core::domain::now(),
+    )
     .expect("valid");
     server.store.insert_call(&call).await.expect("insert");
     server
         .store
         .transition(
             id,
-            &Transition::to(CallStatus::Dialing, shared::domain::now()),
+            &Transition::to(CallStatus::Dialing, dialer_core::domain::now()),
         )
         .await
         .expect("dialing");
@@ -431,7 +436,12 @@ async fn the_sweeper_finishes_calls_that_outlived_any_possible_end() {
         max_duration: Some(1000),
         ..CallRequest::default()
     }
-    .validate(&CallPolicy::default(), ADMIN.0, id, shared::domain::now())
+    .validate(
+        &CallPolicy::default(),
+        ADMIN.0,
+        id,
+        dialer_core::domain::now(),
+    )
     .expect("valid");
     call.created_at -= chrono::Duration::minutes(5);
     server.store.insert_call(&call).await.expect("insert");
@@ -439,7 +449,7 @@ async fn the_sweeper_finishes_calls_that_outlived_any_possible_end() {
         .store
         .transition(
             id,
-            &Transition::to(CallStatus::Ringing, shared::domain::now()),
+            &Transition::to(CallStatus::Ringing, dialer_core::domain::now()),
         )
         .await
         .expect("ringing");
@@ -453,7 +463,10 @@ async fn the_sweeper_finishes_calls_that_outlived_any_possible_end() {
             .expect("exists");
         if call.status.is_final() {
             assert_eq!(call.status, CallStatus::Failed, "{call:?}");
-            assert_eq!(call.failure_reason.as_deref(), Some("outcome_lost"));
+            assert_eq!(
+                call.failure_reason.map(|r| r.to_text()).as_deref(),
+                Some("outcome_lost")
+            );
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "never swept");
@@ -478,7 +491,7 @@ async fn the_bridge_writes_to_postgres_as_to_any_store() {
     bridge_on(Arc::new(store)).await;
 }
 
-async fn bridge_on(store: Arc<dyn shared::store::Store>) {
+async fn bridge_on(store: Arc<dyn dialer_core::store::Store>) {
     let bridged = Bridged::start(store.clone(), 0.05).await;
     let calls = bridged.calls(store.clone());
     let mut placed = Vec::new();

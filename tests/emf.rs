@@ -4,12 +4,12 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use dialer_core::domain::{CallPolicy, CallRequest};
+use dialer_core::metrics::{EMF_NAMESPACE, Metrics};
+use dialer_core::service::{CallService, LoginService};
+use dialer_core::store::MemoryStore;
+use dialer_passwords::Bcrypt;
 use serde_json::Value;
-use shared::auth::Hasher;
-use shared::domain::{CallPolicy, CallRequest};
-use shared::metrics::{EMF_NAMESPACE, Metrics};
-use shared::service::{CallService, LoginService};
-use shared::store::MemoryStore;
 
 use integration::recording::RecordingPbx;
 
@@ -82,7 +82,12 @@ async fn lambdas_report_originates_latency_and_token_failures_as_emf() {
             None,
         )
         .await;
-    let login = LoginService::new(store, Hasher::new(4), integration::tokens(), metrics);
+    let login = LoginService::new(
+        store,
+        Arc::new(Bcrypt::new(4)),
+        Arc::new(integration::tokens()),
+        metrics,
+    );
     assert!(login.login("nobody", "wrong").await.is_err());
 
     let lines = captured.lines();

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use dialer_ari::AriEvent;
+use dialer_bridge::CallEvents;
+use dialer_core::domain::{CallStatus, Transition};
+use dialer_core::metrics::Metrics;
+use dialer_core::store::{CallStore, MemoryStore};
 use integration::traces::{self, Step};
-use shared::ari::AriEvent;
-use shared::bridge::CallEvents;
-use shared::domain::{CallStatus, Transition};
-use shared::metrics::Metrics;
-use shared::store::{CallStore, MemoryStore};
 use uuid::Uuid;
 
 use integration::recording::RecordingPbx;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::body::Body;
 use chrono::{DateTime, Utc};
+use dialer_core::domain::{Annotation, Call, Transition, User};
+use dialer_core::metrics::Metrics;
+use dialer_core::store::{CallPage, CallStore, StoreError, TransitionResult, UserStore};
+use dialer_http::Routes;
 use http::Request;
-use shared::api::{self, Routes};
-use shared::domain::{Annotation, Call, Transition, User};
-use shared::metrics::Metrics;
-use shared::store::{CallPage, CallStore, StoreError, TransitionResult, UserStore};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -73,12 +73,12 @@ impl UserStore for BrokenStore {
 #[tokio::test]
 async fn a_panicking_handler_answers_json_500_and_the_router_keeps_serving() {
     let token = integration::tokens().issue("alice").await.expect("token");
-    let state = integration::app_state(
+    let router = integration::router(
         Arc::new(BrokenStore),
         Arc::new(RecordingPbx::default()),
         Arc::new(Metrics::new()),
+        &Routes::ALL,
     );
-    let router = api::router(state, &Routes::ALL);
     let request = || {
         Request::get(format!("/api/v2/status/{}", Uuid::new_v4()))
             .header("authorization", format!("Bearer {token}"))

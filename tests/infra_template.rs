@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 
+use dialer_boot::settings::DEPLOYED_ENV;
+use dialer_http::ROUTES;
 use serde_json::Value as Json;
 use serde_yaml::Value;
-use shared::api::ROUTES;
-use shared::config::DEPLOYED_ENV;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -6,17 +6,18 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use dialer_ari::socket;
+use dialer_boot::Platform;
+use dialer_boot::settings::{OriginateFunction, StatusFunction, TokenFunction, Vars};
+use dialer_core::auth::PasswordHasher;
+use dialer_core::domain::{CallPolicy, CallRequest, User, now};
+use dialer_core::store::{CallStore, UserStore};
+use dialer_passwords::Bcrypt;
 use lambda_http::Adapter;
 use lambda_http::lambda_runtime::{Context, LambdaEvent};
 use lambda_http::request::LambdaRequest;
 use pbx_sim::SimConfig;
 use serde_json::Value;
-use shared::api::Routes;
-use shared::ari::socket;
-use shared::auth::Hasher;
-use shared::config::{Config, Vars};
-use shared::domain::{CallPolicy, CallRequest, User, now};
-use shared::store::{CallStore, UserStore};
 use tower::Service;
 use uuid::Uuid;
 
@@ -57,13 +58,24 @@ fn event_files() -> Vec<String> {
     files
 }
 
-fn routes_of(function: &str) -> Routes {
-    match function {
-        "token" => Routes::Token,
-        "originate" => Routes::Originate,
-        "status" => Routes::Status,
+/// The function's router, as its `main` builds it: settings from the environment, then
+/// the composition root's builder for that function.
+async fn router_of(function: &str, env: &Vars<'_>, platform: &Platform) -> axum::Router {
+    let built = match function {
+        "token" => {
+            dialer_boot::token_api(&TokenFunction::from_env(env).expect("settings"), platform).await
+        }
+        "originate" => {
+            let settings = OriginateFunction::from_env(env).expect("settings");
+            dialer_boot::originate_api(&settings, platform).await
+        }
+        "status" => {
+            dialer_boot::status_api(&StatusFunction::from_env(env).expect("settings"), platform)
+                .await
+        }
         other => panic!("events/{other}: not a function of this workspace"),
-    }
+    };
+    built.expect("app")
 }
 
 #[test]
@@ -96,7 +108,7 @@ async fn every_event_gets_its_expected_answer_from_its_function_on_postgres() {
     let Some(url) = integration::pg::fresh_schema_url().await else {
         return;
     };
-    let store = shared::store::postgres::PgStore::connect(&url, 2)
+    let store = dialer_store_postgres::PgStore::connect(&url, 2)
         .await
         .expect("pg");
     // On PostgreSQL the functions never call AWS for their store.
@@ -123,9 +135,11 @@ async fn events_through_handlers(
         ("BCRYPT_COST", "4"),
     ];
     vars.extend_from_slice(store_vars);
-    let config = Config::load(&Vars(&vars)).expect("config");
+    let env = Vars(&vars);
+    let platform = Platform::with_aws(aws.clone());
     // A listener for the app, so that originate sees a bridge.
-    let _listener = socket::connect(&config.ari, &config.ari.password)
+    let ari = OriginateFunction::from_env(&env).expect("settings").pbx.ari;
+    let _listener = socket::connect(&ari, &ari.password)
         .await
         .expect("event socket");
     seed(store).await;
@@ -133,9 +147,7 @@ async fn events_through_handlers(
     for file in event_files() {
         let function = file.split('/').next().expect("function dir");
         let expected = expectations()[&file];
-        let router = shared::lambda::app_with(&config, aws, &[routes_of(function)])
-            .await
-            .expect("app");
+        let router = router_of(function, &env, &platform).await;
         let text = std::fs::read_to_string(events_dir().join(&file)).expect("event file");
         let request: LambdaRequest =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -165,7 +177,7 @@ async fn seed(store: &(impl CallStore + UserStore)) {
     store
         .insert_user(&User {
             username: "admin".into(),
-            password_hash: Hasher::new(4).hash("admin123").expect("hash"),
+            password_hash: Bcrypt::new(4).hash("admin123").expect("hash"),
             disabled: false,
         })
         .await

@@ -1,9 +1,9 @@
 //! PostgreSQL specifics: migrations applied at start are safe to run again, and the
 //! local server runs whole calls on PostgreSQL (see also `calls_e2e::on_postgres`).
 
-use shared::domain::{CallPolicy, CallRequest, now};
-use shared::store::CallStore;
-use shared::store::postgres::PgStore;
+use dialer_core::domain::{CallPolicy, CallRequest, now};
+use dialer_core::store::CallStore;
+use dialer_store_postgres::PgStore;
 use uuid::Uuid;
 
 #[tokio::test]

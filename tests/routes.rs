@@ -1,24 +1,24 @@
-//! The route table (`shared::api::ROUTES`) is what the router serves: each route by its
+//! The route table (`dialer_http::ROUTES`) is what the router serves: each route by its
 //! own set, and by no other.
 
 use std::sync::Arc;
 
 use axum::body::Body;
+use dialer_core::metrics::Metrics;
+use dialer_core::store::MemoryStore;
+use dialer_http::{ROUTES, Routes};
 use http::Request;
-use shared::api::{self, ROUTES, Routes};
-use shared::metrics::Metrics;
-use shared::store::MemoryStore;
 use tower::ServiceExt;
 
 use integration::recording::RecordingPbx;
 
 fn router(sets: &[Routes]) -> axum::Router {
-    let state = integration::app_state(
+    integration::router(
         Arc::new(MemoryStore::new()),
         Arc::new(RecordingPbx::default()),
         Arc::new(Metrics::new()),
-    );
-    api::router(state, sets)
+        sets,
+    )
 }
 
 async fn status_of(router: &axum::Router, method: &str, path: &str) -> u16 {

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::auth::{TokenSettings, Tokens};
-use shared::secrets::SecretSource;
-use shared::secrets::aws::SecretsManagerSecret;
+use dialer_core::auth::{TokenSettings, Tokens};
+use dialer_core::secrets::SecretSource;
+use dialer_secrets_aws::SecretsManagerSecret;
 use uuid::Uuid;
 
 const TTL: Duration = Duration::from_millis(400);

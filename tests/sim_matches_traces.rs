@@ -1,17 +1,17 @@
 //! The simulated PBX, driven through the real ARI adapter, produces the same sequence of
 //! events on the call's own channel as the real Asterisk did in each recorded trace.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use dialer_ari::socket::{self, EventStream};
+use dialer_ari::{AriClient, AriSettings};
+use dialer_core::domain::validation::{CallerId, Context, Extension, Media, Variables};
+use dialer_core::pbx::{OriginateSpec, Pbx, PbxError};
+use dialer_core::secrets::Secret;
 use futures_util::StreamExt;
 use integration::traces::{self, Step, Trace, own_channel_signature};
 use pbx_sim::{SimConfig, SimHandle};
 use serde_json::Value;
-use shared::ari::socket::{self, EventStream};
-use shared::ari::{AriClient, AriSettings};
-use shared::pbx::{OriginateSpec, Pbx, PbxError};
-use shared::secret::Secret;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -74,12 +74,15 @@ async fn run_like_the_trace(trace: &Trace) -> Vec<(String, String, String, Optio
     let id = Uuid::new_v4();
     let channel_id = id.to_string();
     let originate = &trace.originate;
-    let variables = BTreeMap::new();
+    let variables = Variables::default();
+    let caller_id = originate["callerId"]
+        .as_str()
+        .map(|c| CallerId::parse(c).expect("the trace's caller id"));
     ari.originate(&OriginateSpec {
         call_id: id,
         endpoint: originate["endpoint"].as_str().expect("endpoint"),
         app_args: originate["appArgs"].as_str().unwrap_or_default(),
-        caller_id: originate["callerId"].as_str(),
+        caller_id: caller_id.as_ref(),
         timeout_seconds: originate["timeout"].as_u64().unwrap_or(30),
         variables: &variables,
     })
@@ -141,20 +144,19 @@ async fn perform_stasis_requests(trace: &Trace, ari: &AriClient, id: Uuid) {
                 .as_u64()
                 .and_then(|p| u32::try_from(p).ok())
                 .unwrap_or(1);
-            ari.continue_in_dialplan(
-                id,
-                params["context"].as_str().unwrap_or_default(),
-                params["extension"].as_str().unwrap_or_default(),
-                priority,
-            )
-            .await
-            .expect("continue");
+            let context = Context::from_record(params["context"].as_str().unwrap_or_default())
+                .expect("the trace's context");
+            let extension = Extension::parse(params["extension"].as_str().unwrap_or_default())
+                .expect("the trace's extension");
+            ari.continue_in_dialplan(id, &context, &extension, priority)
+                .await
+                .expect("continue");
         } else if path.ends_with("/play") {
-            let media: Vec<String> = params["media"]
+            let media: Vec<Media> = params["media"]
                 .as_str()
                 .unwrap_or_default()
                 .split(',')
-                .map(str::to_owned)
+                .map(|m| Media::parse(m).expect("the trace's media"))
                 .collect();
             ari.play(id, &format!("{id}-p1"), &media)
                 .await
@@ -209,7 +211,7 @@ async fn simulator_answers_http_errors_like_asterisk() {
         matches!(refused, Err(socket::SocketError::Refused(401))),
         "{refused:?}"
     );
-    let vars = BTreeMap::new();
+    let vars = Variables::default();
     let bogus = ari
         .originate(&OriginateSpec {
             call_id: Uuid::new_v4(),

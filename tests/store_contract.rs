@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use shared::domain::{
-    Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition, User, now,
+use dialer_core::domain::{
+    Annotation, Call, CallPolicy, CallRequest, CallStatus, FailureReason, Transition, User, now,
 };
-use shared::store::{Store, StoreError, TransitionResult};
+use dialer_core::store::{Store, StoreError, TransitionResult};
 use uuid::Uuid;
 
 fn new_call(owner: &str) -> Call {
@@ -122,7 +122,7 @@ pub async fn a_store_applies_transitions_as_the_domain_does(store: Arc<dyn Store
     }
     let mut refused = new_call("alice");
     insert(&*store, &refused).await;
-    let failed = Transition::not_dialed("pbx_unreachable".into(), now());
+    let failed = Transition::not_dialed(FailureReason::PbxUnreachable, now());
     assert!(failed.apply(&mut refused));
     assert_eq!(
         store.transition(refused.id, &failed).await.expect("write"),
@@ -351,7 +351,7 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(std::sync::Arc::new(shared::store::MemoryStore::new())).await;
+                    super::$name(std::sync::Arc::new(dialer_core::store::MemoryStore::new())).await;
                 }
             )*
         }

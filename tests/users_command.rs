@@ -3,8 +3,9 @@
 
 use std::io::Cursor;
 
-use shared::auth::Hasher;
-use shared::store::{MemoryStore, UserStore};
+use dialer_core::auth::accepts;
+use dialer_core::store::{MemoryStore, UserStore};
+use dialer_passwords::Bcrypt;
 
 async fn run(store: &dyn UserStore, args: &[&str], input: &str) -> Result<String, String> {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
@@ -12,7 +13,7 @@ async fn run(store: &dyn UserStore, args: &[&str], input: &str) -> Result<String
     users::run(
         &args,
         store,
-        Hasher::new(4),
+        &Bcrypt::new(4),
         &mut Cursor::new(input.as_bytes()),
         &mut out,
     )
@@ -22,7 +23,7 @@ async fn run(store: &dyn UserStore, args: &[&str], input: &str) -> Result<String
 
 async fn login_ok(store: &dyn UserStore, name: &str, password: &str) -> bool {
     let user = store.get_user(name).await.expect("get");
-    Hasher::new(4).check(user.as_ref(), password)
+    accepts(&Bcrypt::new(4), user.as_ref(), password)
 }
 
 async fn manage_users(store: &dyn UserStore) {

@@ -4,7 +4,7 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
-use shared::store::dynamo::DynamoStore;
+use dialer_store_dynamo::DynamoStore;
 use uuid::Uuid;
 
 /// The moto endpoint, or `None` (with a note) when these tests may be skipped.
@@ -52,12 +52,9 @@ pub async fn dynamo_store() -> Option<(DynamoStore, Tables, SdkConfig)> {
     let endpoint = endpoint()?;
     let aws = sdk_config(&endpoint).await;
     let tables = Tables::unique();
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        tables.calls.clone(),
-        tables.users.clone(),
-        30,
-    );
+    let platform = dialer_boot::Platform::with_aws(aws.clone());
+    let store = dialer_boot::dynamo_store(&platform, &tables.calls, &tables.users, 30)
+        .expect("DynamoDB store");
     store.create_tables().await.expect("tables created on moto");
     Some((store, tables, aws))
 }

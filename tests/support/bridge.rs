@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dialer_ari::{AriClient, AriSettings};
+use dialer_bridge::{BridgeHealth, EventSource};
+use dialer_core::domain::{Call, CallPolicy};
+use dialer_core::metrics::Metrics;
+use dialer_core::secrets::Secret;
+use dialer_core::service::CallService;
+use dialer_core::store::CallStore;
 use pbx_sim::{SimConfig, SimHandle};
-use shared::ari::{AriClient, AriSettings};
-use shared::bridge::{BridgeHealth, CallEvents, EventSource};
-use shared::domain::{Call, CallPolicy};
-use shared::metrics::Metrics;
-use shared::secret::Secret;
-use shared::service::CallService;
-use shared::store::CallStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -43,15 +43,8 @@ pub async fn event_source(
     url: String,
 ) -> (EventSource, Arc<BridgeHealth>) {
     let ari = AriClient::new(ari_settings(url)).expect("ARI client");
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(BridgeHealth::default());
-    let source = EventSource {
-        ari: ari.clone(),
-        events: CallEvents::new(store, Arc::new(ari), metrics.clone()),
-        health: health.clone(),
-        metrics,
-        timing: fast_timing(),
-    };
+    let source = dialer_boot::event_source(store, ari, Arc::new(Metrics::new()), fast_timing());
+    let health = source.health.clone();
     (source, health)
 }
 

@@ -8,13 +8,13 @@ pub mod pg;
 pub mod recording;
 pub mod traces;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use local::{LocalSettings, Running};
-use shared::bridge::runner::EventSourceTiming;
-use shared::config::{Config, Vars};
-use shared::secret::Secret;
+use dialer_boot::local::LocalSettings;
+use dialer_boot::settings::Vars;
+use dialer_bridge::EventSourceTiming;
+use dialer_core::secrets::Secret;
+use local::Running;
 
 /// One simulated second lasts this long in tests.
 pub const TIME_SCALE: f64 = 0.02;
@@ -43,12 +43,20 @@ impl Default for Options {
     }
 }
 
+/// The local server as `main` starts it: its settings read from environment variables
+/// (a list here), then the binary's own `start`.
 pub async fn start_local(options: Options) -> Running {
+    let scale = options.time_scale.to_string();
     let mut vars = vec![
         ("SECRET_KEY", SECRET_KEY),
         ("BCRYPT_COST", "4"),
         ("DIAL_ENDPOINT", "Local/{number}@test-pstn"),
         ("ALLOWED_CONTEXTS", "outbound-ivr,reminders"),
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("ADMIN_USERNAME", ADMIN.0),
+        ("ADMIN_PASSWORD", ADMIN.1),
+        ("PBX_SIM_TIME_SCALE", scale.as_str()),
         (
             "METRICS_ENABLED",
             if options.metrics { "true" } else { "false" },
@@ -58,16 +66,9 @@ pub async fn start_local(options: Options) -> Running {
     if let Some(url) = &options.database_url {
         vars.push(("DATABASE_URL", url));
     }
-    let config = Config::load(&Vars(&vars)).expect("test configuration loads");
-    let settings = LocalSettings {
-        config,
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        admin_username: ADMIN.0.into(),
-        admin_password: Secret::new(ADMIN.1),
-        simulate_pbx: Some(options.time_scale),
-        bridge: options.bridge,
-        bridge_timing: fast_timing(),
-    };
+    let mut settings = LocalSettings::from_env(&Vars(&vars)).expect("test settings load");
+    settings.bridge = options.bridge;
+    settings.bridge_timing = fast_timing();
     let running = local::start(settings).await.expect("local server starts");
     if options.bridge {
         wait_until(Duration::from_secs(10), || running.health.connected()).await;
@@ -87,7 +88,7 @@ pub fn fast_timing() -> EventSourceTiming {
         settle: Duration::from_millis(100),
         sweep_every: Duration::from_millis(200),
         flush_deadline: Duration::from_secs(5),
-        store_retry: shared::bridge::queue::Retry {
+        store_retry: dialer_bridge::queue::Retry {
             first: Duration::from_millis(10),
             max: Duration::from_millis(100),
         },
@@ -107,42 +108,39 @@ pub async fn wait_until(limit: Duration, condition: impl Fn() -> bool) {
     }
 }
 
-/// An `AppState` over `store` and `pbx` with a fixed signing key, for tests that drive
-/// the router directly.
-pub fn app_state(
-    store: std::sync::Arc<dyn shared::store::Store>,
-    pbx: std::sync::Arc<dyn shared::pbx::Pbx>,
-    metrics: std::sync::Arc<shared::metrics::Metrics>,
-) -> shared::api::AppState {
-    use shared::service::{CallService, LoginService};
-    shared::api::AppState {
-        calls: CallService::new(
-            store.clone(),
-            pbx,
-            shared::domain::CallPolicy::default(),
-            metrics.clone(),
-        ),
-        login: LoginService::new(
-            store,
-            shared::auth::Hasher::new(4),
-            tokens(),
-            metrics.clone(),
-        ),
+/// The API's route sets over `store` and `pbx`, with a fixed signing key and the
+/// default call policy, assembled by the composition root: for tests that drive the
+/// router directly.
+pub fn router(
+    store: std::sync::Arc<dyn dialer_core::store::Store>,
+    pbx: std::sync::Arc<dyn dialer_core::pbx::Pbx>,
+    metrics: std::sync::Arc<dialer_core::metrics::Metrics>,
+    sets: &[dialer_http::Routes],
+) -> axum::Router {
+    let parts = dialer_boot::ApiParts {
+        store,
+        tokens: std::sync::Arc::new(tokens()),
         metrics,
         metrics_enabled: true,
         bridge: None,
-    }
+    };
+    parts.router(
+        sets,
+        dialer_boot::password_hasher(4),
+        pbx,
+        dialer_core::domain::CallPolicy::default(),
+    )
 }
 
 /// Tokens signed with [`SECRET_KEY`].
-pub fn tokens() -> shared::auth::Tokens {
-    let key = std::sync::Arc::new(shared::secrets::Fixed(Secret::new(SECRET_KEY)));
-    let settings = shared::auth::TokenSettings {
+pub fn tokens() -> dialer_core::auth::Tokens {
+    let key = std::sync::Arc::new(dialer_core::secrets::Fixed(Secret::new(SECRET_KEY)));
+    let settings = dialer_core::auth::TokenSettings {
         issuer: None,
         audience: None,
         ttl_seconds: 600,
     };
-    shared::auth::Tokens::new(settings, key)
+    dialer_core::auth::Tokens::new(settings, key)
 }
 
 /// A local server, a client for it, and a token of the demo user: how most end-to-end

@@ -3,7 +3,7 @@
 //! and tests never see each other's rows; under `CI=true` a missing or unreachable
 //! server fails the test instead of skipping it.
 
-use shared::store::postgres::PgStore;
+use dialer_store_postgres::PgStore;
 use sqlx::Connection;
 use uuid::Uuid;
 

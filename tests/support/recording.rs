@@ -4,7 +4,8 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use shared::pbx::{OriginateSpec, Pbx, PbxError};
+use dialer_core::domain::validation::{Context, Extension, Media};
+use dialer_core::pbx::{OriginateSpec, Pbx, PbxError};
 use uuid::Uuid;
 
 /// Records what the bridge asks of the PBX. A replay has no live PBX to answer: the
@@ -36,13 +37,14 @@ impl Pbx for RecordingPbx {
     async fn continue_in_dialplan(
         &self,
         _: Uuid,
-        context: &str,
-        extension: &str,
+        context: &Context,
+        extension: &Extension,
         priority: u32,
     ) -> Result<(), PbxError> {
         self.record(format!("continue {context} {extension} {priority}"))
     }
-    async fn play(&self, _: Uuid, playback_id: &str, media: &[String]) -> Result<(), PbxError> {
+    async fn play(&self, _: Uuid, playback_id: &str, media: &[Media]) -> Result<(), PbxError> {
+        let media: Vec<&str> = media.iter().map(Media::as_str).collect();
         self.record(format!("play {playback_id} {}", media.join(",")))
     }
     async fn hangup(&self, _: Uuid) -> Result<(), PbxError> {

@@ -11,15 +11,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use dialer_ari::AriEvent;
+use dialer_bridge::CallEvents;
+use dialer_bridge::queue::{Retry, WriteQueue};
+use dialer_bridge::signal::signal_of;
+use dialer_core::domain::validation::{Context, Extension, Media};
+use dialer_core::domain::{CallPolicy, CallRequest, CallStatus, Transition, now};
+use dialer_core::metrics::Metrics;
+use dialer_core::pbx::{OriginateSpec, Pbx, PbxError};
+use dialer_core::store::{CallStore, MemoryStore};
 use serde_json::json;
-use shared::ari::AriEvent;
-use shared::bridge::CallEvents;
-use shared::bridge::queue::{Retry, WriteQueue};
-use shared::bridge::signal::signal_of;
-use shared::domain::{CallPolicy, CallRequest, CallStatus, Transition, now};
-use shared::metrics::Metrics;
-use shared::pbx::{OriginateSpec, Pbx, PbxError};
-use shared::store::{CallStore, MemoryStore};
 use uuid::Uuid;
 
 const CALLS: usize = 20_000;
@@ -38,13 +39,13 @@ impl Pbx for InstantPbx {
     async fn continue_in_dialplan(
         &self,
         _: Uuid,
-        _: &str,
-        _: &str,
+        _: &Context,
+        _: &Extension,
         _: u32,
     ) -> Result<(), PbxError> {
         Ok(())
     }
-    async fn play(&self, _: Uuid, _: &str, _: &[String]) -> Result<(), PbxError> {
+    async fn play(&self, _: Uuid, _: &str, _: &[Media]) -> Result<(), PbxError> {
         Ok(())
     }
     async fn hangup(&self, _: Uuid) -> Result<(), PbxError> {

@@ -1,11 +1,15 @@
-//! `cargo run -p local`: the whole product on one machine.
+//! `cargo run -p local`: the whole product on one machine. Stops on SIGTERM or SIGINT
+//! after the requests in flight are answered and the bridge's queue is flushed.
 
 use std::process::ExitCode;
 
+use dialer_boot::local::LocalSettings;
+use dialer_boot::settings::ProcessEnv;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::telemetry::init();
-    let settings = match local::LocalSettings::from_env() {
+    dialer_boot::telemetry::init();
+    let settings = match LocalSettings::from_env(&ProcessEnv) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("{e}");
@@ -32,9 +36,11 @@ async fn main() -> ExitCode {
         running.api_url()
     );
     tracing::info!("PBX:  {pbx} at {}", running.ari_url);
+    tracing::info!("Bridge: following the PBX's events in this process");
     tracing::info!("Log in as {admin:?} (password from ADMIN_PASSWORD, default \"admin123\")");
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down");
+    let signal = dialer_boot::serve::terminated().await;
+    tracing::info!("{signal}: finishing requests in flight, then stopping");
     running.stop().await;
+    tracing::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -1,9 +1,15 @@
-//! The originate function: POST /api/v2/interaction/{number}, POST /api/v2/calls and DELETE /api/v2/calls/{call_id}.
-//! Adapters are built once per container; the routes are the shared ones.
+//! The originate function: POST /api/v2/interaction/{number}, POST /api/v2/calls and
+//! DELETE /api/v2/calls/{call_id}.
+//! Settings are read and adapters built once per container by the composition root.
 
-use shared::api::Routes;
+use dialer_boot::settings::OriginateFunction;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::lambda::run("originate", &[Routes::Originate]).await
+    dialer_boot::lambda::run(
+        "originate",
+        OriginateFunction::from_env,
+        |settings, platform| async move { dialer_boot::originate_api(&settings, &platform).await },
+    )
+    .await
 }

@@ -1,9 +1,15 @@
-//! The status function: GET /api/v2/status/{call_id}, GET /api/v2/calls/{call_id}, GET /api/v2/calls, and /health, /docs, /openapi.json.
-//! Adapters are built once per container; the routes are the shared ones.
+//! The status function: GET /api/v2/status/{call_id}, GET /api/v2/calls/{call_id},
+//! GET /api/v2/calls, and /health, /docs, /openapi.json.
+//! Settings are read and adapters built once per container by the composition root.
 
-use shared::api::Routes;
+use dialer_boot::settings::StatusFunction;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::lambda::run("status", &[Routes::Status, Routes::Ops]).await
+    dialer_boot::lambda::run(
+        "status",
+        StatusFunction::from_env,
+        |settings, platform| async move { dialer_boot::status_api(&settings, &platform).await },
+    )
+    .await
 }

@@ -1,9 +1,14 @@
 //! The token function: POST /api/v2/token.
-//! Adapters are built once per container; the routes are the shared ones.
+//! Settings are read and adapters built once per container by the composition root.
 
-use shared::api::Routes;
+use dialer_boot::settings::TokenFunction;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::lambda::run("token", &[Routes::Token]).await
+    dialer_boot::lambda::run(
+        "token",
+        TokenFunction::from_env,
+        |settings, platform| async move { dialer_boot::token_api(&settings, &platform).await },
+    )
+    .await
 }

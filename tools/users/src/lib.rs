@@ -4,10 +4,10 @@
 
 use std::io::{BufRead, Write};
 
-use shared::auth::Hasher;
-use shared::domain::User;
-use shared::domain::user::valid_username;
-use shared::store::{StoreError, UserStore};
+use dialer_core::auth::PasswordHasher;
+use dialer_core::domain::User;
+use dialer_core::domain::user::valid_username;
+use dialer_core::store::{StoreError, UserStore};
 
 pub const USAGE: &str = "usage: dialer-users <command>
   create USERNAME           create a user; the password is read from standard input
@@ -25,7 +25,7 @@ pub const MIN_PASSWORD: usize = 8;
 pub async fn run(
     args: &[String],
     users: &dyn UserStore,
-    hasher: Hasher,
+    hasher: &dyn PasswordHasher,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> Result<(), String> {
@@ -105,7 +105,7 @@ fn read_password(input: &mut dyn BufRead) -> Result<String, String> {
     Ok(password)
 }
 
-fn hash(hasher: Hasher, password: String) -> Result<String, String> {
+fn hash(hasher: &dyn PasswordHasher, password: String) -> Result<String, String> {
     hasher.hash(&password).map_err(|e| e.to_string())
 }
 

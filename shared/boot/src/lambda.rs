@@ -1,0 +1,28 @@
+//! The Lambda entry point: a function reads its settings, builds its routes once per
+//! container and serves them through `lambda_http`.
+
+use std::future::Future;
+
+use crate::settings::{Env, ProcessEnv, check_deployed, in_aws_lambda};
+use crate::{BootError, Platform};
+
+/// Serves the router `build` makes from the function's settings until the Lambda
+/// runtime stops the container. In AWS Lambda itself the deployed variables must all be
+/// set; in an emulator such as `cargo lambda watch` the defaults serve.
+pub async fn run<S, F, Fut>(
+    binary: &str,
+    settings: fn(&dyn Env) -> Result<S, crate::settings::ConfigError>,
+    build: F,
+) -> Result<(), lambda_http::Error>
+where
+    F: FnOnce(S, Platform) -> Fut,
+    Fut: Future<Output = Result<axum::Router, BootError>>,
+{
+    crate::telemetry::init();
+    if in_aws_lambda(&ProcessEnv) {
+        check_deployed(binary, &ProcessEnv)?;
+    }
+    let settings = settings(&ProcessEnv)?;
+    let router = build(settings, Platform::from_env().await).await?;
+    lambda_http::run(router).await
+}

@@ -1,0 +1,443 @@
+//! The one composition root: builds a process's adapters and services from its
+//! [`settings`], once. Every binary (the three Lambdas, the bridge, the local server,
+//! `dialer-users`) and the test harness start here; nothing else assembles a store, an
+//! app's routes or an event source.
+//!
+//! Each part has its own builder (`token_api`, `originate_api`, `status_api`,
+//! `bridge`, `user_admin`), which references only the adapters that part uses, and each
+//! adapter sits behind a cargo feature: a binary links only what it runs.
+
+pub mod settings;
+pub mod telemetry;
+
+#[cfg(feature = "lambda")]
+pub mod lambda;
+#[cfg(feature = "local")]
+pub mod local;
+#[cfg(any(feature = "api", feature = "bridge"))]
+pub mod serve;
+
+use std::sync::Arc;
+
+use dialer_core::auth::Tokens;
+use dialer_core::metrics::{EMF_NAMESPACE, Metrics};
+use dialer_core::secrets::{Fixed, SecretSource};
+use dialer_core::store::{MemoryStore, Store, StoreError};
+
+use settings::{AuthSettings, ConfigError, MetricsSettings, SecretSetting, StoreSettings};
+
+/// Why a process could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{var}: {source}")]
+    Store {
+        var: &'static str,
+        #[source]
+        source: StoreError,
+    },
+    #[error("{var}: this build cannot use it ({why})")]
+    Unsupported {
+        var: &'static str,
+        why: &'static str,
+    },
+    #[cfg(feature = "ari")]
+    #[error("ARI client: {0}")]
+    Ari(#[source] dialer_core::pbx::PbxError),
+    #[error("could not start: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("could not create the demo user: {0}")]
+    Seed(String),
+}
+
+/// What the platform gives a process: in AWS builds, the AWS configuration (region,
+/// credentials, `AWS_ENDPOINT_URL`) that DynamoDB and Secrets Manager clients use.
+#[derive(Clone, Default)]
+pub struct Platform {
+    #[cfg(feature = "aws")]
+    aws: Option<aws_config::SdkConfig>,
+}
+
+impl Platform {
+    /// The platform as the environment describes it (the AWS configuration read the
+    /// usual way, where this build has AWS adapters).
+    pub async fn from_env() -> Self {
+        Self {
+            #[cfg(feature = "aws")]
+            aws: Some(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .load()
+                    .await,
+            ),
+        }
+    }
+
+    /// A platform on a given AWS configuration (tests point it at moto).
+    #[cfg(feature = "aws")]
+    pub fn with_aws(aws: aws_config::SdkConfig) -> Self {
+        Self { aws: Some(aws) }
+    }
+
+    #[cfg(feature = "aws")]
+    pub fn aws(&self) -> Option<&aws_config::SdkConfig> {
+        self.aws.as_ref()
+    }
+}
+
+/// The store the settings select.
+pub async fn open_store(
+    settings: &StoreSettings,
+    platform: &Platform,
+) -> Result<Arc<dyn Store>, BootError> {
+    let _ = platform;
+    match settings {
+        StoreSettings::Memory => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "aws")]
+        StoreSettings::Dynamo {
+            calls_table,
+            users_table,
+            call_retention_days,
+        } => Ok(Arc::new(dynamo_store(
+            platform,
+            calls_table,
+            users_table,
+            *call_retention_days,
+        )?)),
+        #[cfg(not(feature = "aws"))]
+        StoreSettings::Dynamo { .. } => Err(BootError::Unsupported {
+            var: "CALLS_TABLE",
+            why: "no DynamoDB in this build; set DATABASE_URL or DISABLE_DB=true",
+        }),
+        #[cfg(feature = "postgres")]
+        StoreSettings::Postgres { url, pool_size } => {
+            let size = pool_size.unwrap_or_else(dialer_store_postgres::default_pool_size);
+            let store = dialer_store_postgres::PgStore::connect(url.expose(), size)
+                .await
+                .map_err(|source| BootError::Store {
+                    var: "DATABASE_URL",
+                    source,
+                })?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "postgres"))]
+        StoreSettings::Postgres { .. } => Err(BootError::Unsupported {
+            var: "DATABASE_URL",
+            why: "built without PostgreSQL support; build with --features postgres",
+        }),
+    }
+}
+
+/// The DynamoDB store on the platform's AWS configuration.
+#[cfg(feature = "aws")]
+pub fn dynamo_store(
+    platform: &Platform,
+    calls_table: &str,
+    users_table: &str,
+    call_retention_days: i64,
+) -> Result<dialer_store_dynamo::DynamoStore, BootError> {
+    let aws = platform.aws().ok_or(BootError::Unsupported {
+        var: "CALLS_TABLE",
+        why: "no AWS configuration was loaded",
+    })?;
+    Ok(dialer_store_dynamo::DynamoStore::new(
+        dialer_store_dynamo::Client::new(aws),
+        calls_table.to_owned(),
+        users_table.to_owned(),
+        call_retention_days,
+    ))
+}
+
+/// A secret's source: the value itself, or Secrets Manager by id.
+pub fn secret_source(
+    setting: &SecretSetting,
+    var: &'static str,
+    platform: &Platform,
+) -> Result<Arc<dyn SecretSource>, BootError> {
+    let _ = (platform, var);
+    match setting {
+        SecretSetting::Value(value) => Ok(Arc::new(Fixed(value.clone()))),
+        #[cfg(feature = "aws")]
+        SecretSetting::SecretId { id, ttl } => {
+            let aws = platform.aws().ok_or(BootError::Unsupported {
+                var,
+                why: "no AWS configuration was loaded",
+            })?;
+            let client = dialer_secrets_aws::Client::new(aws);
+            Ok(Arc::new(dialer_secrets_aws::SecretsManagerSecret::new(
+                client,
+                id.clone(),
+                *ttl,
+            )))
+        }
+        #[cfg(not(feature = "aws"))]
+        SecretSetting::SecretId { .. } => Err(BootError::Unsupported {
+            var,
+            why: "no Secrets Manager in this build; give the value itself",
+        }),
+    }
+}
+
+/// The token signer and checker.
+pub fn tokens(auth: &AuthSettings, platform: &Platform) -> Result<Arc<Tokens>, BootError> {
+    let key = secret_source(&auth.key, "SECRET_KEY_SECRET_ID", platform)?;
+    Ok(Arc::new(Tokens::new(auth.tokens.clone(), key)))
+}
+
+/// Metrics: in a Lambda they are also written as CloudWatch EMF lines.
+pub fn metrics(settings: &MetricsSettings) -> Arc<Metrics> {
+    Arc::new(match &settings.emf_function {
+        Some(function) => Metrics::new().with_emf(EMF_NAMESPACE, function.clone()),
+        None => Metrics::new(),
+    })
+}
+
+/// The ARI client, its password read from its setting on every request.
+#[cfg(feature = "ari")]
+pub fn ari_client(
+    settings: &settings::PbxSettings,
+    platform: &Platform,
+) -> Result<dialer_ari::AriClient, BootError> {
+    let password = secret_source(&settings.password, "ARI_PASSWORD_SECRET_ID", platform)?;
+    dialer_ari::AriClient::with_password_source(settings.ari.clone(), password)
+        .map_err(BootError::Ari)
+}
+
+/// bcrypt at the configured cost.
+#[cfg(feature = "passwords")]
+pub fn password_hasher(cost: u32) -> Arc<dyn dialer_core::auth::PasswordHasher> {
+    Arc::new(dialer_passwords::Bcrypt::new(cost))
+}
+
+#[cfg(feature = "api")]
+pub use api::*;
+
+#[cfg(feature = "api")]
+mod api {
+    use std::sync::Arc;
+
+    use dialer_core::auth::Tokens;
+    use dialer_core::domain::CallPolicy;
+    use dialer_core::health::BridgeHealth;
+    use dialer_core::metrics::Metrics;
+    use dialer_core::service::{Authenticator, CallQueries};
+    use dialer_core::store::Store;
+    use dialer_http::{Api, OpsState, StatusState};
+
+    use super::settings::StatusFunction;
+    use super::{BootError, Platform, metrics, open_store, tokens};
+
+    /// What every route set is built from: one process's store, token signer and
+    /// metrics. The local server and the tests add every set; each Lambda only its own.
+    #[derive(Clone)]
+    pub struct ApiParts {
+        pub store: Arc<dyn Store>,
+        pub tokens: Arc<Tokens>,
+        pub metrics: Arc<Metrics>,
+        pub metrics_enabled: bool,
+        /// Present where the bridge runs in the same process (the local server).
+        pub bridge: Option<Arc<BridgeHealth>>,
+    }
+
+    impl ApiParts {
+        pub fn auth(&self) -> Authenticator {
+            Authenticator::new(self.tokens.clone())
+        }
+
+        #[cfg(feature = "passwords")]
+        pub fn token_state(
+            &self,
+            hasher: Arc<dyn dialer_core::auth::PasswordHasher>,
+        ) -> dialer_http::TokenState {
+            dialer_http::TokenState {
+                login: dialer_core::service::LoginService::new(
+                    self.store.clone(),
+                    hasher,
+                    self.tokens.clone(),
+                    self.metrics.clone(),
+                ),
+            }
+        }
+
+        pub fn originate_state(
+            &self,
+            pbx: Arc<dyn dialer_core::pbx::Pbx>,
+            policy: CallPolicy,
+        ) -> dialer_http::OriginateState {
+            dialer_http::OriginateState {
+                calls: dialer_core::service::CallService::new(
+                    self.store.clone(),
+                    pbx,
+                    policy,
+                    self.metrics.clone(),
+                ),
+                auth: self.auth(),
+            }
+        }
+
+        pub fn status_state(&self) -> StatusState {
+            StatusState {
+                calls: CallQueries::new(self.store.clone()),
+                auth: self.auth(),
+            }
+        }
+
+        pub fn ops_state(&self) -> OpsState {
+            OpsState {
+                metrics: self.metrics.clone(),
+                metrics_enabled: self.metrics_enabled,
+                bridge: self.bridge.clone(),
+            }
+        }
+
+        pub fn api(&self) -> Api {
+            Api::new(self.metrics.clone())
+        }
+
+        /// Every set named in `sets` (the local server: all of them). `hasher`, `pbx`
+        /// and `policy` serve the token and originate sets.
+        #[cfg(feature = "passwords")]
+        pub fn router(
+            &self,
+            sets: &[dialer_http::Routes],
+            hasher: Arc<dyn dialer_core::auth::PasswordHasher>,
+            pbx: Arc<dyn dialer_core::pbx::Pbx>,
+            policy: CallPolicy,
+        ) -> axum::Router {
+            use dialer_http::Routes;
+            let mut api = self.api();
+            for set in sets {
+                api = match set {
+                    Routes::Token => api.token(self.token_state(hasher.clone())),
+                    Routes::Originate => {
+                        api.originate(self.originate_state(pbx.clone(), policy.clone()))
+                    }
+                    Routes::Status => api.status(self.status_state()),
+                    Routes::Ops => api.ops(self.ops_state()),
+                };
+            }
+            api.build()
+        }
+    }
+
+    async fn parts(
+        store: &super::settings::StoreSettings,
+        auth: &super::settings::AuthSettings,
+        metrics_settings: &super::settings::MetricsSettings,
+        platform: &Platform,
+    ) -> Result<ApiParts, BootError> {
+        Ok(ApiParts {
+            store: open_store(store, platform).await?,
+            tokens: tokens(auth, platform)?,
+            metrics: metrics(metrics_settings),
+            metrics_enabled: metrics_settings.enabled,
+            bridge: None,
+        })
+    }
+
+    /// The token function's routes.
+    #[cfg(feature = "passwords")]
+    pub async fn token_api(
+        settings: &super::settings::TokenFunction,
+        platform: &Platform,
+    ) -> Result<axum::Router, BootError> {
+        let parts = parts(&settings.store, &settings.auth, &settings.metrics, platform).await?;
+        let hasher = super::password_hasher(settings.bcrypt_cost);
+        Ok(parts.api().token(parts.token_state(hasher)).build())
+    }
+
+    /// The originate function's routes.
+    #[cfg(feature = "ari")]
+    pub async fn originate_api(
+        settings: &super::settings::OriginateFunction,
+        platform: &Platform,
+    ) -> Result<axum::Router, BootError> {
+        let parts = parts(&settings.store, &settings.auth, &settings.metrics, platform).await?;
+        let pbx = Arc::new(super::ari_client(&settings.pbx, platform)?);
+        let state = parts.originate_state(pbx, settings.policy.clone());
+        Ok(parts.api().originate(state).build())
+    }
+
+    /// The status function's routes, with `/health`, `/docs` and `/openapi.json`.
+    pub async fn status_api(
+        settings: &StatusFunction,
+        platform: &Platform,
+    ) -> Result<axum::Router, BootError> {
+        let parts = parts(&settings.store, &settings.auth, &settings.metrics, platform).await?;
+        Ok(parts
+            .api()
+            .status(parts.status_state())
+            .ops(parts.ops_state())
+            .build())
+    }
+}
+
+#[cfg(feature = "bridge")]
+pub use bridge::*;
+
+#[cfg(feature = "bridge")]
+mod bridge {
+    use std::sync::Arc;
+
+    use dialer_bridge::{CallEvents, EventSource, EventSourceTiming};
+    use dialer_core::health::BridgeHealth;
+    use dialer_core::metrics::Metrics;
+    use dialer_core::store::CallStore;
+
+    use super::BootError;
+
+    /// The event bridge for `store`, on the ARI client `ari`.
+    pub fn event_source(
+        store: Arc<dyn CallStore>,
+        ari: dialer_ari::AriClient,
+        metrics: Arc<Metrics>,
+        timing: EventSourceTiming,
+    ) -> EventSource {
+        let pbx = Arc::new(ari.clone());
+        EventSource {
+            ari,
+            events: CallEvents::new(store, pbx, metrics.clone()),
+            health: Arc::new(BridgeHealth::default()),
+            metrics,
+            timing,
+        }
+    }
+
+    /// The always-on bridge: its event source and its health port's router.
+    pub struct BridgeProcess {
+        pub source: EventSource,
+        pub port: axum::Router,
+        pub metrics: Arc<Metrics>,
+    }
+
+    pub async fn bridge(
+        settings: &super::settings::BridgeSettings,
+        platform: &super::Platform,
+    ) -> Result<BridgeProcess, BootError> {
+        let store = super::open_store(&settings.store, platform).await?;
+        let ari = super::ari_client(&settings.pbx, platform)?;
+        // CloudWatch gets the bridge's state as EMF log lines (the "disconnected" alarm
+        // reads them); Prometheus scrapes /metrics where there is one.
+        let metrics = super::metrics(&super::settings::MetricsSettings {
+            enabled: true,
+            emf_function: Some("bridge".into()),
+        });
+        let source = event_source(store, ari, metrics.clone(), EventSourceTiming::default());
+        let port = dialer_bridge::port::router(source.health.clone(), metrics.clone());
+        Ok(BridgeProcess {
+            source,
+            port,
+            metrics,
+        })
+    }
+}
+
+/// `dialer-users`: the user store and the hasher.
+#[cfg(feature = "passwords")]
+pub async fn user_admin(
+    settings: &settings::UsersSettings,
+    platform: &Platform,
+) -> Result<(Arc<dyn Store>, Arc<dyn dialer_core::auth::PasswordHasher>), BootError> {
+    let store = open_store(&settings.store, platform).await?;
+    Ok((store, password_hasher(settings.bcrypt_cost)))
+}

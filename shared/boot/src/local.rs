@@ -1,0 +1,198 @@
+//! The whole product in one process: the API on every route, the in-process store (or
+//! PostgreSQL, built with `--features postgres` and given `DATABASE_URL`), the ARI event
+//! bridge as a task, and a demo user. The local server binary adds the simulated PBX in
+//! front of this when `ARI_HTTP_URL` is unset.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use dialer_bridge::EventSourceTiming;
+use dialer_core::domain::{CallPolicy, User};
+use dialer_core::health::BridgeHealth;
+use dialer_core::metrics::Metrics;
+use dialer_core::secrets::Secret;
+use dialer_core::store::{Store, StoreError, UserStore};
+use dialer_http::Routes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::settings::{
+    AuthSettings, ConfigError, Env, MetricsSettings, PbxSettings, StoreDefault, StoreSettings,
+    bcrypt_cost, call_policy, parse, text,
+};
+use crate::{ApiParts, BootError, Platform};
+
+/// Everything the local server reads from the environment.
+#[derive(Clone, Debug)]
+pub struct LocalSettings {
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    pub pbx: PbxSettings,
+    pub policy: CallPolicy,
+    pub bcrypt_cost: u32,
+    pub metrics: MetricsSettings,
+    /// `HOST` and `PORT` (default 127.0.0.1:8000).
+    pub listen: SocketAddr,
+    pub admin_username: String,
+    pub admin_password: Secret,
+    /// `None`: use the ARI in `pbx` (a real Asterisk, `ARI_HTTP_URL` given). `Some`:
+    /// the binary starts a simulated PBX with this time scale (`PBX_SIM_TIME_SCALE`)
+    /// and points `pbx` at it.
+    pub simulate_pbx: Option<f64>,
+    /// Start the event bridge (tests turn it off to see a call refused without one).
+    pub bridge: bool,
+    pub bridge_timing: EventSourceTiming,
+}
+
+impl LocalSettings {
+    /// The shared variables plus `PORT`, `HOST`, `ADMIN_USERNAME`, `ADMIN_PASSWORD` and
+    /// `PBX_SIM_TIME_SCALE`. Calls stay in process unless `DATABASE_URL` is set.
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        // Tokens need a key; a local session makes one up rather than refuse to start.
+        let session_key = Secret::new(format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let auth = AuthSettings::from_env(env, Some(session_key))?;
+        if matches!(auth.key, crate::settings::SecretSetting::SecretId { .. }) {
+            return Err(ConfigError {
+                var: "SECRET_KEY_SECRET_ID",
+                problem: "the local server takes SECRET_KEY only".into(),
+            });
+        }
+        let simulate_pbx = match env.get("ARI_HTTP_URL") {
+            Some(_) => None,
+            None => Some(parse(env, "PBX_SIM_TIME_SCALE", 1.0)?),
+        };
+        let port: u16 = parse(env, "PORT", 8000)?;
+        let host: std::net::IpAddr = parse(env, "HOST", std::net::Ipv4Addr::LOCALHOST.into())?;
+        Ok(Self {
+            store: StoreSettings::from_env(env, StoreDefault::Memory)?,
+            auth,
+            pbx: PbxSettings::from_env(env)?,
+            policy: call_policy(env)?,
+            bcrypt_cost: bcrypt_cost(env)?,
+            metrics: MetricsSettings::from_env(env)?,
+            listen: SocketAddr::new(host, port),
+            admin_username: text(env, "ADMIN_USERNAME", "admin"),
+            admin_password: Secret::new(text(env, "ADMIN_PASSWORD", "admin123")),
+            simulate_pbx,
+            bridge: true,
+            bridge_timing: EventSourceTiming::default(),
+        })
+    }
+}
+
+/// A running local process. Dropping it does not stop it; call [`LocalProcess::stop`].
+pub struct LocalProcess {
+    pub api_addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub health: Arc<BridgeHealth>,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LocalProcess {
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// Stops accepting, lets the requests in flight finish, flushes the bridge's
+    /// queue, and returns.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
+    let platform = Platform::default();
+    let store = crate::open_store(&settings.store, &platform).await?;
+    let hasher = crate::password_hasher(settings.bcrypt_cost);
+    seed_admin(
+        &*store,
+        hasher.clone(),
+        &settings.admin_username,
+        &settings.admin_password,
+    )
+    .await?;
+    let metrics = Arc::new(Metrics::new());
+    let ari = crate::ari_client(&settings.pbx, &platform)?;
+    let source = crate::event_source(
+        store.clone(),
+        ari.clone(),
+        metrics.clone(),
+        settings.bridge_timing.clone(),
+    );
+    let health = source.health.clone();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    if settings.bridge {
+        tasks.push(tokio::spawn(source.run(shutdown_rx.clone())));
+    }
+    let parts = ApiParts {
+        store: store.clone(),
+        tokens: crate::tokens(&settings.auth, &platform)?,
+        metrics: metrics.clone(),
+        metrics_enabled: settings.metrics.enabled,
+        bridge: Some(health.clone()),
+    };
+    let app = parts.router(&Routes::ALL, hasher, Arc::new(ari), settings.policy.clone());
+    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    let api_addr = listener.local_addr()?;
+    let mut stop = shutdown_rx;
+    tasks.push(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = crate::serve::serve(listener, app, stopped).await {
+            tracing::error!(error = %e, "API server failed");
+        }
+    }));
+    tracing::info!(
+        api = %format!("http://{api_addr}"),
+        ari = %settings.pbx.ari.url,
+        bridge = settings.bridge,
+        "local server started"
+    );
+    Ok(LocalProcess {
+        api_addr,
+        store,
+        health,
+        metrics,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn seed_admin(
+    users: &dyn UserStore,
+    hasher: Arc<dyn dialer_core::auth::PasswordHasher>,
+    username: &str,
+    password: &Secret,
+) -> Result<(), BootError> {
+    let password = password.expose().to_owned();
+    let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
+        .await
+        .map_err(|e| BootError::Seed(e.to_string()))?
+        .map_err(|e| BootError::Seed(e.to_string()))?;
+    let user = User {
+        username: username.to_owned(),
+        password_hash,
+        disabled: false,
+    };
+    // On a kept store (PostgreSQL) the demo user is there from the last run: the
+    // password given now wins.
+    match users.insert_user(&user).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Conflict) => match users.update_user(&user).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(BootError::Seed(e.to_string())),
+        },
+        Err(e) => Err(BootError::Seed(e.to_string())),
+    }
+}

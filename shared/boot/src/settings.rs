@@ -1,0 +1,611 @@
+//! Settings per part of the product, each read from the environment here and nowhere
+//! else, under the original spec's names. A part reads only what it uses (the bridge
+//! takes no JWT key, `dialer-users` no ARI). A bad value stops the program at start with
+//! a message that names the variable; value ranges are the domain's own rules.
+
+use std::time::Duration;
+
+use dialer_core::auth::TokenSettings;
+use dialer_core::domain::CallPolicy;
+use dialer_core::domain::validation::{
+    self, CallerId, Extension, RingTimeout, ValidationError, endpoint_template,
+};
+use dialer_core::secrets::Secret;
+
+/// Reads variables by name; the process environment in production, a list in tests.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment; empty values count as unset.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// Variables from a list; for tests and tools that build settings by hand.
+pub struct Vars<'a>(pub &'a [(&'a str, &'a str)]);
+
+impl Env for Vars<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+/// Where calls and users live.
+#[derive(Clone, Debug)]
+pub enum StoreSettings {
+    /// In process (`DISABLE_DB=true`, and the local server's default).
+    Memory,
+    /// DynamoDB tables (`CALLS_TABLE`, `USERS_TABLE`, `CALL_RETENTION_DAYS`).
+    Dynamo {
+        calls_table: String,
+        users_table: String,
+        call_retention_days: i64,
+    },
+    /// PostgreSQL at `DATABASE_URL`, with `DATABASE_POOL_SIZE` connections (default 2 in
+    /// a Lambda, 10 elsewhere).
+    Postgres { url: Secret, pool_size: Option<u32> },
+}
+
+/// The store a part uses when neither `DISABLE_DB` nor `DATABASE_URL` says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreDefault {
+    Dynamo,
+    Memory,
+}
+
+/// A secret given by value, or by id in AWS Secrets Manager (read again after `ttl`).
+#[derive(Clone, Debug)]
+pub enum SecretSetting {
+    Value(Secret),
+    SecretId { id: String, ttl: Duration },
+}
+
+/// Signing and checking access tokens.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// `SECRET_KEY` (at least 16 characters) or `SECRET_KEY_SECRET_ID`.
+    pub key: SecretSetting,
+    pub tokens: TokenSettings,
+}
+
+/// Where Asterisk's ARI is, and how to log in.
+#[cfg(feature = "ari")]
+#[derive(Clone, Debug)]
+pub struct PbxSettings {
+    pub ari: dialer_ari::AriSettings,
+    /// `ARI_PASSWORD_SECRET_ID`: the password from Secrets Manager instead of
+    /// `ARI_PASSWORD`.
+    pub password: SecretSetting,
+}
+
+/// Metrics: Prometheus text on `/metrics` when `METRICS_ENABLED=true`; in a Lambda also
+/// CloudWatch EMF lines tagged with the function's name.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// `AWS_LAMBDA_FUNCTION_NAME`, set by Lambda itself.
+    pub emf_function: Option<String>,
+}
+
+/// The token function: the user store, the signing key, bcrypt.
+#[derive(Clone, Debug)]
+pub struct TokenFunction {
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    pub bcrypt_cost: u32,
+    pub metrics: MetricsSettings,
+}
+
+/// The originate function: the call store, the signing key, ARI and the call policy.
+#[cfg(feature = "ari")]
+#[derive(Clone, Debug)]
+pub struct OriginateFunction {
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    pub pbx: PbxSettings,
+    pub policy: CallPolicy,
+    pub metrics: MetricsSettings,
+}
+
+/// The status function: the call store and the signing key.
+#[derive(Clone, Debug)]
+pub struct StatusFunction {
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// The always-on bridge: the call store, ARI, and its health port (`BRIDGE_PORT`).
+#[cfg(feature = "ari")]
+#[derive(Clone, Debug)]
+pub struct BridgeSettings {
+    pub store: StoreSettings,
+    pub pbx: PbxSettings,
+    pub port: u16,
+}
+
+/// `dialer-users`: the user store and bcrypt.
+#[derive(Clone, Debug)]
+pub struct UsersSettings {
+    pub store: StoreSettings,
+    pub bcrypt_cost: u32,
+}
+
+impl TokenFunction {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store: StoreSettings::from_env(env, StoreDefault::Dynamo)?,
+            auth: AuthSettings::from_env(env, None)?,
+            bcrypt_cost: bcrypt_cost(env)?,
+            metrics: MetricsSettings::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(feature = "ari")]
+impl OriginateFunction {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store: StoreSettings::from_env(env, StoreDefault::Dynamo)?,
+            auth: AuthSettings::from_env(env, None)?,
+            pbx: PbxSettings::from_env(env)?,
+            policy: call_policy(env)?,
+            metrics: MetricsSettings::from_env(env)?,
+        })
+    }
+}
+
+impl StatusFunction {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store: StoreSettings::from_env(env, StoreDefault::Dynamo)?,
+            auth: AuthSettings::from_env(env, None)?,
+            metrics: MetricsSettings::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(feature = "ari")]
+impl BridgeSettings {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store: StoreSettings::from_env(env, StoreDefault::Dynamo)?,
+            pbx: PbxSettings::from_env(env)?,
+            port: parse(env, "BRIDGE_PORT", 8080)?,
+        })
+    }
+}
+
+impl UsersSettings {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store: StoreSettings::from_env(env, StoreDefault::Dynamo)?,
+            bcrypt_cost: bcrypt_cost(env)?,
+        })
+    }
+}
+
+impl StoreSettings {
+    /// `DISABLE_DB=true` keeps everything in process; `DATABASE_URL` selects PostgreSQL;
+    /// otherwise the part's default.
+    pub fn from_env(env: &dyn Env, default: StoreDefault) -> Result<Self, ConfigError> {
+        if flag(env, "DISABLE_DB", false)? {
+            return Ok(StoreSettings::Memory);
+        }
+        if let Some(url) = env.get("DATABASE_URL") {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(problem(
+                    "DATABASE_URL",
+                    "must be a postgres:// or postgresql:// URL",
+                ));
+            }
+            let pool_size = match env.get("DATABASE_POOL_SIZE") {
+                Some(_) => {
+                    Some(u32::try_from(int(env, "DATABASE_POOL_SIZE", 10, 1, 100)?).unwrap_or(10))
+                }
+                None => None,
+            };
+            return Ok(StoreSettings::Postgres {
+                url: Secret::new(url),
+                pool_size,
+            });
+        }
+        Ok(match default {
+            StoreDefault::Memory => StoreSettings::Memory,
+            StoreDefault::Dynamo => StoreSettings::Dynamo {
+                calls_table: text(env, "CALLS_TABLE", "dialer-calls"),
+                users_table: text(env, "USERS_TABLE", "dialer-users"),
+                call_retention_days: int(env, "CALL_RETENTION_DAYS", 90, 1, 3650)?,
+            },
+        })
+    }
+}
+
+impl AuthSettings {
+    /// `SECRET_KEY` may be absent only when `fallback` is given (the local server makes
+    /// one up for the session).
+    pub fn from_env(env: &dyn Env, fallback: Option<Secret>) -> Result<Self, ConfigError> {
+        let key = match (
+            env.get("SECRET_KEY"),
+            env.get("SECRET_KEY_SECRET_ID"),
+            fallback,
+        ) {
+            (Some(key), _, _) if key.len() >= 16 => SecretSetting::Value(Secret::new(key)),
+            (Some(_), _, _) => return Err(problem("SECRET_KEY", "must be at least 16 characters")),
+            (None, Some(id), _) => SecretSetting::SecretId {
+                id,
+                ttl: secrets_ttl(env)?,
+            },
+            (None, None, Some(fallback)) => SecretSetting::Value(fallback),
+            (None, None, None) => {
+                return Err(problem(
+                    "SECRET_KEY",
+                    "is required (or SECRET_KEY_SECRET_ID)",
+                ));
+            }
+        };
+        Ok(Self {
+            key,
+            tokens: TokenSettings {
+                issuer: env.get("JWT_ISSUER"),
+                audience: env.get("JWT_AUDIENCE"),
+                ttl_seconds: int(env, "ACCESS_TOKEN_EXPIRE_MINUTES", 60, 1, 7 * 24 * 60)? * 60,
+            },
+        })
+    }
+}
+
+#[cfg(feature = "ari")]
+impl PbxSettings {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let url = text(env, "ARI_HTTP_URL", "http://127.0.0.1:8088");
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(problem(
+                "ARI_HTTP_URL",
+                "must start with http:// or https://",
+            ));
+        }
+        let app = text(env, "ARI_APP", "dialer");
+        if app.is_empty()
+            || !app
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            return Err(problem("ARI_APP", "must be letters, digits, _ - ."));
+        }
+        let fixed = Secret::new(env.get("ARI_PASSWORD").unwrap_or_else(|| "asterisk".into()));
+        let password = match env.get("ARI_PASSWORD_SECRET_ID") {
+            Some(id) => SecretSetting::SecretId {
+                id,
+                ttl: secrets_ttl(env)?,
+            },
+            None => SecretSetting::Value(fixed.clone()),
+        };
+        Ok(Self {
+            ari: dialer_ari::AriSettings {
+                url,
+                username: text(env, "ARI_USERNAME", "asterisk"),
+                password: fixed,
+                app,
+            },
+            password,
+        })
+    }
+}
+
+impl MetricsSettings {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            enabled: flag(env, "METRICS_ENABLED", false)?,
+            emf_function: env.get("AWS_LAMBDA_FUNCTION_NAME"),
+        })
+    }
+}
+
+/// The operator's rules and defaults for new calls, each checked by the rule the domain
+/// applies to a client's value.
+pub fn call_policy(env: &dyn Env) -> Result<CallPolicy, ConfigError> {
+    let default_context = text(env, "DEFAULT_CONTEXT", "outbound-ivr");
+    let allowed_contexts: Vec<String> = match env.get("ALLOWED_CONTEXTS") {
+        Some(list) => list
+            .split(',')
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        None => vec![default_context.clone()],
+    };
+    if allowed_contexts.is_empty() {
+        return Err(problem("ALLOWED_CONTEXTS", "lists no context"));
+    }
+    let dial_endpoint = text(env, "DIAL_ENDPOINT", "PJSIP/{number}@trunk");
+    endpoint_template(&dial_endpoint).map_err(|e| invalid("DIAL_ENDPOINT", &e))?;
+    let default_extension = text(env, "DEFAULT_EXTENSION", "s");
+    Extension::parse(&default_extension).map_err(|e| invalid("DEFAULT_EXTENSION", &e))?;
+    let default_caller_id = env.get("DEFAULT_CALLER_ID");
+    if let Some(caller_id) = &default_caller_id {
+        CallerId::parse(caller_id).map_err(|e| invalid("DEFAULT_CALLER_ID", &e))?;
+    }
+    let default_priority = ruled(env, "DEFAULT_PRIORITY", 1, validation::priority)?;
+    let default_timeout_ms = ruled(env, "DEFAULT_TIMEOUT", 30_000, RingTimeout::from_millis)?;
+    let max_duration_ms = match env.get("MAX_CALL_DURATION") {
+        Some(_) => Some(ruled(
+            env,
+            "MAX_CALL_DURATION",
+            0,
+            validation::max_duration,
+        )?),
+        None => None,
+    };
+    Ok(CallPolicy {
+        default_context,
+        default_extension,
+        default_priority,
+        default_timeout_ms: i64::try_from(default_timeout_ms.millis()).unwrap_or(30_000),
+        default_caller_id,
+        allowed_contexts,
+        dial_endpoint,
+        max_duration_ms,
+    })
+}
+
+/// What each deployed binary must be given in AWS: the variables whose defaults only
+/// suit a laptop (table names, secret ids, where Asterisk is). The binaries refuse to
+/// start without them when they run in AWS, and the infrastructure template is checked
+/// against this list.
+pub const DEPLOYED_ENV: &[(&str, &[&str])] = &[
+    ("token", &["SECRET_KEY_SECRET_ID", "USERS_TABLE"]),
+    (
+        "originate",
+        &[
+            "SECRET_KEY_SECRET_ID",
+            "CALLS_TABLE",
+            "ARI_HTTP_URL",
+            "ARI_USERNAME",
+            "ARI_PASSWORD_SECRET_ID",
+            "ARI_APP",
+            "DIAL_ENDPOINT",
+            "DEFAULT_CONTEXT",
+            "ALLOWED_CONTEXTS",
+        ],
+    ),
+    ("status", &["SECRET_KEY_SECRET_ID", "CALLS_TABLE"]),
+    (
+        "bridge",
+        &[
+            "CALLS_TABLE",
+            "ARI_HTTP_URL",
+            "ARI_USERNAME",
+            "ARI_PASSWORD_SECRET_ID",
+            "ARI_APP",
+        ],
+    ),
+];
+
+/// Checks that `binary` was given everything [`DEPLOYED_ENV`] lists for it.
+pub fn check_deployed(binary: &str, env: &dyn Env) -> Result<(), ConfigError> {
+    let required = DEPLOYED_ENV
+        .iter()
+        .find(|(name, _)| *name == binary)
+        .map_or(&[][..], |(_, vars)| *vars);
+    let given = |var: &str| {
+        env.get(var).is_some()
+            || GIVEN_BY_VALUE
+                .iter()
+                .any(|(id, value)| *id == var && env.get(value).is_some())
+    };
+    match required.iter().find(|var| !given(var)) {
+        Some(var) => Err(ConfigError {
+            var,
+            problem: format!("is required when {binary} runs in AWS"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether this process runs in AWS Lambda itself (not in an emulator such as
+/// `cargo lambda watch`, where the defaults serve).
+pub fn in_aws_lambda(env: &dyn Env) -> bool {
+    env.get("AWS_EXECUTION_ENV")
+        .is_some_and(|e| e.starts_with("AWS_Lambda"))
+}
+
+/// Parses `var` with `FromStr`, or gives `default` when it is unset.
+pub fn parse<T: std::str::FromStr>(
+    env: &dyn Env,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match env.get(var) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| problem(var, format!("cannot use {raw:?}"))),
+    }
+}
+
+pub fn text(env: &dyn Env, name: &str, default: &str) -> String {
+    env.get(name).unwrap_or_else(|| default.to_owned())
+}
+
+pub fn flag(env: &dyn Env, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match env.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => Ok(false),
+        Some(v) => Err(problem(name, format!("must be true or false, got {v:?}"))),
+    }
+}
+
+/// A secret given by value satisfies the requirement for its secret id.
+const GIVEN_BY_VALUE: &[(&str, &str)] = &[
+    ("SECRET_KEY_SECRET_ID", "SECRET_KEY"),
+    ("ARI_PASSWORD_SECRET_ID", "ARI_PASSWORD"),
+];
+
+pub fn bcrypt_cost(env: &dyn Env) -> Result<u32, ConfigError> {
+    Ok(u32::try_from(int(env, "BCRYPT_COST", 12, 4, 16)?).unwrap_or(12))
+}
+
+fn secrets_ttl(env: &dyn Env) -> Result<Duration, ConfigError> {
+    let seconds = int(env, "SECRETS_TTL_SECONDS", 300, 0, 86_400)?;
+    Ok(Duration::from_secs(seconds.unsigned_abs()))
+}
+
+fn problem(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+fn invalid(var: &'static str, e: &ValidationError) -> ConfigError {
+    problem(var, e.message.clone())
+}
+
+fn int(
+    env: &dyn Env,
+    name: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ConfigError> {
+    let Some(raw) = env.get(name) else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| {
+            problem(
+                name,
+                format!("must be an integer from {min} to {max}, got {raw:?}"),
+            )
+        })
+}
+
+/// An integer checked by a domain rule, or the rule applied to `default` when unset.
+fn ruled<T>(
+    env: &dyn Env,
+    name: &'static str,
+    default: i64,
+    rule: impl Fn(i64) -> Result<T, ValidationError>,
+) -> Result<T, ConfigError> {
+    let raw = env.get(name);
+    let value = match raw.as_deref().map(str::trim) {
+        None => default,
+        Some(raw) => raw
+            .parse::<i64>()
+            .map_err(|_| problem(name, format!("must be an integer, got {raw:?}")))?,
+    };
+    rule(value).map_err(|e| invalid(name, &e))
+}
+
+#[cfg(all(test, feature = "ari"))]
+mod tests {
+    use super::*;
+
+    const KEY: (&str, &str) = ("SECRET_KEY", "0123456789abcdef0123");
+
+    #[test]
+    fn defaults_follow_the_original_spec() {
+        let settings = OriginateFunction::from_env(&Vars(&[KEY])).expect("loads");
+        assert_eq!(settings.policy.default_context, "outbound-ivr");
+        assert_eq!(settings.policy.allowed_contexts, vec!["outbound-ivr"]);
+        assert_eq!(settings.policy.default_timeout_ms, 30_000);
+        assert_eq!(settings.pbx.ari.app, "dialer");
+        assert!(!settings.metrics.enabled);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: [(&[(&str, &str)], &str); 9] = [
+            (&[], "SECRET_KEY"),
+            (&[KEY, ("CALL_RETENTION_DAYS", "0")], "CALL_RETENTION_DAYS"),
+            (&[KEY, ("DEFAULT_TIMEOUT", "soon")], "DEFAULT_TIMEOUT"),
+            (&[KEY, ("DEFAULT_TIMEOUT", "999")], "DEFAULT_TIMEOUT"),
+            (&[KEY, ("METRICS_ENABLED", "maybe")], "METRICS_ENABLED"),
+            (&[KEY, ("DIAL_ENDPOINT", "PJSIP/trunk")], "DIAL_ENDPOINT"),
+            (&[KEY, ("ARI_HTTP_URL", "asterisk:8088")], "ARI_HTTP_URL"),
+            (&[KEY, ("DEFAULT_EXTENSION", "s&x")], "DEFAULT_EXTENSION"),
+            (&[KEY, ("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+        ];
+        for (vars, var) in cases {
+            let env = Vars(vars);
+            let err = OriginateFunction::from_env(&env).expect_err(var);
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn each_part_reads_only_what_it_uses() {
+        // No SECRET_KEY: the bridge signs no tokens, dialer-users neither.
+        assert!(BridgeSettings::from_env(&Vars(&[])).is_ok());
+        assert!(UsersSettings::from_env(&Vars(&[])).is_ok());
+        // No ARI: a broken ARI URL does not stop the token or status function.
+        let vars = [KEY, ("ARI_HTTP_URL", "asterisk:8088")];
+        assert!(TokenFunction::from_env(&Vars(&vars)).is_ok());
+        assert!(StatusFunction::from_env(&Vars(&vars)).is_ok());
+        assert!(BridgeSettings::from_env(&Vars(&vars[1..])).is_err());
+    }
+
+    #[test]
+    fn the_store_follows_disable_db_then_database_url_then_the_default() {
+        let memory =
+            StoreSettings::from_env(&Vars(&[("DISABLE_DB", "true")]), StoreDefault::Dynamo);
+        assert!(matches!(memory, Ok(StoreSettings::Memory)));
+        let pg = Vars(&[("DATABASE_URL", "postgres://u@h/db")]);
+        let pg = StoreSettings::from_env(&pg, StoreDefault::Memory);
+        assert!(matches!(pg, Ok(StoreSettings::Postgres { .. })));
+        let local = StoreSettings::from_env(&Vars(&[]), StoreDefault::Memory);
+        assert!(matches!(local, Ok(StoreSettings::Memory)));
+        let deployed = StoreSettings::from_env(&Vars(&[]), StoreDefault::Dynamo);
+        assert!(matches!(deployed, Ok(StoreSettings::Dynamo { .. })));
+    }
+
+    #[test]
+    fn a_deployed_binary_needs_its_variables_and_a_secret_by_id_or_by_value() {
+        assert_eq!(
+            check_deployed("status", &Vars(&[])).map_err(|e| e.var),
+            Err("SECRET_KEY_SECRET_ID")
+        );
+        let by_id = Vars(&[
+            ("SECRET_KEY_SECRET_ID", "dialer/jwt"),
+            ("CALLS_TABLE", "calls"),
+        ]);
+        assert!(check_deployed("status", &by_id).is_ok());
+        let by_value = Vars(&[KEY, ("CALLS_TABLE", "calls")]);
+        assert!(check_deployed("status", &by_value).is_ok());
+        assert_eq!(
+            check_deployed("status", &Vars(&[KEY])).map_err(|e| e.var),
+            Err("CALLS_TABLE")
+        );
+    }
+
+    #[test]
+    fn allowed_contexts_is_a_comma_list() {
+        let env = Vars(&[KEY, ("ALLOWED_CONTEXTS", "outbound-ivr, reminders")]);
+        let settings = OriginateFunction::from_env(&env).expect("loads");
+        assert_eq!(
+            settings.policy.allowed_contexts,
+            vec!["outbound-ivr", "reminders"]
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! The bridge core: one ARI event in, conditional store writes and call control out.
+//! It holds no state of its own between events; everything it needs to decide an
+//! outcome is on the call record, so a restarted bridge decides the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::signal::{Signal, playback_id, signal_of};
+use dialer_ari::AriEvent;
+use dialer_core::domain::outcome::progress_of_channel_state;
+use dialer_core::domain::validation::{Context, Extension, Media};
+use dialer_core::domain::{
+    Annotation, Call, CallMode, CallStatus, EndFacts, FailureReason, Transition, final_outcome,
+};
+use dialer_core::metrics::Metrics;
+use dialer_core::pbx::{Pbx, PbxError};
+use dialer_core::store::{CallStore, StoreError, TransitionResult};
+
+#[derive(Clone)]
+pub struct CallEvents {
+    store: Arc<dyn CallStore>,
+    pbx: Arc<dyn Pbx>,
+    metrics: Arc<Metrics>,
+}
+
+/// What reconciliation did with the calls the store held as active.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub checked: usize,
+    pub finished: usize,
+    pub advanced: usize,
+}
+
+impl CallEvents {
+    pub fn new(store: Arc<dyn CallStore>, pbx: Arc<dyn Pbx>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            pbx,
+            metrics,
+        }
+    }
+
+    /// Handles one event. A store error is returned so the caller can retry the event;
+    /// handling the same event twice is harmless (every write is conditional).
+    pub async fn handle(&self, event: &AriEvent) -> Result<(), StoreError> {
+        let Some((id, signal)) = signal_of(event) else {
+            return Ok(());
+        };
+        match signal {
+            Signal::Progress { status, dialstatus } => {
+                let change = Transition::to(status, dialer_core::domain::now())
+                    .with_dialstatus(dialstatus.clone());
+                let result = self.write(id, &change).await?;
+                if let (TransitionResult::Refused(call), Some(dialstatus)) = (&result, dialstatus)
+                    && call.dialstatus.as_deref() != Some(dialstatus.as_str())
+                {
+                    self.store
+                        .annotate(id, &Annotation::DialStatus(dialstatus))
+                        .await?;
+                }
+            }
+            Signal::DialStatus(dialstatus) => {
+                self.store
+                    .annotate(id, &Annotation::DialStatus(dialstatus))
+                    .await?;
+            }
+            Signal::Destroyed { cause, cause_txt } => {
+                if let Some(call) = self.store.get_call(id).await? {
+                    self.finish(&call, Some(cause), Some(cause_txt)).await?;
+                }
+            }
+            Signal::StasisStart => self.on_answered(id).await?,
+            Signal::Dtmf(digit) => {
+                if let Some(call) = self.store.annotate(id, &Annotation::Dtmf(digit)).await?
+                    && call.gather_dtmf
+                    && call.mode == CallMode::Playback
+                {
+                    // The callee answered the prompt: nothing more to play.
+                    self.control(id, Control::Hangup);
+                }
+            }
+            Signal::PlaybackFinished => {
+                if let Some(call) = self.store.get_call(id).await? {
+                    if call.is_active() && call.mode == CallMode::Playback && !call.gather_dtmf {
+                        self.control(id, Control::Hangup);
+                    } else if call.is_active() && call.gather_dtmf {
+                        self.control(id, Control::HangupAfter(GATHER_WAIT));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings every call the store still holds as active in line with the PBX: after a
+    /// (re)connect, events may have been lost. A channel that no longer exists gets its
+    /// final status from what the record knows.
+    ///
+    /// Only calls created before `connected_at` can have lost events; and the events of
+    /// this very moment may still be on their way through the write queue, so a call
+    /// found behind waits `settle` and is read again before reconciliation writes
+    /// anything: a live event always wins over a guess. Pending calls younger than
+    /// `pending_grace` are left alone: their originate may still be under way.
+    pub async fn reconcile(
+        &self,
+        connected_at: DateTime<Utc>,
+        pending_grace: Duration,
+        settle: Duration,
+    ) -> Result<Reconciled, ReconcileError> {
+        let mut report = Reconciled::default();
+        let grace = chrono::Duration::from_std(pending_grace).unwrap_or(chrono::Duration::MAX);
+        let mut behind = Vec::new();
+        for call in self.store.active_calls().await? {
+            if call.created_at >= connected_at
+                || (call.status == CallStatus::Pending && Utc::now() - call.created_at < grace)
+            {
+                continue;
+            }
+            report.checked += 1;
+            match self.pbx.channel_state(call.id).await {
+                Ok(None) => behind.push((call.id, None)),
+                Ok(Some(state)) => {
+                    if let Some(status) = progress_of_channel_state(&state)
+                        && call.status.can_move_to(status)
+                    {
+                        behind.push((call.id, Some(status)));
+                    }
+                }
+                Err(e) => return Err(ReconcileError::Pbx(e)),
+            }
+        }
+        if !behind.is_empty() {
+            tokio::time::sleep(settle).await;
+        }
+        for (id, progress) in behind {
+            let Some(call) = self.store.get_call(id).await? else {
+                continue;
+            };
+            match progress {
+                None => {
+                    if self.finish(&call, None, None).await? {
+                        report.finished += 1;
+                    }
+                }
+                Some(status) => {
+                    if self
+                        .write(id, &Transition::to(status, dialer_core::domain::now()))
+                        .await?
+                        .applied()
+                    {
+                        report.advanced += 1;
+                        if status == CallStatus::Answered {
+                            // The StasisStart was lost with the socket: drive the call now.
+                            self.on_answered(id).await?;
+                        }
+                    }
+                }
+            }
+        }
+        if report.checked > 0 {
+            info!(?report, "reconciled active calls");
+        }
+        Ok(report)
+    }
+
+    /// Finishes calls that have been active longer than they possibly could: ring
+    /// timeout plus maximum talk time (the call's own, else `talk_limit`) plus a minute.
+    /// A channel that still exists is hung up (its end then arrives as an event); one
+    /// that is gone, or a PBX that cannot be asked, finishes the call from what is known.
+    pub async fn sweep(&self, talk_limit: Duration) -> Result<usize, StoreError> {
+        let mut finished = 0;
+        for call in self.store.active_calls().await? {
+            let talk = call
+                .max_duration_ms
+                .map_or(talk_limit, Duration::from_millis);
+            let lifetime = Duration::from_millis(call.timeout_ms) + talk + Duration::from_secs(60);
+            let deadline = call.created_at
+                + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
+            if Utc::now() < deadline {
+                continue;
+            }
+            match self.pbx.channel_state(call.id).await {
+                Ok(Some(_)) => self.control(call.id, Control::Hangup),
+                Ok(None) => {
+                    if self.finish(&call, None, None).await? {
+                        finished += 1;
+                    }
+                }
+                Err(_) => {
+                    let stale = Transition::to(
+                        if call.answered_at.is_some() {
+                            CallStatus::Completed
+                        } else {
+                            CallStatus::Failed
+                        },
+                        dialer_core::domain::now(),
+                    )
+                    .with_reason(call.answered_at.is_none().then_some(FailureReason::Stale));
+                    if self.write(call.id, &stale).await?.applied() {
+                        finished += 1;
+                    }
+                }
+            }
+        }
+        if finished > 0 {
+            warn!(finished, "swept calls that outlived any possible end");
+        }
+        Ok(finished)
+    }
+
+    /// Finishes a call whose channel is gone; returns whether this write finished it.
+    async fn finish(
+        &self,
+        call: &Call,
+        cause: Option<i64>,
+        cause_txt: Option<String>,
+    ) -> Result<bool, StoreError> {
+        if call.is_completed() {
+            return Ok(false);
+        }
+        let ring_timeout =
+            chrono::Duration::milliseconds(i64::try_from(call.timeout_ms).unwrap_or(i64::MAX));
+        let (status, reason) = final_outcome(EndFacts {
+            answered: call.answered_at.is_some(),
+            cancel_requested: call.cancel_requested_at.is_some(),
+            dialstatus: call.dialstatus.as_deref(),
+            cause,
+            rang_out: call
+                .ringing_at
+                .is_some_and(|rang| Utc::now() - rang >= ring_timeout),
+        });
+        let change = Transition::to(status, dialer_core::domain::now())
+            .with_reason(reason)
+            .with_cause(cause, cause_txt);
+        let result = self.write(call.id, &change).await?;
+        if result.applied() {
+            self.metrics.inc(
+                "dialer_calls_finished_total",
+                &[("status", status.as_str())],
+            );
+        }
+        Ok(result.applied())
+    }
+
+    async fn on_answered(&self, id: Uuid) -> Result<(), StoreError> {
+        let call = match self
+            .write(
+                id,
+                &Transition::to(CallStatus::Answered, dialer_core::domain::now()),
+            )
+            .await?
+        {
+            TransitionResult::NotFound => {
+                // Not a call of ours (originated into the app by someone else): don't
+                // leave it hanging in Stasis.
+                warn!(channel = %id, "StasisStart for an unknown call; hanging up");
+                self.control(id, Control::Hangup);
+                return Ok(());
+            }
+            TransitionResult::Applied(call) | TransitionResult::Refused(call) => call,
+        };
+        if call.is_completed() {
+            return Ok(());
+        }
+        if call.cancel_requested_at.is_some() {
+            self.control(id, Control::Hangup);
+            return Ok(());
+        }
+        match call.mode {
+            CallMode::Ivr => self.control(
+                id,
+                Control::Continue {
+                    context: call.context.clone(),
+                    extension: call.extension.clone(),
+                    priority: call.priority,
+                },
+            ),
+            CallMode::Playback => self.control(id, Control::Play(call.media.clone())),
+        }
+        if let Some(max) = call.max_duration_ms {
+            self.control(id, Control::HangupAfter(Duration::from_millis(max)));
+        }
+        Ok(())
+    }
+
+    async fn write(&self, id: Uuid, change: &Transition) -> Result<TransitionResult, StoreError> {
+        let result = self.store.transition(id, change).await;
+        let label = match &result {
+            Ok(TransitionResult::Applied(_)) => "applied",
+            Ok(TransitionResult::Refused(_)) => "refused",
+            Ok(TransitionResult::NotFound) => "not_found",
+            Err(_) => "error",
+        };
+        self.metrics
+            .inc("dialer_bridge_status_writes_total", &[("result", label)]);
+        if let Ok(TransitionResult::Applied(call)) = &result {
+            debug!(call = %id, status = %call.status, "status written");
+        }
+        result
+    }
+
+    /// Call control runs beside the event loop: a slow PBX answer must not hold up the
+    /// events of every other call.
+    fn control(&self, id: Uuid, action: Control) {
+        let pbx = Arc::clone(&self.pbx);
+        tokio::spawn(async move {
+            let result = match &action {
+                Control::Continue {
+                    context,
+                    extension,
+                    priority,
+                } => {
+                    pbx.continue_in_dialplan(id, context, extension, *priority)
+                        .await
+                }
+                Control::Play(media) => pbx.play(id, &playback_id(id), media).await,
+                Control::Hangup => pbx.hangup(id).await,
+                Control::HangupAfter(wait) => {
+                    tokio::time::sleep(*wait).await;
+                    pbx.hangup(id).await
+                }
+            };
+            match result {
+                // The channel ended on its own meanwhile: nothing left to do.
+                Ok(()) | Err(PbxError::NotFound) => {}
+                Err(e) => {
+                    warn!(call = %id, action = action.name(), error = %e, "call control failed")
+                }
+            }
+        });
+    }
+}
+
+/// How long a playback call that gathers DTMF waits for a digit after the prompt.
+const GATHER_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pbx(PbxError),
+}
+
+enum Control {
+    Continue {
+        context: Context,
+        extension: Extension,
+        priority: u32,
+    },
+    Play(Vec<Media>),
+    Hangup,
+    HangupAfter(Duration),
+}
+
+impl Control {
+    fn name(&self) -> &'static str {
+        match self {
+            Control::Continue { .. } => "continue",
+            Control::Play(_) => "play",
+            Control::Hangup => "hangup",
+            Control::HangupAfter(_) => "hangup_after",
+        }
+    }
+}

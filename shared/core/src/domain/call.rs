@@ -1,0 +1,426 @@
+//! The call record, the request that creates one, and the two kinds of change a record
+//! may undergo: a status transition (forward-only) and an annotation (facts that do not
+//! move the status).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::outcome::FailureReason;
+use super::status::CallStatus;
+use super::validation::{
+    CallerId, Context, Extension, Media, PhoneNumber, RingTimeout, ValidationError, Variables,
+    dial_endpoint, max_duration, priority,
+};
+
+/// What the bridge does once the callee answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallMode {
+    /// `continue` the channel into the IVR dialplan (context/extension/priority).
+    #[default]
+    Ivr,
+    /// Play the call's media list in order, then hang up.
+    Playback,
+}
+
+impl CallMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallMode::Ivr => "ivr",
+            CallMode::Playback => "playback",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        match raw {
+            "ivr" => Ok(CallMode::Ivr),
+            "playback" => Ok(CallMode::Playback),
+            _ => Err(ValidationError::new(
+                "mode",
+                "must be \"ivr\" or \"playback\"",
+            )),
+        }
+    }
+}
+
+/// A call as stored. Every timestamp is UTC. What a client sent is held in the types
+/// validation built, so nothing unchecked can reach the PBX from a record either.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub id: Uuid,
+    pub owner: String,
+    pub phone_number: PhoneNumber,
+    pub status: CallStatus,
+    pub mode: CallMode,
+    /// The PBX endpoint dialed, e.g. `PJSIP/+15550010001@trunk`.
+    pub channel: String,
+    pub context: Context,
+    pub extension: Extension,
+    pub priority: u32,
+    pub caller_id: Option<CallerId>,
+    pub timeout_ms: u64,
+    pub max_duration_ms: Option<u64>,
+    pub variables: Variables,
+    pub media: Vec<Media>,
+    pub gather_dtmf: bool,
+    pub dtmf: String,
+    pub created_at: DateTime<Utc>,
+    pub dialed_at: Option<DateTime<Utc>>,
+    pub ringing_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub failure_reason: Option<FailureReason>,
+    pub cause: Option<i64>,
+    pub cause_txt: Option<String>,
+    pub dialstatus: Option<String>,
+    pub attempt_number: u32,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+}
+
+impl Call {
+    pub fn is_active(&self) -> bool {
+        self.status.is_active()
+    }
+
+    /// The call has reached a final status, whatever it is.
+    pub fn is_completed(&self) -> bool {
+        self.status.is_final()
+    }
+
+    /// Seconds from answer to end, when the call was answered and has ended.
+    pub fn duration_seconds(&self) -> Option<f64> {
+        let talk = self.ended_at? - self.answered_at?;
+        Some(talk.num_milliseconds().max(0) as f64 / 1000.0)
+    }
+}
+
+/// A client's request for a call, before validation. Every field but the number is
+/// optional and falls back to the operator's defaults.
+#[derive(Clone, Debug, Default)]
+pub struct CallRequest {
+    pub phone_number: String,
+    pub context: Option<String>,
+    pub extension: Option<String>,
+    pub priority: Option<i64>,
+    pub timeout: Option<i64>,
+    pub caller_id: Option<String>,
+    pub variables: Option<BTreeMap<String, String>>,
+    pub mode: Option<String>,
+    pub media: Option<Vec<String>>,
+    pub gather_dtmf: Option<bool>,
+    pub max_duration: Option<i64>,
+}
+
+/// The operator's rules and defaults for new calls.
+#[derive(Clone, Debug)]
+pub struct CallPolicy {
+    pub default_context: String,
+    pub default_extension: String,
+    pub default_priority: u32,
+    pub default_timeout_ms: i64,
+    pub default_caller_id: Option<String>,
+    pub allowed_contexts: Vec<String>,
+    /// e.g. `PJSIP/{number}@trunk`.
+    pub dial_endpoint: String,
+    pub max_duration_ms: Option<u64>,
+}
+
+impl Default for CallPolicy {
+    /// The original spec's defaults: the `outbound-ivr` context alone, extension `s`,
+    /// priority 1, a 30 s ring timeout.
+    fn default() -> Self {
+        Self {
+            default_context: "outbound-ivr".into(),
+            default_extension: "s".into(),
+            default_priority: 1,
+            default_timeout_ms: 30_000,
+            default_caller_id: None,
+            allowed_contexts: vec!["outbound-ivr".into()],
+            dial_endpoint: "PJSIP/{number}@trunk".into(),
+            max_duration_ms: None,
+        }
+    }
+}
+
+impl CallRequest {
+    /// Checks every field and builds the `pending` record. Nothing unchecked survives.
+    pub fn validate(
+        &self,
+        policy: &CallPolicy,
+        owner: &str,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Call, ValidationError> {
+        let number = PhoneNumber::parse(&self.phone_number)?;
+        let context = Context::parse(
+            self.context.as_deref().unwrap_or(&policy.default_context),
+            &policy.allowed_contexts,
+        )?;
+        let extension = Extension::parse(
+            self.extension
+                .as_deref()
+                .unwrap_or(&policy.default_extension),
+        )?;
+        let priority = match self.priority {
+            Some(raw) => priority(raw)?,
+            None => policy.default_priority,
+        };
+        let timeout = RingTimeout::from_millis(self.timeout.unwrap_or(policy.default_timeout_ms))?;
+        let caller_id = self
+            .caller_id
+            .as_deref()
+            .or(policy.default_caller_id.as_deref())
+            .map(CallerId::parse)
+            .transpose()?;
+        let variables = Variables::parse(&self.variables.clone().unwrap_or_default())?;
+        let mode = self
+            .mode
+            .as_deref()
+            .map(CallMode::parse)
+            .transpose()?
+            .unwrap_or_default();
+        let media = Media::parse_list(self.media.as_deref().unwrap_or_default())?;
+        if mode == CallMode::Playback && media.is_empty() {
+            return Err(ValidationError::new(
+                "media",
+                "playback mode needs at least one media item",
+            ));
+        }
+        let max_duration_ms = match self.max_duration {
+            Some(ms) => Some(max_duration(ms)?),
+            None => policy.max_duration_ms,
+        };
+        Ok(Call {
+            id,
+            owner: owner.to_owned(),
+            channel: dial_endpoint(&policy.dial_endpoint, &number),
+            phone_number: number,
+            status: CallStatus::Pending,
+            mode,
+            context,
+            extension,
+            priority,
+            caller_id,
+            timeout_ms: timeout.millis(),
+            max_duration_ms,
+            variables,
+            media,
+            gather_dtmf: self.gather_dtmf.unwrap_or(false),
+            dtmf: String::new(),
+            created_at: now,
+            dialed_at: None,
+            ringing_at: None,
+            answered_at: None,
+            ended_at: None,
+            failure_reason: None,
+            cause: None,
+            cause_txt: None,
+            dialstatus: None,
+            attempt_number: 1,
+            cancel_requested_at: None,
+        })
+    }
+}
+
+/// A forward-only status change, with the facts that come with it. Stores apply it only
+/// when `call.status.can_move_to(transition.status)`, atomically.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub status: CallStatus,
+    pub at: DateTime<Utc>,
+    /// False only for a call that never reached the PBX (originate refused).
+    pub dialed: bool,
+    pub failure_reason: Option<FailureReason>,
+    pub cause: Option<i64>,
+    pub cause_txt: Option<String>,
+    pub dialstatus: Option<String>,
+}
+
+impl Transition {
+    /// Progress seen on the PBX side: dialing, ringing, answered, or a final outcome.
+    pub fn to(status: CallStatus, at: DateTime<Utc>) -> Self {
+        Self {
+            status,
+            at,
+            dialed: true,
+            failure_reason: None,
+            cause: None,
+            cause_txt: None,
+            dialstatus: None,
+        }
+    }
+
+    /// The originate itself failed: the call never reached the callee.
+    pub fn not_dialed(reason: FailureReason, at: DateTime<Utc>) -> Self {
+        Self {
+            dialed: false,
+            failure_reason: Some(reason),
+            ..Self::to(CallStatus::Failed, at)
+        }
+    }
+
+    pub fn with_reason(mut self, reason: Option<FailureReason>) -> Self {
+        self.failure_reason = reason;
+        self
+    }
+
+    pub fn with_cause(mut self, cause: Option<i64>, cause_txt: Option<String>) -> Self {
+        self.cause = cause;
+        self.cause_txt = cause_txt;
+        self
+    }
+
+    pub fn with_dialstatus(mut self, dialstatus: Option<String>) -> Self {
+        self.dialstatus = dialstatus;
+        self
+    }
+
+    /// Applies the change if the status rule allows it; returns whether it did. The one
+    /// definition of what a transition writes: the in-process store calls it, and the
+    /// database stores mirror it in their conditional updates.
+    pub fn apply(&self, call: &mut Call) -> bool {
+        if !call.status.can_move_to(self.status) {
+            return false;
+        }
+        call.status = self.status;
+        if self.dialed {
+            call.dialed_at.get_or_insert(self.at);
+        }
+        match self.status {
+            CallStatus::Ringing => call.ringing_at = Some(self.at),
+            CallStatus::Answered => call.answered_at = Some(self.at),
+            s if s.is_final() => {
+                call.ended_at = Some(self.at);
+                call.failure_reason.clone_from(&self.failure_reason);
+                call.cause = self.cause;
+                call.cause_txt.clone_from(&self.cause_txt);
+            }
+            _ => {}
+        }
+        if self.dialstatus.is_some() {
+            call.dialstatus.clone_from(&self.dialstatus);
+        }
+        true
+    }
+}
+
+/// Facts about a call that do not move its status.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Annotation {
+    /// The last non-empty `Dial` dialstatus; kept while the call is active.
+    DialStatus(String),
+    /// A DTMF digit the callee pressed; appended while the call is active.
+    Dtmf(char),
+    /// The client asked to cancel; recorded once, while the call is active.
+    CancelRequested(DateTime<Utc>),
+}
+
+impl Annotation {
+    pub const MAX_DTMF: usize = 64;
+
+    /// Applies the annotation if it still means something; returns whether it did.
+    pub fn apply(&self, call: &mut Call) -> bool {
+        if !call.is_active() {
+            return false;
+        }
+        match self {
+            Annotation::DialStatus(status) => call.dialstatus = Some(status.clone()),
+            Annotation::Dtmf(digit) => {
+                if call.dtmf.len() >= Self::MAX_DTMF {
+                    return false;
+                }
+                call.dtmf.push(*digit);
+            }
+            Annotation::CancelRequested(at) => {
+                if call.cancel_requested_at.is_some() {
+                    return false;
+                }
+                call.cancel_requested_at = Some(*at);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CallPolicy {
+        CallPolicy::default()
+    }
+
+    fn pending() -> Call {
+        CallRequest {
+            phone_number: "+15550010001".into(),
+            ..CallRequest::default()
+        }
+        .validate(&policy(), "alice", Uuid::nil(), Utc::now())
+        .expect("valid request")
+    }
+
+    #[test]
+    fn a_valid_request_becomes_a_pending_call_with_defaults() {
+        let call = pending();
+        assert_eq!(call.status, CallStatus::Pending);
+        assert_eq!(call.channel, "PJSIP/+15550010001@trunk");
+        assert_eq!(call.context.as_str(), "outbound-ivr");
+        assert_eq!((call.extension.as_str(), call.priority), ("s", 1));
+        assert_eq!(call.timeout_ms, 30_000);
+        assert!(call.is_active() && !call.is_completed());
+    }
+
+    #[test]
+    fn playback_without_media_is_rejected() {
+        let request = CallRequest {
+            phone_number: "+15550010001".into(),
+            mode: Some("playback".into()),
+            ..CallRequest::default()
+        };
+        let err = request
+            .validate(&policy(), "alice", Uuid::nil(), Utc::now())
+            .expect_err("no media");
+        assert_eq!(err.field, "media");
+    }
+
+    #[test]
+    fn transitions_fill_the_matching_timestamps_and_duration() {
+        let mut call = pending();
+        let t0 = Utc::now();
+        let later = |ms| t0 + chrono::Duration::milliseconds(ms);
+        assert!(Transition::to(CallStatus::Ringing, later(10)).apply(&mut call));
+        assert_eq!(
+            call.dialed_at,
+            Some(later(10)),
+            "dialing skipped: dialed_at still set"
+        );
+        assert!(Transition::to(CallStatus::Answered, later(1000)).apply(&mut call));
+        assert!(!Transition::to(CallStatus::Dialing, later(1001)).apply(&mut call));
+        assert!(Transition::to(CallStatus::Completed, later(3500)).apply(&mut call));
+        assert_eq!(call.duration_seconds(), Some(2.5));
+        assert!(!Transition::to(CallStatus::Failed, later(4000)).apply(&mut call));
+        assert_eq!(call.status, CallStatus::Completed);
+    }
+
+    #[test]
+    fn a_refused_originate_leaves_dialed_at_empty() {
+        let mut call = pending();
+        assert!(Transition::not_dialed(FailureReason::PbxUnreachable, Utc::now()).apply(&mut call));
+        assert_eq!(call.status, CallStatus::Failed);
+        assert_eq!(call.dialed_at, None);
+        assert_eq!(call.failure_reason, Some(FailureReason::PbxUnreachable));
+    }
+
+    #[test]
+    fn annotations_do_not_touch_finished_calls() {
+        let mut call = pending();
+        assert!(Annotation::Dtmf('1').apply(&mut call));
+        assert!(Annotation::CancelRequested(Utc::now()).apply(&mut call));
+        assert!(!Annotation::CancelRequested(Utc::now()).apply(&mut call));
+        assert!(Transition::to(CallStatus::Canceled, Utc::now()).apply(&mut call));
+        assert!(!Annotation::Dtmf('2').apply(&mut call));
+        assert_eq!(call.dtmf, "1");
+    }
+}

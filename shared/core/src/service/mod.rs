@@ -1,0 +1,54 @@
+//! The use cases behind the routes: logging in, placing, reading, listing and canceling
+//! calls. They speak domain types and ports only; the HTTP layer maps their errors.
+
+pub mod calls;
+pub mod login;
+
+pub use calls::{CallQueries, CallService};
+pub use login::{Authenticator, IssuedToken, LoginService};
+
+use uuid::Uuid;
+
+use crate::domain::ValidationError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("call not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("incorrect username or password")]
+    BadCredentials,
+    #[error("no call bridge is listening for the PBX's events; the call was not placed")]
+    BridgeDown,
+    #[error("the PBX is unavailable: {reason}")]
+    PbxUnavailable {
+        reason: String,
+        call_id: Option<Uuid>,
+        #[source]
+        source: crate::pbx::PbxError,
+    },
+    #[error("the PBX refused the call: {reason}")]
+    PbxRejected {
+        reason: String,
+        call_id: Option<Uuid>,
+    },
+    #[error("the store is unavailable")]
+    StoreUnavailable(#[source] StoreError),
+    #[error("a secret could not be read; try again shortly")]
+    SecretsUnavailable(#[source] crate::secrets::SecretError),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => ServiceError::Conflict("already exists".into()),
+            unavailable @ StoreError::Unavailable(_) => ServiceError::StoreUnavailable(unavailable),
+        }
+    }
+}

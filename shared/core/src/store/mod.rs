@@ -1,0 +1,132 @@
+//! The store port: where calls and users live. Every implementation enforces the status
+//! rule itself, atomically, so that the API and the bridge can write one call at the
+//! same moment without either reversing the other.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{Annotation, Call, Transition, User};
+
+pub use memory::MemoryStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    Conflict,
+    /// The store could not be reached or answered with an error; the cause is kept.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub fn unavailable(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Unavailable(cause.into())
+    }
+}
+
+/// The result of a conditional status write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TransitionResult {
+    /// The write happened; the record as it is now.
+    Applied(Call),
+    /// The status rule refused it; the record as it is (unchanged).
+    Refused(Call),
+    NotFound,
+}
+
+impl TransitionResult {
+    pub fn call(&self) -> Option<&Call> {
+        match self {
+            TransitionResult::Applied(call) | TransitionResult::Refused(call) => Some(call),
+            TransitionResult::NotFound => None,
+        }
+    }
+
+    pub fn applied(&self) -> bool {
+        matches!(self, TransitionResult::Applied(_))
+    }
+}
+
+/// One page of a user's calls, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct CallPage {
+    pub calls: Vec<Call>,
+    /// Pass back as `before` to get the next page.
+    pub next: Option<DateTime<Utc>>,
+}
+
+impl CallPage {
+    /// A page from up to `limit + 1` calls, newest first: the extra one, when there,
+    /// only says that another page follows.
+    pub fn from_overfetch(mut calls: Vec<Call>, limit: usize) -> Self {
+        let more = calls.len() > limit;
+        calls.truncate(limit);
+        let next = if more {
+            calls.last().map(|c| c.created_at)
+        } else {
+            None
+        };
+        Self { calls, next }
+    }
+}
+
+#[async_trait]
+pub trait CallStore: Send + Sync {
+    /// Writes a new call; `Conflict` when the id is taken.
+    async fn insert_call(&self, call: &Call) -> Result<(), StoreError>;
+
+    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError>;
+
+    /// The conditional status write (see [`Transition::apply`]).
+    async fn transition(
+        &self,
+        id: Uuid,
+        change: &Transition,
+    ) -> Result<TransitionResult, StoreError>;
+
+    /// Records a fact that does not move the status (see [`Annotation::apply`]).
+    /// Returns the record when the annotation was applied.
+    async fn annotate(&self, id: Uuid, note: &Annotation) -> Result<Option<Call>, StoreError>;
+
+    /// Binds `owner`'s idempotency `key` to `call_id` unless it is bound already; returns
+    /// the call id it was already bound to. Bindings last at least `ttl_seconds`.
+    async fn claim_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+        call_id: Uuid,
+        ttl_seconds: i64,
+    ) -> Result<Option<Uuid>, StoreError>;
+
+    /// Every call not yet in a final status: what the bridge reconciles after a reconnect.
+    async fn active_calls(&self) -> Result<Vec<Call>, StoreError>;
+
+    /// A user's calls, newest first, created strictly before `before` when given.
+    async fn calls_of(
+        &self,
+        owner: &str,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<CallPage, StoreError>;
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError>;
+
+    /// Creates a user; `Conflict` when the name is taken.
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+
+    /// Replaces an existing user's hash and flags; `false` when there is no such user.
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+}
+
+/// A store that holds both.
+pub trait Store: CallStore + UserStore {}
+
+impl<T: CallStore + UserStore> Store for T {}

@@ -1,0 +1,205 @@
+//! The call routes: originate (two forms), status (two forms), list and cancel.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+
+use super::dto::{CallBody, CallList, CallView, ErrorBody, ListQuery, OriginateResponse, rfc3339};
+use super::error::ApiError;
+use super::extract::{Caller, json_or_default};
+use crate::{OriginateState, StatusState};
+
+/// Originate a call to the number in the path.
+#[utoipa::path(
+    post,
+    path = "/api/v2/interaction/{number}",
+    tag = "calls",
+    params(
+        ("number" = String, Path, description = "E.164 number, e.g. +15550010001"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe: the same key within a day returns the first call"),
+    ),
+    request_body(content = CallBody, description = "Options; the body may be empty"),
+    responses(
+        (status = 200, body = OriginateResponse),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn interaction(
+    State(state): State<OriginateState>,
+    Caller(owner): Caller,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<OriginateResponse>, ApiError> {
+    let body: CallBody = json_or_default(&body?)?;
+    if body.phone_number.is_some() {
+        return Err(ApiError::Field {
+            field: "phone_number",
+            detail: "the number goes in the path on this route".into(),
+        });
+    }
+    let call = state
+        .calls
+        .place_call(
+            &owner,
+            body.into_request(number),
+            idempotency_key(&headers)?,
+        )
+        .await?;
+    Ok(Json(OriginateResponse::from(&call)))
+}
+
+/// Create a call (RESTful form).
+#[utoipa::path(
+    post,
+    path = "/api/v2/calls",
+    tag = "calls",
+    request_body = CallBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe: the same key within a day returns the first call")),
+    responses(
+        (status = 201, body = OriginateResponse, headers(("Location" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<OriginateState>,
+    Caller(owner): Caller,
+    request_headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut body: CallBody = json_or_default(&body?)?;
+    let number = body.phone_number.take().ok_or(ApiError::Field {
+        field: "phone_number",
+        detail: "is required".into(),
+    })?;
+    let call = state
+        .calls
+        .place_call(
+            &owner,
+            body.into_request(number),
+            idempotency_key(&request_headers)?,
+        )
+        .await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v2/calls/{}", call.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((
+        StatusCode::CREATED,
+        headers,
+        Json(OriginateResponse::from(&call)),
+    ))
+}
+
+/// The status of one of your calls.
+#[utoipa::path(
+    get,
+    path = "/api/v2/status/{call_id}",
+    tag = "calls",
+    params(("call_id" = String, Path)),
+    responses((status = 200, body = CallView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn status(
+    State(state): State<StatusState>,
+    Caller(owner): Caller,
+    Path(call_id): Path<String>,
+) -> Result<Json<CallView>, ApiError> {
+    let call = state.calls.call_of(&owner, &call_id).await?;
+    Ok(Json(CallView::from(&call)))
+}
+
+/// The status of one of your calls (RESTful form).
+#[utoipa::path(
+    get,
+    path = "/api/v2/calls/{call_id}",
+    tag = "calls",
+    params(("call_id" = String, Path)),
+    responses((status = 200, body = CallView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    state: State<StatusState>,
+    caller: Caller,
+    call_id: Path<String>,
+) -> Result<Json<CallView>, ApiError> {
+    status(state, caller, call_id).await
+}
+
+/// Your calls, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v2/calls",
+    tag = "calls",
+    params(ListQuery),
+    responses((status = 200, body = CallList), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<StatusState>,
+    Caller(owner): Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CallList>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::status(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    let before = match query.before.as_deref() {
+        Some(raw) => Some(
+            DateTime::parse_from_rfc3339(raw)
+                .map_err(|_| ApiError::Field {
+                    field: "before",
+                    detail: "must be an RFC 3339 time".into(),
+                })?
+                .with_timezone(&Utc),
+        ),
+        None => None,
+    };
+    let page = state
+        .calls
+        .calls_of(&owner, before, query.limit.unwrap_or(20))
+        .await?;
+    Ok(Json(CallList {
+        calls: page.calls.iter().map(CallView::from).collect(),
+        next_before: page.next.map(rfc3339),
+    }))
+}
+
+/// Hang up one of your calls. Before an answer it ends `canceled`, after `completed`.
+#[utoipa::path(
+    delete,
+    path = "/api/v2/calls/{call_id}",
+    tag = "calls",
+    params(("call_id" = String, Path)),
+    responses(
+        (status = 202, body = CallView), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel(
+    State(state): State<OriginateState>,
+    Caller(owner): Caller,
+    Path(call_id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let call = state.calls.cancel(&owner, &call_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(CallView::from(&call))))
+}
+
+/// The optional `Idempotency-Key` header.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => value.to_str().map(Some).map_err(|_| ApiError::Field {
+            field: "Idempotency-Key",
+            detail: "must be visible ASCII".into(),
+        }),
+    }
+}

@@ -1,0 +1,216 @@
+//! Request and response bodies, as in the original spec (fields added, none renamed),
+//! with their OpenAPI schemas.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use dialer_core::domain::{Call, CallRequest, FailureReason};
+
+/// A call request. On `POST /api/v2/calls` `phone_number` is required; on
+/// `POST /api/v2/interaction/{number}` the number is in the path and the body (which
+/// may be empty) carries only options. Every option falls back to the operator's
+/// defaults.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallBody {
+    /// E.164: `+` and 7 to 15 digits.
+    #[schema(example = "+15550010001")]
+    pub phone_number: Option<String>,
+    /// Dialplan context for IVR mode; must be on the operator's allowlist.
+    #[schema(example = "outbound-ivr")]
+    pub context: Option<String>,
+    #[schema(example = "s")]
+    pub extension: Option<String>,
+    #[schema(example = 1)]
+    pub priority: Option<i64>,
+    /// Ring timeout in milliseconds.
+    #[schema(example = 30000)]
+    pub timeout: Option<i64>,
+    #[schema(example = "MyCompany")]
+    pub caller_id: Option<String>,
+    /// Channel variables: names are identifiers, values printable text.
+    pub variables: Option<BTreeMap<String, String>>,
+    /// `ivr` (default): continue into the dialplan once answered. `playback`: play
+    /// `media` in order, then hang up.
+    #[schema(example = "ivr")]
+    pub mode: Option<String>,
+    /// Media URIs for playback mode, e.g. `sound:hello-world`.
+    pub media: Option<Vec<String>>,
+    /// Record the DTMF digits the callee presses (playback mode hangs up on the first).
+    pub gather_dtmf: Option<bool>,
+    /// Hang up after this many milliseconds of talk time.
+    pub max_duration: Option<i64>,
+}
+
+impl CallBody {
+    pub fn into_request(self, phone_number: String) -> CallRequest {
+        CallRequest {
+            phone_number,
+            context: self.context,
+            extension: self.extension,
+            priority: self.priority,
+            timeout: self.timeout,
+            caller_id: self.caller_id,
+            variables: self.variables,
+            mode: self.mode,
+            media: self.media,
+            gather_dtmf: self.gather_dtmf,
+            max_duration: self.max_duration,
+        }
+    }
+}
+
+/// The token endpoint's form (OAuth2 password grant).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenForm {
+    pub username: String,
+    pub password: String,
+    /// `password` when given.
+    pub grant_type: Option<String>,
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[schema(example = "bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+}
+
+/// The answer to an originate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OriginateResponse {
+    pub success: bool,
+    pub call_id: Uuid,
+    pub phone_number: String,
+    pub message: &'static str,
+    pub channel: String,
+    /// Usually `dialing`; a fast callee may already be further along.
+    pub status: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    pub mode: String,
+}
+
+impl From<&Call> for OriginateResponse {
+    fn from(call: &Call) -> Self {
+        Self {
+            success: true,
+            call_id: call.id,
+            phone_number: call.phone_number.to_string(),
+            message: "Call originated successfully",
+            channel: call.channel.clone(),
+            status: call.status.as_str().to_owned(),
+            created_at: rfc3339(call.created_at),
+            mode: call.mode.as_str().to_owned(),
+        }
+    }
+}
+
+/// The status document of one call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallView {
+    pub call_id: Uuid,
+    pub phone_number: String,
+    /// pending, dialing, ringing, answered, completed, busy, no_answer, failed, canceled
+    pub status: String,
+    pub channel: String,
+    pub context: String,
+    pub extension: String,
+    pub priority: u32,
+    pub caller_id: Option<String>,
+    pub mode: String,
+    pub media: Vec<String>,
+    /// Ring timeout in milliseconds.
+    pub timeout: u64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub dialed_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ringing_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub answered_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<String>,
+    /// Seconds from answer to end.
+    pub duration: Option<f64>,
+    pub failure_reason: Option<String>,
+    /// The Q.850 cause of the channel's end, as the PBX reported it.
+    pub cause: Option<i64>,
+    pub cause_txt: Option<String>,
+    /// The last `Dial` status the PBX reported.
+    pub dialstatus: Option<String>,
+    /// DTMF digits the callee pressed.
+    pub dtmf: String,
+    pub attempt_number: u32,
+    pub is_active: bool,
+    /// True once the call has reached a final status, whatever it is.
+    pub is_completed: bool,
+}
+
+impl From<&Call> for CallView {
+    fn from(call: &Call) -> Self {
+        Self {
+            call_id: call.id,
+            phone_number: call.phone_number.to_string(),
+            status: call.status.as_str().to_owned(),
+            channel: call.channel.clone(),
+            context: call.context.to_string(),
+            extension: call.extension.to_string(),
+            priority: call.priority,
+            caller_id: call.caller_id.as_ref().map(ToString::to_string),
+            mode: call.mode.as_str().to_owned(),
+            media: call.media.iter().map(ToString::to_string).collect(),
+            timeout: call.timeout_ms,
+            created_at: rfc3339(call.created_at),
+            dialed_at: call.dialed_at.map(rfc3339),
+            ringing_at: call.ringing_at.map(rfc3339),
+            answered_at: call.answered_at.map(rfc3339),
+            ended_at: call.ended_at.map(rfc3339),
+            duration: call.duration_seconds(),
+            failure_reason: call.failure_reason.as_ref().map(FailureReason::to_text),
+            cause: call.cause,
+            cause_txt: call.cause_txt.clone(),
+            dialstatus: call.dialstatus.clone(),
+            dtmf: call.dtmf.clone(),
+            attempt_number: call.attempt_number,
+            is_active: call.is_active(),
+            is_completed: call.is_completed(),
+        }
+    }
+}
+
+/// A page of the caller's calls, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallList {
+    pub calls: Vec<CallView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_before: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// At most this many calls (1–100, default 20).
+    pub limit: Option<usize>,
+    /// Only calls created before this RFC 3339 time.
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    #[schema(example = "call not found")]
+    pub detail: String,
+}
+
+/// RFC 3339, UTC, millisecond precision, `Z` suffix.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}

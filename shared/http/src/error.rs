@@ -1,0 +1,143 @@
+//! Every error the API answers: JSON with a human `detail` and the right status code.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, FormRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tracing::error;
+
+use dialer_core::service::ServiceError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 401 with `WWW-Authenticate: Bearer`.
+    Unauthorized(&'static str),
+    Status(StatusCode, String),
+    /// A rejected field (422), named in the body.
+    Field {
+        field: &'static str,
+        detail: String,
+    },
+    Service(ServiceError),
+}
+
+impl ApiError {
+    pub fn status(code: StatusCode, detail: impl Into<String>) -> Self {
+        ApiError::Status(code, detail.into())
+    }
+
+    pub fn not_found() -> Self {
+        ApiError::Service(ServiceError::NotFound)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError::Service(e)
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::status(status, "request body too large")
+        } else {
+            ApiError::status(StatusCode::BAD_REQUEST, "could not read the request body")
+        }
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        match rejection {
+            FormRejection::InvalidFormContentType(_) => ApiError::status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the form as application/x-www-form-urlencoded",
+            ),
+            FormRejection::BytesRejection(inner) => inner.into(),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+            }
+            other => ApiError::status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("invalid form: {}", other.body_text()),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::Service(ServiceError::BadCredentials) => {
+                return ApiError::Unauthorized("incorrect username or password").into_response();
+            }
+            ApiError::Unauthorized(detail) => {
+                let mut response =
+                    (StatusCode::UNAUTHORIZED, Json(json!({ "detail": detail }))).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+            ApiError::Status(status, detail) => (status, json!({ "detail": detail })),
+            ApiError::Field { field, detail } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "detail": format!("{field}: {detail}"), "field": field }),
+            ),
+            ApiError::Service(e) => service_error(e),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+fn service_error(e: ServiceError) -> (StatusCode, Value) {
+    let detail = e.to_string();
+    match e {
+        ServiceError::Invalid(v) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "detail": detail, "field": v.field }),
+        ),
+        ServiceError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "call not found" })),
+        ServiceError::Conflict(_) => (StatusCode::CONFLICT, json!({ "detail": detail })),
+        ServiceError::BadCredentials => (StatusCode::UNAUTHORIZED, json!({ "detail": detail })),
+        ServiceError::BridgeDown => (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": detail })),
+        ServiceError::PbxUnavailable { call_id, .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "detail": detail, "call_id": call_id }),
+        ),
+        ServiceError::PbxRejected { call_id, .. } => (
+            StatusCode::BAD_GATEWAY,
+            json!({ "detail": detail, "call_id": call_id }),
+        ),
+        ServiceError::StoreUnavailable(cause) => {
+            error!(cause = %chain(&cause), "store unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": detail }))
+        }
+        ServiceError::SecretsUnavailable(cause) => {
+            error!(cause = %chain(&cause), "secrets unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": detail }))
+        }
+        ServiceError::Internal(cause) => {
+            error!(cause = %chain(&*cause), "internal error");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({ "detail": detail }),
+            )
+        }
+    }
+}
+
+/// An error and every cause under it, for the log: `a: b: c`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,39 @@
+//! `POST /api/v2/token`: the OAuth2 password grant.
+
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::{Form, Json};
+
+use super::dto::{ErrorBody, TokenForm, TokenResponse};
+use super::error::ApiError;
+use crate::TokenState;
+
+/// Exchange a username and password for a bearer token.
+#[utoipa::path(
+    post,
+    path = "/api/v2/token",
+    tag = "auth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+    )
+)]
+pub async fn token(
+    State(state): State<TokenState>,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let Form(form) = form?;
+    if form.grant_type.as_deref().is_some_and(|g| g != "password") {
+        return Err(ApiError::Field {
+            field: "grant_type",
+            detail: "only the password grant is supported".into(),
+        });
+    }
+    let issued = state.login.login(&form.username, &form.password).await?;
+    Ok(Json(TokenResponse {
+        access_token: issued.access_token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+    }))
+}
