@@ -353,9 +353,8 @@ macro_rules! on_each_store {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    if let Some(url) = integration::pg::fresh_schema_url().await {
-                        super::$name(Some(url)).await;
-                    }
+                    let schema = integration::pg::fresh_schema().await;
+                    super::$name(Some(schema.url.clone())).await;
                 }
             )*
         }

@@ -12,7 +12,7 @@ mod infra_template;
 mod lambda_events;
 mod postgres;
 mod routes;
-mod secrets;
+mod secrets_manager;
 mod sim_matches_traces;
 mod store_contract;
 mod trace_replay;

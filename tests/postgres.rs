@@ -8,9 +8,8 @@ use uuid::Uuid;
 
 #[tokio::test]
 async fn migrations_run_twice_and_a_second_start_keeps_the_data() {
-    let Some(url) = integration::pg::fresh_schema_url().await else {
-        return;
-    };
+    let schema = integration::pg::fresh_schema().await;
+    let url = schema.url.clone();
     let first = PgStore::connect(&url, 2)
         .await
         .expect("first start migrates");

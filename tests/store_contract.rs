@@ -359,9 +359,8 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(store) = integration::pg::pg_store().await {
-                        super::$name(std::sync::Arc::new(store)).await;
-                    }
+                    let (store, _schema) = integration::pg::pg_store().await;
+                    super::$name(std::sync::Arc::new(store)).await;
                 }
             )*
         }
@@ -369,9 +368,8 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some((store, _, _)) = integration::aws::dynamo_store().await {
-                        super::$name(std::sync::Arc::new(store)).await;
-                    }
+                    let (store, _, _) = integration::aws::dynamo_store().await;
+                    super::$name(std::sync::Arc::new(store)).await;
                 }
             )*
         }

@@ -84,14 +84,12 @@ async fn users_are_managed_in_the_in_process_store() {
 
 #[tokio::test]
 async fn users_are_managed_in_dynamodb() {
-    if let Some((store, _, _)) = integration::aws::dynamo_store().await {
-        manage_users(&store).await;
-    }
+    let (store, _, _) = integration::aws::dynamo_store().await;
+    manage_users(&store).await;
 }
 
 #[tokio::test]
 async fn users_are_managed_in_postgres() {
-    if let Some(store) = integration::pg::pg_store().await {
-        manage_users(&store).await;
-    }
+    let (store, _schema) = integration::pg::pg_store().await;
+    manage_users(&store).await;
 }

@@ -1,24 +1,20 @@
 //! AWS in tests: moto in server mode, reached by the real AWS SDK through an endpoint
-//! override. `./scripts/test` starts moto and sets `DIALER_TEST_AWS_ENDPOINT`; under
-//! `CI=true` a missing endpoint fails the test instead of skipping it.
+//! override. `./scripts/test` starts moto and sets `DIALER_TEST_AWS_ENDPOINT`. A test
+//! that needs moto has `dynamodb` or `secrets_manager` in its name and fails without it;
+//! `./scripts/test` leaves such tests out (and says so) when moto cannot be had.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use dialer_store_dynamo::DynamoStore;
 use uuid::Uuid;
 
-/// The moto endpoint, or `None` (with a note) when these tests may be skipped.
-pub fn endpoint() -> Option<String> {
+/// The moto endpoint; a test without one fails, never passes unrun.
+pub fn endpoint() -> String {
     match std::env::var("DIALER_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but DIALER_TEST_AWS_ENDPOINT is not set: run the tests with ./scripts/test, which starts moto"
-            );
-            eprintln!("skipped: no moto endpoint (./scripts/test starts one)");
-            None
-        }
+        Ok(endpoint) if !endpoint.is_empty() => endpoint,
+        _ => panic!(
+            "this test needs moto: run ./scripts/test (it starts one), or leave tests named dynamodb/secrets_manager out"
+        ),
     }
 }
 
@@ -47,14 +43,14 @@ impl Tables {
     }
 }
 
-/// A DynamoDB store on moto with its own new tables; `None` when moto is not there.
-pub async fn dynamo_store() -> Option<(DynamoStore, Tables, SdkConfig)> {
-    let endpoint = endpoint()?;
+/// A DynamoDB store on moto with its own new tables.
+pub async fn dynamo_store() -> (DynamoStore, Tables, SdkConfig) {
+    let endpoint = endpoint();
     let aws = sdk_config(&endpoint).await;
     let tables = Tables::unique();
     let platform = dialer_boot::Platform::with_aws(aws.clone());
     let store = dialer_boot::dynamo_store(&platform, &tables.calls, &tables.users, 30)
         .expect("DynamoDB store");
     store.create_tables().await.expect("tables created on moto");
-    Some((store, tables, aws))
+    (store, tables, aws)
 }

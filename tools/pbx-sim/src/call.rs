@@ -455,7 +455,26 @@ impl Call {
         };
         let started = events::playback("PlaybackStarted", Value::Object(playback.json("playing")));
         self.emit(started);
+        if self.fail_if_missing(now) {
+            return;
+        }
         self.playback_at = self.after(now, MEDIA_SECONDS);
+    }
+
+    /// A media item the PBX does not have fails at once, and with it the rest of its
+    /// list (as Asterisk answers a missing sound file: `PlaybackFinished`, `failed`).
+    fn fail_if_missing(&mut self, now: Instant) -> bool {
+        let Some(playback) = self.playbacks.front() else {
+            return false;
+        };
+        if !playback.media.get(playback.index).is_some_and(|m| is_missing(m)) {
+            return false;
+        }
+        let failed = Value::Object(playback.json("failed"));
+        self.playbacks.pop_front();
+        self.emit(events::playback("PlaybackFinished", failed));
+        self.start_playback(now);
+        true
     }
 
     fn advance_playback(&mut self, at: Instant) {
@@ -469,6 +488,9 @@ impl Call {
             let started = Value::Object(playback.json("playing"));
             self.emit(events::playback("PlaybackContinuing", continuing));
             self.emit(events::playback("PlaybackStarted", started));
+            if self.fail_if_missing(at) {
+                return;
+            }
             self.playback_at = self.after(at, MEDIA_SECONDS);
         } else {
             let finished = Value::Object(playback.json("done"));
@@ -561,6 +583,13 @@ impl Playback {
         json.insert("state".to_owned(), json!(state));
         json
     }
+}
+
+/// The simulator has every sound and recording except those named `missing…`.
+fn is_missing(media: &str) -> bool {
+    media.split_once(':').is_some_and(|(scheme, name)| {
+        matches!(scheme, "sound" | "recording") && name.starts_with("missing")
+    })
 }
 
 fn far_future() -> Instant {

@@ -85,6 +85,13 @@ impl SimHandle {
         self.shared.drop_connections(refuse_for);
     }
 
+    /// Holds every later `POST /ari/channels` for `delay` before the call is placed, as
+    /// a slow or overloaded Asterisk does; a client that gives up first never learns
+    /// that the call went ahead. `Duration::ZERO` ends it.
+    pub fn hold_originates(&self, delay: Duration) {
+        self.shared.hold_originates(delay);
+    }
+
     /// Sends a raw text frame to `app`'s event WebSocket; false when nobody listens.
     pub fn inject(&self, app: &str, frame: &str) -> bool {
         self.shared.inject(app, frame.to_owned())

@@ -41,6 +41,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/drop", post(sim_drop))
         .route("/_sim/stats", get(sim_stats))
         .route("/_sim/inject", post(sim_inject))
+        .route("/_sim/hold-originates", post(sim_hold_originates))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
@@ -161,6 +162,10 @@ async fn originate(
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let delay = shared.originate_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     match request_params(query.as_deref(), body).and_then(|p| plan_originate(&shared, &p)) {
         Ok(plan) => start_call(&shared, plan),
         Err(e) => e.into_response(),
@@ -425,6 +430,24 @@ async fn sim_drop(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) 
         .unwrap_or(0);
     shared.drop_connections(Duration::from_millis(refuse_ms));
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /_sim/hold-originates?ms=N`: hold each later originate N ms (0 ends it).
+async fn sim_hold_originates(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let ms = parse_query(query.as_deref().unwrap_or(""))
+        .into_iter()
+        .find(|(key, _)| key == "ms")
+        .and_then(|(_, value)| value.trim().parse::<u64>().ok());
+    match ms {
+        Some(ms) => {
+            shared.hold_originates(Duration::from_millis(ms));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => error(StatusCode::BAD_REQUEST, "ms: a number of milliseconds"),
+    }
 }
 
 /// `POST /_sim/inject?app=NAME`: the body goes to the app's socket as one text frame.

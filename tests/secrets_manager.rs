@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 const TTL: Duration = Duration::from_millis(400);
 
-async fn secret_on_moto(value: &str) -> Option<(aws_sdk_secretsmanager::Client, String)> {
-    let endpoint = integration::aws::endpoint()?;
+async fn secret_on_moto(value: &str) -> (aws_sdk_secretsmanager::Client, String) {
+    let endpoint = integration::aws::endpoint();
     let aws = integration::aws::sdk_config(&endpoint).await;
     let client = aws_sdk_secretsmanager::Client::new(&aws);
     let name = format!("dialer/test/{}", Uuid::new_v4().simple());
@@ -23,7 +23,7 @@ async fn secret_on_moto(value: &str) -> Option<(aws_sdk_secretsmanager::Client, 
         .send()
         .await
         .expect("secret created on moto");
-    Some((client, name))
+    (client, name)
 }
 
 async fn rotate(client: &aws_sdk_secretsmanager::Client, name: &str, value: &str) {
@@ -38,9 +38,7 @@ async fn rotate(client: &aws_sdk_secretsmanager::Client, name: &str, value: &str
 
 #[tokio::test]
 async fn a_rotated_secret_is_picked_up_after_the_ttl() {
-    let Some((client, name)) = secret_on_moto("first-value-0123456789").await else {
-        return;
-    };
+    let (client, name) = secret_on_moto("first-value-0123456789").await;
     let source = SecretsManagerSecret::new(client.clone(), name.clone(), TTL);
     assert_eq!(
         source.current().await.expect("read").expose(),
@@ -69,9 +67,7 @@ async fn a_rotated_secret_is_picked_up_after_the_ttl() {
 
 #[tokio::test]
 async fn tokens_survive_a_signing_key_rotation() {
-    let Some((client, name)) = secret_on_moto("signing-key-one-0123456789").await else {
-        return;
-    };
+    let (client, name) = secret_on_moto("signing-key-one-0123456789").await;
     let source = Arc::new(SecretsManagerSecret::new(client.clone(), name.clone(), TTL));
     let settings = TokenSettings {
         issuer: None,
@@ -101,9 +97,7 @@ async fn tokens_survive_a_signing_key_rotation() {
 
 #[tokio::test]
 async fn a_missing_secret_is_an_error_and_a_failed_refresh_keeps_the_last_value() {
-    let Some((client, name)) = secret_on_moto("kept-value-0123456789").await else {
-        return;
-    };
+    let (client, name) = secret_on_moto("kept-value-0123456789").await;
     let missing =
         SecretsManagerSecret::new(client.clone(), "dialer/test/does-not-exist".into(), TTL);
     let error = missing.current().await.expect_err("no such secret");
