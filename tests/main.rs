@@ -4,10 +4,12 @@
 mod auth;
 mod bad_input;
 mod bridge_resilience;
+mod call_truth;
 mod calls_e2e;
 mod emf;
 mod event_order;
 mod handler_panics;
+mod http_limits;
 mod infra_template;
 mod lambda_events;
 mod postgres;

@@ -29,6 +29,7 @@ async fn sim() -> (SimHandle, AriSettings) {
         username: "asterisk".into(),
         password: Secret::new("asterisk"),
         app: "dialer".into(),
+        timeout: std::time::Duration::from_secs(10),
     };
     (handle, settings)
 }

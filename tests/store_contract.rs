@@ -282,6 +282,113 @@ pub async fn a_users_calls_list_newest_first_in_pages(store: Arc<dyn Store>) {
     assert_eq!(last.next, None);
 }
 
+/// Calls made in bursts share their millisecond: whatever the page size, and while
+/// newer calls keep arriving, paging returns every older call exactly once, in order.
+/// Random instances, reproducible by seed.
+pub async fn paging_never_skips_or_repeats_a_call(store: Arc<dyn Store>) {
+    for seed in 0..4u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let owner = format!("pager-{seed}-{}", Uuid::new_v4().simple());
+        let base = now() - Duration::seconds(600);
+        let mut existing = Vec::new();
+        for _ in 0..rng.usize(20..45) {
+            let mut call = new_call(&owner);
+            // Few distinct milliseconds: many calls per millisecond.
+            call.created_at = base + Duration::milliseconds(rng.i64(0..4));
+            insert(&*store, &call).await;
+            existing.push(call);
+        }
+        for limit in [1, 2, 3, 7, rng.usize(4..12)] {
+            let mut seen = Vec::new();
+            let mut before = None;
+            loop {
+                let page = store.calls_of(&owner, before, limit).await.expect("page");
+                assert!(page.calls.len() <= limit);
+                seen.extend(page.calls.iter().map(|c| c.id));
+                // A call made while paging is newer than any page still to come.
+                let mut newer = new_call(&owner);
+                newer.created_at = now();
+                insert(&*store, &newer).await;
+                match page.next {
+                    Some(next) => before = Some(next),
+                    None => break,
+                }
+            }
+            // Newest first by creation time; within one millisecond each store keeps
+            // an order of its own, so compare those as sets.
+            let older: Vec<&Call> = seen
+                .iter()
+                .filter_map(|id| existing.iter().find(|c| c.id == *id))
+                .collect();
+            assert!(
+                older.windows(2).all(|w| w[0].created_at >= w[1].created_at),
+                "seed {seed}, limit {limit}: not newest first"
+            );
+            let mut got: Vec<Uuid> = older.iter().map(|c| c.id).collect();
+            let mut expected: Vec<Uuid> = existing.iter().map(|c| c.id).collect();
+            got.sort();
+            expected.sort();
+            assert_eq!(got, expected, "seed {seed}, limit {limit}: skipped or repeated");
+            let mut unique = seen.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), seen.len(), "seed {seed}, limit {limit}: a call twice");
+        }
+    }
+}
+
+/// What the bridge learns beside the status: an unconfirmed originate (once, while
+/// active) and media the PBX could not play (each item once, sorted, even after the end).
+pub async fn unconfirmed_originates_and_failed_media_are_kept(store: Arc<dyn Store>) {
+    let call = new_call("alice");
+    insert(&*store, &call).await;
+    let at = now();
+    let noted = store
+        .annotate(call.id, &Annotation::OriginateUnconfirmed(at))
+        .await
+        .expect("annotate")
+        .expect("applied");
+    assert_eq!(noted.originate_unconfirmed_at, Some(at));
+    assert!(
+        store
+            .annotate(call.id, &Annotation::OriginateUnconfirmed(now()))
+            .await
+            .expect("annotate")
+            .is_none(),
+        "recorded once"
+    );
+    for media in ["sound:zz-missing", "sound:aa-missing"] {
+        store
+            .annotate(call.id, &Annotation::MediaFailed(media.into()))
+            .await
+            .expect("annotate")
+            .expect("applied");
+    }
+    assert!(
+        store
+            .annotate(call.id, &Annotation::MediaFailed("sound:aa-missing".into()))
+            .await
+            .expect("annotate")
+            .is_none(),
+        "each item once"
+    );
+    store
+        .transition(call.id, &to(CallStatus::Completed))
+        .await
+        .expect("end");
+    let after_end = store
+        .annotate(call.id, &Annotation::MediaFailed("sound:late".into()))
+        .await
+        .expect("annotate")
+        .expect("applied after the end too");
+    assert_eq!(
+        after_end.media_failed,
+        vec!["sound:aa-missing", "sound:late", "sound:zz-missing"]
+    );
+    let read = store.get_call(call.id).await.expect("get").expect("exists");
+    assert_eq!(read, after_end);
+}
+
 pub async fn users_are_created_once_and_updated_in_place(store: Arc<dyn Store>) {
     let name = format!("user-{}", Uuid::new_v4().simple());
     let user = User {
@@ -384,6 +491,8 @@ contract!(
     racing_writers_leave_one_final_state,
     active_calls_are_those_not_final,
     a_users_calls_list_newest_first_in_pages,
+    paging_never_skips_or_repeats_a_call,
+    unconfirmed_originates_and_failed_media_are_kept,
     users_are_created_once_and_updated_in_place,
     an_idempotency_key_binds_once_per_owner,
 );

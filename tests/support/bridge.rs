@@ -34,6 +34,7 @@ pub fn ari_settings(url: String) -> AriSettings {
         username: "asterisk".into(),
         password: Secret::new("asterisk"),
         app: "dialer".into(),
+        timeout: Duration::from_secs(10),
     }
 }
 

@@ -87,6 +87,7 @@ pub fn fast_timing() -> EventSourceTiming {
         pending_grace: Duration::from_secs(5),
         settle: Duration::from_millis(100),
         sweep_every: Duration::from_millis(200),
+        unconfirmed_grace: Duration::from_secs(1),
         flush_deadline: Duration::from_secs(5),
         store_retry: dialer_bridge::queue::Retry {
             first: Duration::from_millis(10),

@@ -1,13 +1,22 @@
-//! ARI over HTTP: the [`Pbx`] port for Asterisk (or the simulated PBX).
+//! ARI over HTTP: the [`Pbx`] port for Asterisk (or the simulated PBX). Plain HTTP/1.1
+//! on hyper, the stack the AWS SDK brings anyway; TLS (with the system's roots) only
+//! when `ARI_HTTP_URL` is `https://`, so a plain-HTTP PBX costs no certificate loading
+//! at start.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::{Method, RequestBuilder, StatusCode};
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-use std::sync::Arc;
 
 use dialer_core::domain::validation::{Context, Extension, Media};
 use dialer_core::pbx::{OriginateSpec, Pbx, PbxError};
@@ -24,6 +33,9 @@ pub struct AriSettings {
     pub password: Secret,
     /// The Stasis application our calls are originated into.
     pub app: String,
+    /// How long a request may take before its answer is given up on (`ARI_TIMEOUT_MS`,
+    /// default 10 s). An originate that runs out is *unconfirmed*, not failed.
+    pub timeout: Duration,
 }
 
 impl AriSettings {
@@ -36,7 +48,7 @@ impl AriSettings {
 
 #[derive(Clone)]
 pub struct AriClient {
-    http: reqwest::Client,
+    http: Transport,
     settings: AriSettings,
     password: Arc<dyn SecretSource>,
 }
@@ -53,12 +65,7 @@ impl AriClient {
         settings: AriSettings,
         password: Arc<dyn SecretSource>,
     ) -> Result<Self, PbxError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(50))
-            .build()
-            .map_err(|e| PbxError::unreachable("HTTP client could not be built", e))?;
+        let http = Transport::for_url(settings.root())?;
         Ok(Self {
             http,
             settings,
@@ -78,30 +85,72 @@ impl AriClient {
             .map_err(|e| PbxError::unreachable("ARI password unavailable", e))
     }
 
-    async fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, PbxError> {
+    /// One request: `path` under `/ari`, `query` pairs (encoded here), an optional JSON
+    /// body. The whole exchange, answer body included, within the settings' timeout.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Bytes), PbxError> {
         let password = self.password().await?;
-        Ok(self
-            .http
-            .request(method, format!("{}/ari{path}", self.settings.root()))
-            .basic_auth(&self.settings.username, Some(password.expose())))
-    }
-
-    async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response, PbxError> {
-        let response = request
-            .send()
+        let mut uri = format!("{}/ari{path}", self.settings.root());
+        for (i, (key, value)) in query.iter().enumerate() {
+            uri.push(if i == 0 { '?' } else { '&' });
+            uri.push_str(&encode(key));
+            uri.push('=');
+            uri.push_str(&encode(value));
+        }
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.settings.username,
+            password.expose()
+        ));
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(AUTHORIZATION, format!("Basic {credentials}"));
+        let body = match body {
+            Some(body) => {
+                request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Full::new(Bytes::from(body.to_string()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let request = request
+            .body(body)
+            .map_err(|e| PbxError::unreachable("bad ARI request", e))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(transport_error)?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| PbxError::Unconfirmed {
+                    reason: "answer broke off".into(),
+                    source: Box::new(e),
+                })?
+                .to_bytes();
+            Ok((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.settings.timeout, exchange)
             .await
-            .map_err(|e| PbxError::unreachable(short_transport_error(&e), e))?;
-        let status = response.status();
+            .map_err(|elapsed| PbxError::Unconfirmed {
+                reason: "timed out".into(),
+                source: Box::new(elapsed),
+            })??;
         if status.is_success() {
-            return Ok(response);
+            return Ok((status, body));
         }
         if status == StatusCode::NOT_FOUND {
             return Err(PbxError::NotFound);
         }
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let message = body
+        let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let message = answer
             .get("message")
-            .or_else(|| body.get("error"))
+            .or_else(|| answer.get("error"))
             .and_then(Value::as_str)
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error"))
             .chars()
@@ -114,11 +163,49 @@ impl AriClient {
     }
 }
 
+/// Plain HTTP, or HTTPS with the system's roots.
+#[derive(Clone)]
+enum Transport {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl Transport {
+    fn for_url(root: &str) -> Result<Self, PbxError> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        connector.enforce_http(false);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(Duration::from_secs(50));
+        if root.starts_with("https://") {
+            let tls = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_native_roots()
+                .map_err(|e| PbxError::unreachable("no TLS roots for an https ARI URL", e))?
+                .https_only()
+                .enable_http1()
+                .wrap_connector(connector);
+            Ok(Transport::Tls(builder.build(tls)))
+        } else {
+            Ok(Transport::Plain(builder.build(connector)))
+        }
+    }
+
+    async fn request(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            Transport::Plain(client) => client.request(request).await,
+            Transport::Tls(client) => client.request(request).await,
+        }
+    }
+}
+
 #[async_trait]
 impl Pbx for AriClient {
     async fn app_connected(&self) -> Result<bool, PbxError> {
         let path = format!("/applications/{}", self.settings.app);
-        match self.send(self.request(Method::GET, &path).await?).await {
+        match self.send(Method::GET, &path, &[], None).await {
             Ok(_) => Ok(true),
             Err(PbxError::NotFound) => Ok(false),
             Err(e) => Err(e),
@@ -139,7 +226,7 @@ impl Pbx for AriClient {
         if !spec.variables.is_empty() {
             body["variables"] = json!(spec.variables.as_map());
         }
-        self.send(self.request(Method::POST, "/channels").await?.json(&body))
+        self.send(Method::POST, "/channels", &[], Some(&body))
             .await
             .map(drop)
     }
@@ -151,15 +238,14 @@ impl Pbx for AriClient {
         extension: &Extension,
         priority: u32,
     ) -> Result<(), PbxError> {
-        let request = self
-            .request(Method::POST, &format!("/channels/{call_id}/continue"))
-            .await?
-            .query(&[
-                ("context", context.as_str()),
-                ("extension", extension.as_str()),
-                ("priority", &priority.to_string()),
-            ]);
-        self.send(request).await.map(drop)
+        let priority = priority.to_string();
+        let query = [
+            ("context", context.as_str()),
+            ("extension", extension.as_str()),
+            ("priority", priority.as_str()),
+        ];
+        let path = format!("/channels/{call_id}/continue");
+        self.send(Method::POST, &path, &query, None).await.map(drop)
     }
 
     async fn play(
@@ -168,33 +254,25 @@ impl Pbx for AriClient {
         playback_id: &str,
         media: &[Media],
     ) -> Result<(), PbxError> {
-        let request = self
-            .request(Method::POST, &format!("/channels/{call_id}/play"))
-            .await?
-            .query(&[
-                ("media", media_list(media).as_str()),
-                ("playbackId", playback_id),
-            ]);
-        self.send(request).await.map(drop)
+        let media = media_list(media);
+        let query = [("media", media.as_str()), ("playbackId", playback_id)];
+        let path = format!("/channels/{call_id}/play");
+        self.send(Method::POST, &path, &query, None).await.map(drop)
     }
 
     async fn hangup(&self, call_id: Uuid) -> Result<(), PbxError> {
-        let request = self
-            .request(Method::DELETE, &format!("/channels/{call_id}"))
-            .await?;
-        self.send(request).await.map(drop)
+        let path = format!("/channels/{call_id}");
+        self.send(Method::DELETE, &path, &[], None).await.map(drop)
     }
 
     async fn channel_state(&self, call_id: Uuid) -> Result<Option<String>, PbxError> {
-        let request = self
-            .request(Method::GET, &format!("/channels/{call_id}"))
-            .await?;
-        match self.send(request).await {
-            Ok(response) => {
-                let body: Value = response
-                    .json()
-                    .await
-                    .map_err(|e| PbxError::unreachable(short_transport_error(&e), e))?;
+        let path = format!("/channels/{call_id}");
+        match self.send(Method::GET, &path, &[], None).await {
+            Ok((_, body)) => {
+                let body: Value = serde_json::from_slice(&body).map_err(|e| PbxError::Unconfirmed {
+                    reason: "unreadable answer".into(),
+                    source: Box::new(e),
+                })?;
                 Ok(Some(
                     body.get("state")
                         .and_then(Value::as_str)
@@ -208,18 +286,33 @@ impl Pbx for AriClient {
     }
 }
 
-/// A transport error without the URL: reqwest puts the URL in its message, and ours
-/// must not carry credentials into logs or client answers.
-fn short_transport_error(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        "connection failed".into()
-    } else if error.is_decode() {
-        "unreadable answer".into()
+/// A request that got no answer. One that never connected did not reach the PBX; any
+/// other (a connection that broke off) may have: the PBX may have acted on it.
+fn transport_error(error: hyper_util::client::legacy::Error) -> PbxError {
+    if error.is_connect() {
+        PbxError::Unreachable {
+            reason: "connection failed".into(),
+            source: Some(Box::new(error)),
+        }
     } else {
-        "request failed".into()
+        PbxError::Unconfirmed {
+            reason: "request failed".into(),
+            source: Box::new(error),
+        }
     }
+}
+
+/// Percent-encodes a query value: everything but RFC 3986's unreserved characters.
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// ARI's media list: the items joined by commas (no validated item holds one).

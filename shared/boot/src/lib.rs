@@ -14,7 +14,7 @@ pub mod telemetry;
 pub mod lambda;
 #[cfg(feature = "local")]
 pub mod local;
-#[cfg(any(feature = "api", feature = "bridge"))]
+#[cfg(feature = "serve")]
 pub mod serve;
 
 use std::sync::Arc;

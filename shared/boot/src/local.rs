@@ -20,6 +20,7 @@ use crate::settings::{
     AuthSettings, ConfigError, Env, MetricsSettings, PbxSettings, StoreDefault, StoreSettings,
     bcrypt_cost, call_policy, parse, text,
 };
+use crate::serve::Limits;
 use crate::{ApiParts, BootError, Platform};
 
 /// Everything the local server reads from the environment.
@@ -42,6 +43,8 @@ pub struct LocalSettings {
     /// Start the event bridge (tests turn it off to see a call refused without one).
     pub bridge: bool,
     pub bridge_timing: EventSourceTiming,
+    /// `HTTP_HEADER_TIMEOUT_MS`, `HTTP_BODY_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`.
+    pub http_limits: Limits,
 }
 
 impl LocalSettings {
@@ -80,6 +83,7 @@ impl LocalSettings {
             simulate_pbx,
             bridge: true,
             bridge_timing: EventSourceTiming::default(),
+            http_limits: http_limits(env)?,
         })
     }
 }
@@ -90,8 +94,10 @@ pub struct LocalProcess {
     pub store: Arc<dyn Store>,
     pub health: Arc<BridgeHealth>,
     pub metrics: Arc<Metrics>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    stop_api: watch::Sender<bool>,
+    api: JoinHandle<()>,
+    stop_bridge: watch::Sender<bool>,
+    bridge: Option<JoinHandle<()>>,
 }
 
 impl LocalProcess {
@@ -99,12 +105,14 @@ impl LocalProcess {
         format!("http://{}", self.api_addr)
     }
 
-    /// Stops accepting, lets the requests in flight finish, flushes the bridge's
-    /// queue, and returns.
+    /// Stops accepting, answers every request in flight, then stops the bridge, which
+    /// flushes its write queue (the calls those requests placed included), and returns.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+        let _ = self.stop_api.send(true);
+        let _ = self.api.await;
+        let _ = self.stop_bridge.send(true);
+        if let Some(bridge) = self.bridge {
+            let _ = bridge.await;
         }
     }
 }
@@ -129,11 +137,10 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         settings.bridge_timing.clone(),
     );
     let health = source.health.clone();
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    if settings.bridge {
-        tasks.push(tokio::spawn(source.run(shutdown_rx.clone())));
-    }
+    let (stop_bridge, bridge_stopped) = watch::channel(false);
+    let bridge = settings
+        .bridge
+        .then(|| tokio::spawn(source.run(bridge_stopped)));
     let parts = ApiParts {
         store: store.clone(),
         tokens: crate::tokens(&settings.auth, &platform)?,
@@ -144,15 +151,16 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
     let app = parts.router(&Routes::ALL, hasher, Arc::new(ari), settings.policy.clone());
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let api_addr = listener.local_addr()?;
-    let mut stop = shutdown_rx;
-    tasks.push(tokio::spawn(async move {
+    let (stop_api, mut api_stopped) = watch::channel(false);
+    let limits = settings.http_limits;
+    let api = tokio::spawn(async move {
         let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
+            let _ = api_stopped.wait_for(|s| *s).await;
         };
-        if let Err(e) = crate::serve::serve(listener, app, stopped).await {
+        if let Err(e) = crate::serve::serve_with(listener, app, limits, stopped).await {
             tracing::error!(error = %e, "API server failed");
         }
-    }));
+    });
     tracing::info!(
         api = %format!("http://{api_addr}"),
         ari = %settings.pbx.ari.url,
@@ -164,8 +172,29 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         store,
         health,
         metrics,
-        shutdown,
-        tasks,
+        stop_api,
+        api,
+        stop_bridge,
+        bridge,
+    })
+}
+
+fn http_limits(env: &dyn Env) -> Result<Limits, ConfigError> {
+    let defaults = Limits::default();
+    let millis = |var, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {
+        let ms: u64 = parse(env, var, u64::try_from(default.as_millis()).unwrap_or(u64::MAX))?;
+        if ms == 0 {
+            return Err(ConfigError {
+                var,
+                problem: "must be more than 0".into(),
+            });
+        }
+        Ok(std::time::Duration::from_millis(ms))
+    };
+    Ok(Limits {
+        header_read: millis("HTTP_HEADER_TIMEOUT_MS", defaults.header_read)?,
+        body_read: millis("HTTP_BODY_TIMEOUT_MS", defaults.body_read)?,
+        max_connections: parse(env, "HTTP_MAX_CONNECTIONS", defaults.max_connections)?,
     })
 }
 

@@ -302,6 +302,9 @@ impl PbxSettings {
                 username: text(env, "ARI_USERNAME", "asterisk"),
                 password: fixed,
                 app,
+                timeout: Duration::from_millis(
+                    int(env, "ARI_TIMEOUT_MS", 10_000, 100, 120_000)?.unsigned_abs(),
+                ),
             },
             password,
         })

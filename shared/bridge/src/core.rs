@@ -55,12 +55,15 @@ impl CallEvents {
                 let change = Transition::to(status, dialer_core::domain::now())
                     .with_dialstatus(dialstatus.clone());
                 let result = self.write(id, &change).await?;
-                if let (TransitionResult::Refused(call), Some(dialstatus)) = (&result, dialstatus)
+                if let (TransitionResult::Refused(call), Some(dialstatus)) = (&result, &dialstatus)
                     && call.dialstatus.as_deref() != Some(dialstatus.as_str())
                 {
                     self.store
-                        .annotate(id, &Annotation::DialStatus(dialstatus))
+                        .annotate(id, &Annotation::DialStatus(dialstatus.clone()))
                         .await?;
+                }
+                if let Some(call) = result.call() {
+                    self.end_if_unwanted(call, "progress");
                 }
             }
             Signal::DialStatus(dialstatus) => {
@@ -83,8 +86,21 @@ impl CallEvents {
                     self.control(id, Control::Hangup);
                 }
             }
-            Signal::PlaybackFinished => {
-                if let Some(call) = self.store.get_call(id).await? {
+            Signal::PlaybackFinished { failed } => {
+                let noted = match failed {
+                    Some(media) => {
+                        warn!(call = %id, media = %media, "the PBX could not play a media item");
+                        self.store
+                            .annotate(id, &Annotation::MediaFailed(media))
+                            .await?
+                    }
+                    None => None,
+                };
+                let call = match noted {
+                    Some(call) => Some(call),
+                    None => self.store.get_call(id).await?,
+                };
+                if let Some(call) = call {
                     if call.is_active() && call.mode == CallMode::Playback && !call.gather_dtmf {
                         self.control(id, Control::Hangup);
                     } else if call.is_active() && call.gather_dtmf {
@@ -115,8 +131,11 @@ impl CallEvents {
         let grace = chrono::Duration::from_std(pending_grace).unwrap_or(chrono::Duration::MAX);
         let mut behind = Vec::new();
         for call in self.store.active_calls().await? {
+            // An unconfirmed originate's channel may not exist yet: the sweeper settles
+            // it after its own grace period.
             if call.created_at >= connected_at
                 || (call.status == CallStatus::Pending && Utc::now() - call.created_at < grace)
+                || (call.status == CallStatus::Dialing && call.originate_unconfirmed_at.is_some())
             {
                 continue;
             }
@@ -167,13 +186,44 @@ impl CallEvents {
         Ok(report)
     }
 
-    /// Finishes calls that have been active longer than they possibly could: ring
-    /// timeout plus maximum talk time (the call's own, else `talk_limit`) plus a minute.
-    /// A channel that still exists is hung up (its end then arrives as an event); one
-    /// that is gone, or a PBX that cannot be asked, finishes the call from what is known.
-    pub async fn sweep(&self, talk_limit: Duration) -> Result<usize, StoreError> {
+    /// Settles what events alone cannot:
+    /// - an originate the PBX never confirmed, once `unconfirmed_grace` has passed with
+    ///   no event of its channel: a channel that exists goes on as usual; none means the
+    ///   call was never placed (`failed`, `originate_unconfirmed`; `canceled` when the
+    ///   client canceled it meanwhile);
+    /// - a recorded cancel whose hang-up did not get through: asked again, until the
+    ///   channel is gone;
+    /// - calls active longer than they possibly could be: ring timeout plus maximum
+    ///   talk time (the call's own, else `talk_limit`) plus a minute. A channel that
+    ///   still exists is hung up (its end then arrives as an event); one that is gone,
+    ///   or a PBX that cannot be asked, finishes the call from what is known.
+    pub async fn sweep(
+        &self,
+        talk_limit: Duration,
+        unconfirmed_grace: Duration,
+    ) -> Result<usize, StoreError> {
         let mut finished = 0;
         for call in self.store.active_calls().await? {
+            if self.settle_unconfirmed(&call, unconfirmed_grace).await? {
+                finished += 1;
+                continue;
+            }
+            if call.cancel_requested_at.is_some_and(|at| Utc::now() - at >= CANCEL_RETRY)
+                && call.status != CallStatus::Pending
+            {
+                match self.pbx.channel_state(call.id).await {
+                    Ok(Some(_)) => self.control(call.id, Control::Hangup),
+                    Ok(None) => {
+                        if call.originate_unconfirmed_at.is_none()
+                            && self.finish(&call, None, None).await?
+                        {
+                            finished += 1;
+                        }
+                    }
+                    Err(_) => {}
+                }
+                continue;
+            }
             let talk = call
                 .max_duration_ms
                 .map_or(talk_limit, Duration::from_millis);
@@ -210,6 +260,51 @@ impl CallEvents {
             warn!(finished, "swept calls that outlived any possible end");
         }
         Ok(finished)
+    }
+
+    /// An unconfirmed originate with no sign of its channel after the grace period:
+    /// asks the PBX. Returns whether this finished the call.
+    async fn settle_unconfirmed(&self, call: &Call, grace: Duration) -> Result<bool, StoreError> {
+        let Some(unconfirmed_at) = call.originate_unconfirmed_at else {
+            return Ok(false);
+        };
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        if call.status != CallStatus::Dialing || Utc::now() - unconfirmed_at < grace {
+            return Ok(false);
+        }
+        match self.pbx.channel_state(call.id).await {
+            Ok(None) => {
+                let change = if call.cancel_requested_at.is_some() {
+                    Transition::to(CallStatus::Canceled, dialer_core::domain::now())
+                } else {
+                    Transition::to(CallStatus::Failed, dialer_core::domain::now())
+                        .with_reason(Some(FailureReason::OriginateUnconfirmed))
+                };
+                let applied = self.write(call.id, &change).await?.applied();
+                if applied {
+                    warn!(call = %call.id, "originate never confirmed and no channel exists: settled");
+                    self.metrics.inc(
+                        "dialer_calls_finished_total",
+                        &[("status", change.status.as_str())],
+                    );
+                }
+                Ok(applied)
+            }
+            Ok(Some(state)) => {
+                // The call was placed after all; its later events carry it on.
+                if let Some(status) = progress_of_channel_state(&state)
+                    && self
+                        .write(call.id, &Transition::to(status, dialer_core::domain::now()))
+                        .await?
+                        .applied()
+                    && status == CallStatus::Answered
+                {
+                    self.on_answered(call.id).await?;
+                }
+                Ok(false)
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     /// Finishes a call whose channel is gone; returns whether this write finished it.
@@ -263,11 +358,7 @@ impl CallEvents {
             }
             TransitionResult::Applied(call) | TransitionResult::Refused(call) => call,
         };
-        if call.is_completed() {
-            return Ok(());
-        }
-        if call.cancel_requested_at.is_some() {
-            self.control(id, Control::Hangup);
+        if self.end_if_unwanted(&call, "answer") {
             return Ok(());
         }
         match call.mode {
@@ -285,6 +376,23 @@ impl CallEvents {
             self.control(id, Control::HangupAfter(Duration::from_millis(max)));
         }
         Ok(())
+    }
+
+    /// A live channel that nobody wants any more is hung up at once: its record is
+    /// already final (the originate was settled as unconfirmed, the sweeper gave up on
+    /// it, …), or the client canceled it before it existed. Returns whether it was.
+    fn end_if_unwanted(&self, call: &Call, seen: &'static str) -> bool {
+        let why = if call.is_completed() {
+            "its record is already final"
+        } else if call.cancel_requested_at.is_some() {
+            "its cancel was requested"
+        } else {
+            return false;
+        };
+        warn!(call = %call.id, status = %call.status, seen, "live channel hung up: {why}");
+        self.metrics.inc("dialer_bridge_unwanted_channels_total", &[]);
+        self.control(call.id, Control::Hangup);
+        true
     }
 
     async fn write(&self, id: Uuid, change: &Transition) -> Result<TransitionResult, StoreError> {
@@ -334,6 +442,10 @@ impl CallEvents {
         });
     }
 }
+
+/// How long a recorded cancel is left to the API's own hang-up before the sweeper asks
+/// the PBX again.
+const CANCEL_RETRY: chrono::Duration = chrono::Duration::seconds(2);
 
 /// How long a playback call that gathers DTMF waits for a digit after the prompt.
 const GATHER_WAIT: Duration = Duration::from_secs(5);

@@ -38,6 +38,9 @@ pub struct EventSourceTiming {
     pub sweep_every: Duration,
     /// Talk-time ceiling for calls without their own `max_duration`, for the sweeper.
     pub talk_limit: Duration,
+    /// How long an unconfirmed originate may show no sign of its channel before the
+    /// sweeper asks the PBX whether it exists.
+    pub unconfirmed_grace: Duration,
     /// On shutdown, how long queued writes may take to flush.
     pub flush_deadline: Duration,
     pub lanes: usize,
@@ -57,6 +60,7 @@ impl Default for EventSourceTiming {
             settle: Duration::from_secs(2),
             sweep_every: Duration::from_secs(60),
             talk_limit: Duration::from_secs(4 * 60 * 60),
+            unconfirmed_grace: Duration::from_secs(30),
             flush_deadline: Duration::from_secs(20),
             lanes: 8,
             lane_capacity: 10_000,
@@ -101,6 +105,7 @@ impl EventSource {
             self.events.clone(),
             t.sweep_every,
             t.talk_limit,
+            t.unconfirmed_grace,
         ));
         let mut failures: u32 = 0;
         loop {
@@ -240,12 +245,17 @@ impl EventSource {
     }
 }
 
-async fn sweep_forever(events: CallEvents, every: Duration, talk_limit: Duration) {
+async fn sweep_forever(
+    events: CallEvents,
+    every: Duration,
+    talk_limit: Duration,
+    unconfirmed_grace: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = events.sweep(talk_limit).await {
+        if let Err(e) = events.sweep(talk_limit, unconfirmed_grace).await {
             warn!(error = %e, "sweep failed; it runs again");
         }
     }

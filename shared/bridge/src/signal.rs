@@ -25,8 +25,9 @@ pub enum Signal {
     /// The answered channel entered our app: time to drive it.
     StasisStart,
     Dtmf(char),
-    /// Our playback on the call's channel ended.
-    PlaybackFinished,
+    /// Our playback on the call's channel ended; `failed` names the media item the PBX
+    /// could not play, when it could not.
+    PlaybackFinished { failed: Option<String> },
 }
 
 /// The call an event is about, and what it says; `None` for everything we ignore.
@@ -76,7 +77,8 @@ pub fn signal_of(event: &AriEvent) -> Option<(Uuid, Signal)> {
         }
         AriEvent::PlaybackFinished { playback } => {
             let target = playback.target_uri.strip_prefix("channel:")?;
-            Some((call_id(target)?, Signal::PlaybackFinished))
+            let failed = (playback.state == "failed").then(|| playback.media_uri.clone());
+            Some((call_id(target)?, Signal::PlaybackFinished { failed }))
         }
         _ => None,
     }

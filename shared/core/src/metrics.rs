@@ -77,6 +77,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Event socket (re)connections.",
     ),
     (
+        "dialer_bridge_unwanted_channels_total",
+        "counter",
+        "Live channels hung up because their call had ended or was canceled.",
+    ),
+    (
         "dialer_bridge_connected",
         "gauge",
         "1 while the event socket is connected.",

@@ -28,6 +28,14 @@ pub enum PbxError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The request was sent but no answer came (a timeout, a connection that broke
+    /// off): the PBX may have acted on it. For an originate the call may be ringing.
+    #[error("PBX did not answer: {reason}")]
+    Unconfirmed {
+        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("PBX refused ({status}): {message}")]
     Rejected { status: u16, message: String },
     #[error("not found")]

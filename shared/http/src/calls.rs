@@ -7,8 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
+use dialer_core::store::PageCursor;
 
-use super::dto::{CallBody, CallList, CallView, ErrorBody, ListQuery, OriginateResponse, rfc3339};
+use super::dto::{CallBody, CallList, CallView, ErrorBody, ListQuery, OriginateResponse};
 use super::error::ApiError;
 use super::extract::{Caller, json_or_default};
 use crate::{OriginateState, StatusState};
@@ -25,6 +26,7 @@ use crate::{OriginateState, StatusState};
     request_body(content = CallBody, description = "Options; the body may be empty"),
     responses(
         (status = 200, body = OriginateResponse),
+        (status = 202, body = OriginateResponse, description = "The PBX did not confirm the originate in time: the call may be placed; follow it by call_id"),
         (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 502, body = ErrorBody), (status = 503, body = ErrorBody),
     ),
@@ -36,7 +38,7 @@ pub async fn interaction(
     Path(number): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<OriginateResponse>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let body: CallBody = json_or_default(&body?)?;
     if body.phone_number.is_some() {
         return Err(ApiError::Field {
@@ -52,7 +54,12 @@ pub async fn interaction(
             idempotency_key(&headers)?,
         )
         .await?;
-    Ok(Json(OriginateResponse::from(&call)))
+    let status = if OriginateResponse::unsettled(&call) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(OriginateResponse::from(&call))))
 }
 
 /// Create a call (RESTful form).
@@ -64,6 +71,7 @@ pub async fn interaction(
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe: the same key within a day returns the first call")),
     responses(
         (status = 201, body = OriginateResponse, headers(("Location" = String))),
+        (status = 202, body = OriginateResponse, headers(("Location" = String)), description = "The PBX did not confirm the originate in time: the call may be placed; follow it by call_id"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -93,11 +101,12 @@ pub async fn create(
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v2/calls/{}", call.id)) {
         headers.insert(header::LOCATION, location);
     }
-    Ok((
-        StatusCode::CREATED,
-        headers,
-        Json(OriginateResponse::from(&call)),
-    ))
+    let status = if OriginateResponse::unsettled(&call) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, headers, Json(OriginateResponse::from(&call))))
 }
 
 /// The status of one of your calls.
@@ -152,14 +161,17 @@ pub async fn list(
     let Query(query) =
         query.map_err(|e| ApiError::status(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
     let before = match query.before.as_deref() {
-        Some(raw) => Some(
-            DateTime::parse_from_rfc3339(raw)
-                .map_err(|_| ApiError::Field {
-                    field: "before",
-                    detail: "must be an RFC 3339 time".into(),
-                })?
-                .with_timezone(&Utc),
-        ),
+        Some(raw) => Some(match PageCursor::decode(raw) {
+            Some(cursor) => cursor,
+            None => PageCursor::before_time(
+                DateTime::parse_from_rfc3339(raw)
+                    .map_err(|_| ApiError::Field {
+                        field: "before",
+                        detail: "must be a next_before value or an RFC 3339 time".into(),
+                    })?
+                    .with_timezone(&Utc),
+            ),
+        }),
         None => None,
     };
     let page = state
@@ -168,7 +180,7 @@ pub async fn list(
         .await?;
     Ok(Json(CallList {
         calls: page.calls.iter().map(CallView::from).collect(),
-        next_before: page.next.map(rfc3339),
+        next_before: page.next.map(|cursor| cursor.encode()),
     }))
 }
 

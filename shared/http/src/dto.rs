@@ -96,6 +96,10 @@ pub struct OriginateResponse {
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
     pub mode: String,
+    /// False when the PBX did not answer the originate in time: the call may still be
+    /// ringing (the answer is then 202). Follow it by `call_id`; retry only with the
+    /// same `Idempotency-Key`, which returns this same call.
+    pub originate_confirmed: bool,
 }
 
 impl From<&Call> for OriginateResponse {
@@ -104,12 +108,25 @@ impl From<&Call> for OriginateResponse {
             success: true,
             call_id: call.id,
             phone_number: call.phone_number.to_string(),
-            message: "Call originated successfully",
+            message: if call.originate_unconfirmed_at.is_some() {
+                "The PBX did not confirm the originate in time; the call may still be placed. Follow it by call_id."
+            } else {
+                "Call originated successfully"
+            },
             channel: call.channel.clone(),
             status: call.status.as_str().to_owned(),
             created_at: rfc3339(call.created_at),
             mode: call.mode.as_str().to_owned(),
+            originate_confirmed: call.originate_unconfirmed_at.is_none(),
         }
+    }
+}
+
+impl OriginateResponse {
+    /// An originate the PBX never confirmed and that nothing has settled yet.
+    pub fn unsettled(call: &Call) -> bool {
+        call.originate_unconfirmed_at.is_some()
+            && call.status == dialer_core::domain::CallStatus::Dialing
     }
 }
 
@@ -149,6 +166,17 @@ pub struct CallView {
     pub dialstatus: Option<String>,
     /// DTMF digits the callee pressed.
     pub dtmf: String,
+    /// Media items the PBX could not play (e.g. a missing sound file); the call still
+    /// ends `completed`.
+    pub media_failed: Vec<String>,
+    /// When the client asked to cancel the call.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub cancel_requested_at: Option<String>,
+    /// Set when the PBX did not answer the originate in time; the bridge settles such
+    /// a call from the channel's events, or finds that it never existed
+    /// (`failure_reason` `originate_unconfirmed`).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub originate_unconfirmed_at: Option<String>,
     pub attempt_number: u32,
     pub is_active: bool,
     /// True once the call has reached a final status, whatever it is.
@@ -180,6 +208,9 @@ impl From<&Call> for CallView {
             cause_txt: call.cause_txt.clone(),
             dialstatus: call.dialstatus.clone(),
             dtmf: call.dtmf.clone(),
+            media_failed: call.media_failed.clone(),
+            cancel_requested_at: call.cancel_requested_at.map(rfc3339),
+            originate_unconfirmed_at: call.originate_unconfirmed_at.map(rfc3339),
             attempt_number: call.attempt_number,
             is_active: call.is_active(),
             is_completed: call.is_completed(),
@@ -191,8 +222,8 @@ impl From<&Call> for CallView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallList {
     pub calls: Vec<CallView>,
-    /// Pass as `before` for the next page; absent on the last page.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    /// Pass as `before` for the next page; absent on the last page. Opaque: a place
+    /// in the list (creation time and call id), so that no call is skipped or repeated.
     pub next_before: Option<String>,
 }
 
@@ -200,7 +231,8 @@ pub struct CallList {
 pub struct ListQuery {
     /// At most this many calls (1–100, default 20).
     pub limit: Option<usize>,
-    /// Only calls created before this RFC 3339 time.
+    /// A `next_before` from the previous page, or an RFC 3339 time (only calls created
+    /// before it).
     pub before: Option<String>,
 }
 

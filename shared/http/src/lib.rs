@@ -218,6 +218,7 @@ impl Api {
                 self.metrics,
                 ops::count_requests,
             ))
+            .layer(middleware::from_fn(ops::refuse_declared_oversize))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .layer(CatchPanicLayer::custom(ops::panic_response))
     }

@@ -71,6 +71,31 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
     ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }
 
+/// A body declared larger than the limit is refused before a byte of it is read, so a
+/// client announcing 100 MB cannot keep a connection waiting for it.
+pub async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > super::MAX_BODY_BYTES as u64) {
+        let mut response = ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body too large: at most {} bytes",
+                super::MAX_BODY_BYTES
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(request).await
+}
+
 /// Counts requests by route template and status code: never by raw path, which would
 /// put ids and numbers in the labels.
 pub async fn count_requests(

@@ -23,7 +23,9 @@ use dialer_core::domain::validation::{
 use dialer_core::domain::{
     Annotation, Call, CallMode, CallStatus, FailureReason, Transition, User,
 };
-use dialer_core::store::{CallPage, CallStore, StoreError, TransitionResult, UserStore};
+use dialer_core::store::{
+    CallPage, CallStore, PageCursor, StoreError, TransitionResult, UserStore,
+};
 
 pub const OWNER_INDEX: &str = "owner-created-index";
 pub const ACTIVE_INDEX: &str = "active-index";
@@ -178,9 +180,9 @@ impl DynamoStore {
         values: Vec<(&str, AttributeValue)>,
         newest_first: bool,
         limit: Option<i32>,
+        mut start: Option<Item>,
     ) -> Result<Vec<Call>, StoreError> {
         let mut calls = Vec::new();
-        let mut start: Option<Item> = None;
         loop {
             let mut request = self
                 .client
@@ -317,6 +319,7 @@ impl CallStore for DynamoStore {
             vec![(":active", s("1".to_owned()))],
             false,
             None,
+            None,
         )
         .await
     }
@@ -324,20 +327,33 @@ impl CallStore for DynamoStore {
     async fn calls_of(
         &self,
         owner: &str,
-        before: Option<DateTime<Utc>>,
+        before: Option<PageCursor>,
         limit: usize,
     ) -> Result<CallPage, StoreError> {
-        let (condition, mut values) = match before {
-            Some(before) => (
+        // After a call: the index resumes right after that very item (its key is what
+        // DynamoDB itself would hand back as the page's end), so calls of the same
+        // millisecond are neither skipped nor repeated. Before a time: a plain range.
+        let (condition, mut values, start) = match before {
+            Some(cursor) if cursor.id.is_nil() => (
                 "#pk = :owner AND created_at < :before",
-                vec![(":before", s(timestamp(before)))],
+                vec![(":before", s(timestamp(cursor.created_at)))],
+                None,
             ),
-            None => ("#pk = :owner", Vec::new()),
+            Some(cursor) => (
+                "#pk = :owner AND created_at <= :before",
+                vec![(":before", s(timestamp(cursor.created_at)))],
+                Some(HashMap::from([
+                    ("call_id".to_owned(), s(cursor.id.to_string())),
+                    ("owner".to_owned(), s(owner.to_owned())),
+                    ("created_at".to_owned(), s(timestamp(cursor.created_at))),
+                ])),
+            ),
+            None => ("#pk = :owner", Vec::new(), None),
         };
         values.push((":owner", s(owner.to_owned())));
         let want = i32::try_from(limit + 1).unwrap_or(i32::MAX);
         let calls = self
-            .query_calls(OWNER_INDEX, condition, values, true, Some(want))
+            .query_calls(OWNER_INDEX, condition, values, true, Some(want), start)
             .await?;
         Ok(CallPage::from_overfetch(calls, limit))
     }
@@ -485,7 +501,8 @@ impl Update {
         }
     }
 
-    /// The DynamoDB form of [`Annotation::apply`]: only while the call is active.
+    /// The DynamoDB form of [`Annotation::apply`]: only while the call is active (a
+    /// failed media item: on any call).
     fn annotation(note: &Annotation) -> Self {
         let (expression, extra_condition, values) = match note {
             Annotation::DialStatus(dialstatus) => (
@@ -510,12 +527,36 @@ impl Update {
                 " AND attribute_not_exists(cancel_requested_at)",
                 vec![(":v".to_owned(), s(timestamp(*at)))],
             ),
+            Annotation::OriginateUnconfirmed(at) => (
+                "SET originate_unconfirmed_at = :v",
+                " AND attribute_not_exists(originate_unconfirmed_at)",
+                vec![(":v".to_owned(), s(timestamp(*at)))],
+            ),
+            Annotation::MediaFailed(media) => return Self::media_failed(media),
         };
         Self {
             expression: expression.to_owned(),
             condition: format!("attribute_exists(active){extra_condition}"),
             names: Vec::new(),
             values,
+        }
+    }
+
+    /// A failed media item goes into a string set: each item once, on any call (the
+    /// failure may be reported just before the end); `contains` keeps a repeat from
+    /// counting as a write.
+    fn media_failed(media: &str) -> Self {
+        Self {
+            expression: "ADD media_failed :v".to_owned(),
+            condition: "attribute_exists(call_id) AND (attribute_not_exists(media_failed) \
+                        OR (size(media_failed) < :max AND NOT contains(media_failed, :m)))"
+                .to_owned(),
+            names: Vec::new(),
+            values: vec![
+                (":v".to_owned(), AttributeValue::Ss(vec![media.to_owned()])),
+                (":m".to_owned(), s(media.to_owned())),
+                (":max".to_owned(), n(Annotation::MAX_MEDIA_FAILED as i64)),
+            ],
         }
     }
 }
@@ -585,6 +626,14 @@ fn call_to_item(call: &Call) -> Item {
         (
             "cancel_requested_at",
             call.cancel_requested_at.map(timestamp).map(s),
+        ),
+        (
+            "originate_unconfirmed_at",
+            call.originate_unconfirmed_at.map(timestamp).map(s),
+        ),
+        (
+            "media_failed",
+            (!call.media_failed.is_empty()).then(|| AttributeValue::Ss(call.media_failed.clone())),
         ),
     ];
     for (key, value) in optional {
@@ -669,6 +718,15 @@ fn call_from_item(item: &Item) -> Result<Call, StoreError> {
             .and_then(|a| u32::try_from(a).ok())
             .unwrap_or(1),
         cancel_requested_at: time("cancel_requested_at")?,
+        originate_unconfirmed_at: time("originate_unconfirmed_at")?,
+        media_failed: match item.get("media_failed") {
+            Some(AttributeValue::Ss(items)) => {
+                let mut items = items.clone();
+                items.sort();
+                items
+            }
+            _ => Vec::new(),
+        },
     })
 }
 

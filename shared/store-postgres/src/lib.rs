@@ -17,7 +17,9 @@ use dialer_core::domain::validation::{
 use dialer_core::domain::{
     Annotation, Call, CallMode, CallStatus, FailureReason, Transition, User,
 };
-use dialer_core::store::{CallPage, CallStore, StoreError, TransitionResult, UserStore};
+use dialer_core::store::{
+    CallPage, CallStore, PageCursor, StoreError, TransitionResult, UserStore,
+};
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -80,7 +82,7 @@ macro_rules! call_columns {
         "call_id, owner, phone_number, status, mode, channel, context, extension, priority, \
          caller_id, timeout_ms, max_duration_ms, variables, media, gather_dtmf, dtmf, created_at, \
          dialed_at, ringing_at, answered_at, ended_at, failure_reason, cause, cause_txt, dialstatus, \
-         attempt_number, cancel_requested_at"
+         attempt_number, cancel_requested_at, originate_unconfirmed_at, media_failed"
     };
 }
 
@@ -93,7 +95,7 @@ impl CallStore for PgStore {
             "INSERT INTO calls (",
             call_columns!(),
             ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,\
-             $21,$22,$23,$24,$25,$26,$27)"
+             $21,$22,$23,$24,$25,$26,$27,$28,$29)"
         );
         let result = sqlx::query(sql)
             .bind(call.id)
@@ -128,6 +130,8 @@ impl CallStore for PgStore {
             .bind(&call.dialstatus)
             .bind(i32::try_from(call.attempt_number).unwrap_or(1))
             .bind(call.cancel_requested_at)
+            .bind(call.originate_unconfirmed_at)
+            .bind(&call.media_failed)
             .execute(&self.pool)
             .await;
         match result {
@@ -213,6 +217,27 @@ impl CallStore for PgStore {
                 ),
                 at.to_rfc3339(),
             ),
+            Annotation::OriginateUnconfirmed(at) => (
+                concat!(
+                    "UPDATE calls SET originate_unconfirmed_at = $3::timestamptz WHERE call_id = $1 \
+                     AND status = ANY($2) AND originate_unconfirmed_at IS NULL RETURNING ",
+                    call_columns!()
+                ),
+                at.to_rfc3339(),
+            ),
+            Annotation::MediaFailed(media) => {
+                // On any call, each item once, kept in byte order (as the domain sorts).
+                let sql = concat!(
+                    "UPDATE calls SET media_failed = ARRAY(SELECT m FROM unnest(media_failed || $2::text) AS m \
+                     ORDER BY m COLLATE \"C\") WHERE call_id = $1 AND NOT ($2 = ANY(media_failed)) \
+                     AND cardinality(media_failed) < $3 RETURNING ",
+                    call_columns!()
+                );
+                let max = i32::try_from(Annotation::MAX_MEDIA_FAILED).unwrap_or(i32::MAX);
+                return self
+                    .fetch_call(sqlx::query(sql).bind(id).bind(media).bind(max))
+                    .await;
+            }
         };
         self.fetch_call(sqlx::query(sql).bind(id).bind(&ACTIVE[..]).bind(value))
             .await
@@ -272,18 +297,22 @@ impl CallStore for PgStore {
     async fn calls_of(
         &self,
         owner: &str,
-        before: Option<DateTime<Utc>>,
+        before: Option<PageCursor>,
         limit: usize,
     ) -> Result<CallPage, StoreError> {
+        // The list's order is (created_at, call_id): a row comparison resumes exactly
+        // after the cursor's call.
         let sql = concat!(
             "SELECT ",
             call_columns!(),
-            " FROM calls WHERE owner = $1 AND ($2::timestamptz IS NULL OR created_at < $2)
-             ORDER BY created_at DESC, call_id DESC LIMIT $3"
+            " FROM calls WHERE owner = $1
+               AND ($2::timestamptz IS NULL OR (created_at, call_id) < ($2, $3::uuid))
+             ORDER BY created_at DESC, call_id DESC LIMIT $4"
         );
         let rows = sqlx::query(sql)
             .bind(owner)
-            .bind(before)
+            .bind(before.map(|c| c.created_at))
+            .bind(before.map_or(Uuid::nil(), |c| c.id))
             .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
@@ -409,6 +438,8 @@ fn call_from_row(row: &PgRow) -> Result<Call, StoreError> {
         )
         .unwrap_or(1),
         cancel_requested_at: get("cancel_requested_at")?,
+        originate_unconfirmed_at: get("originate_unconfirmed_at")?,
+        media_failed: row.try_get("media_failed").map_err(unavailable)?,
     })
 }
 

@@ -85,11 +85,12 @@ impl SimHandle {
         self.shared.drop_connections(refuse_for);
     }
 
-    /// Holds every later `POST /ari/channels` for `delay` before the call is placed, as
-    /// a slow or overloaded Asterisk does; a client that gives up first never learns
-    /// that the call went ahead. `Duration::ZERO` ends it.
-    pub fn hold_originates(&self, delay: Duration) {
-        self.shared.hold_originates(delay);
+    /// Holds every later `POST /ari/channels` (originate) and `DELETE /ari/channels/{id}`
+    /// (hang-up) for `delay` before acting on it, as a slow or overloaded Asterisk does;
+    /// a client that gives up first never learns that the PBX went ahead.
+    /// `Duration::ZERO` ends it.
+    pub fn hold_requests(&self, delay: Duration) {
+        self.shared.hold_requests(delay);
     }
 
     /// Sends a raw text frame to `app`'s event WebSocket; false when nobody listens.

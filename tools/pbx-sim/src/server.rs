@@ -41,7 +41,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/drop", post(sim_drop))
         .route("/_sim/stats", get(sim_stats))
         .route("/_sim/inject", post(sim_inject))
-        .route("/_sim/hold-originates", post(sim_hold_originates))
+        .route("/_sim/hold", post(sim_hold_requests))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
@@ -162,7 +162,7 @@ async fn originate(
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let delay = shared.originate_delay();
+    let delay = shared.request_delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -325,6 +325,10 @@ async fn hangup(
     let Ok(Path(id)) = id else {
         return channel_not_found();
     };
+    let delay = shared.request_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     match ask(&shared, &id, |done| Command::Hangup { done }).await {
         Some(()) => StatusCode::NO_CONTENT.into_response(),
         None => channel_not_found(),
@@ -432,8 +436,8 @@ async fn sim_drop(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) 
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// `POST /_sim/hold-originates?ms=N`: hold each later originate N ms (0 ends it).
-async fn sim_hold_originates(
+/// `POST /_sim/hold?ms=N`: hold each later originate and hang-up N ms (0 ends it).
+async fn sim_hold_requests(
     State(shared): State<Arc<Shared>>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -443,7 +447,7 @@ async fn sim_hold_originates(
         .and_then(|(_, value)| value.trim().parse::<u64>().ok());
     match ms {
         Some(ms) => {
-            shared.hold_originates(Duration::from_millis(ms));
+            shared.hold_requests(Duration::from_millis(ms));
             StatusCode::NO_CONTENT.into_response()
         }
         None => error(StatusCode::BAD_REQUEST, "ms: a number of milliseconds"),

@@ -20,8 +20,8 @@ pub(crate) struct Shared {
     pub channels: Mutex<HashMap<String, CallEntry>>,
     apps: Mutex<AppRegistry>,
     refuse_until: Mutex<Option<Instant>>,
-    /// How long each `POST /channels` is held before the call is placed (a slow PBX).
-    originate_delay: Mutex<Duration>,
+    /// How long each originate and hang-up is held before it is acted on (a slow PBX).
+    request_delay: Mutex<Duration>,
     originates: AtomicUsize,
     sequence: AtomicU64,
     /// Media URIs each channel has started playing, in order; kept after the channel
@@ -68,12 +68,12 @@ impl Drop for Registration {
 }
 
 impl Shared {
-    pub(crate) fn originate_delay(&self) -> Duration {
-        *lock(&self.originate_delay)
+    pub(crate) fn request_delay(&self) -> Duration {
+        *lock(&self.request_delay)
     }
 
-    pub(crate) fn hold_originates(&self, delay: Duration) {
-        *lock(&self.originate_delay) = delay;
+    pub(crate) fn hold_requests(&self, delay: Duration) {
+        *lock(&self.request_delay) = delay;
     }
 
     pub(crate) fn new(config: SimConfig) -> Self {
@@ -82,7 +82,7 @@ impl Shared {
             channels: Mutex::new(HashMap::new()),
             apps: Mutex::new(AppRegistry::default()),
             refuse_until: Mutex::new(None),
-            originate_delay: Mutex::new(Duration::ZERO),
+            request_delay: Mutex::new(Duration::ZERO),
             originates: AtomicUsize::new(0),
             sequence: AtomicU64::new(0),
             played: Mutex::new(HashMap::new()),

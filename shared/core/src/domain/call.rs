@@ -77,6 +77,11 @@ pub struct Call {
     pub dialstatus: Option<String>,
     pub attempt_number: u32,
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// The originate request got no answer (a timeout or a broken connection): the PBX
+    /// may or may not have placed the call. The bridge settles it.
+    pub originate_unconfirmed_at: Option<DateTime<Utc>>,
+    /// Media items the PBX could not play (a missing sound file, say): each once, sorted.
+    pub media_failed: Vec<String>,
 }
 
 impl Call {
@@ -220,6 +225,8 @@ impl CallRequest {
             dialstatus: None,
             attempt_number: 1,
             cancel_requested_at: None,
+            originate_unconfirmed_at: None,
+            media_failed: Vec::new(),
         })
     }
 }
@@ -315,30 +322,42 @@ pub enum Annotation {
     Dtmf(char),
     /// The client asked to cancel; recorded once, while the call is active.
     CancelRequested(DateTime<Utc>),
+    /// The originate got no answer; recorded once, while the call is active.
+    OriginateUnconfirmed(DateTime<Utc>),
+    /// A media item failed to play; recorded once per item, even after the call ended
+    /// (the failure may be reported just before the end), at most
+    /// [`Annotation::MAX_MEDIA_FAILED`] items.
+    MediaFailed(String),
 }
 
 impl Annotation {
     pub const MAX_DTMF: usize = 64;
+    pub const MAX_MEDIA_FAILED: usize = 20;
 
     /// Applies the annotation if it still means something; returns whether it did.
     pub fn apply(&self, call: &mut Call) -> bool {
-        if !call.is_active() {
-            return false;
-        }
+        let active = call.is_active();
         match self {
-            Annotation::DialStatus(status) => call.dialstatus = Some(status.clone()),
-            Annotation::Dtmf(digit) => {
-                if call.dtmf.len() >= Self::MAX_DTMF {
-                    return false;
-                }
+            Annotation::DialStatus(status) if active => call.dialstatus = Some(status.clone()),
+            Annotation::Dtmf(digit) if active && call.dtmf.len() < Self::MAX_DTMF => {
                 call.dtmf.push(*digit);
             }
-            Annotation::CancelRequested(at) => {
-                if call.cancel_requested_at.is_some() {
-                    return false;
-                }
+            Annotation::CancelRequested(at) if active && call.cancel_requested_at.is_none() => {
                 call.cancel_requested_at = Some(*at);
             }
+            Annotation::OriginateUnconfirmed(at)
+                if active && call.originate_unconfirmed_at.is_none() =>
+            {
+                call.originate_unconfirmed_at = Some(*at);
+            }
+            Annotation::MediaFailed(media)
+                if call.media_failed.len() < Self::MAX_MEDIA_FAILED
+                    && !call.media_failed.contains(media) =>
+            {
+                call.media_failed.push(media.clone());
+                call.media_failed.sort();
+            }
+            _ => return false,
         }
         true
     }

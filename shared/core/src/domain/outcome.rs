@@ -21,6 +21,9 @@ pub enum FailureReason {
     OutcomeLost,
     /// A call that stayed active far longer than it could have.
     Stale,
+    /// The PBX never confirmed the originate (it timed out or broke off), and no channel
+    /// of the call ever appeared.
+    OriginateUnconfirmed,
 }
 
 impl FailureReason {
@@ -36,6 +39,7 @@ impl FailureReason {
             FailureReason::PbxUnreachable => "pbx_unreachable".into(),
             FailureReason::OutcomeLost => "outcome_lost".into(),
             FailureReason::Stale => "stale".into(),
+            FailureReason::OriginateUnconfirmed => "originate_unconfirmed".into(),
         }
     }
 }
@@ -53,6 +57,7 @@ impl FailureReason {
             "pbx_unreachable" => FailureReason::PbxUnreachable,
             "outcome_lost" => FailureReason::OutcomeLost,
             "stale" => FailureReason::Stale,
+            "originate_unconfirmed" => FailureReason::OriginateUnconfirmed,
             _ => return None,
         })
     }
@@ -143,6 +148,7 @@ mod tests {
             FailureReason::PbxUnreachable,
             FailureReason::OutcomeLost,
             FailureReason::Stale,
+            FailureReason::OriginateUnconfirmed,
         ];
         for reason in all {
             assert_eq!(FailureReason::parse(&reason.to_text()), Some(reason));

@@ -12,7 +12,7 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::pbx::{OriginateSpec, Pbx, PbxError};
-use crate::store::{CallPage, CallStore};
+use crate::store::{CallPage, CallStore, PageCursor};
 
 /// Placing and canceling calls: the use cases that talk to the PBX.
 #[derive(Clone)]
@@ -52,7 +52,9 @@ impl CallService {
 
     /// Validates, records the call as `pending`, originates it into the Stasis app, and
     /// marks it `dialing`. Returns the record as it stands after that (the bridge may
-    /// already have moved it further). With an idempotency key, a repeat of the request
+    /// already have moved it further). An originate the PBX did not answer leaves the
+    /// call `dialing` with `originate_unconfirmed_at` set, never `failed`: the call may
+    /// well be ringing. With an idempotency key, a repeat of the request
     /// (same owner and key, within a day) returns the first call instead of placing
     /// another.
     pub async fn place_call(
@@ -64,6 +66,7 @@ impl CallService {
         let started = std::time::Instant::now();
         let result = self.try_place_call(owner, request, idempotency_key).await;
         let label = match &result {
+            Ok(call) if call.originate_unconfirmed_at.is_some() => "unconfirmed",
             Ok(_) => "accepted",
             Err(ServiceError::Invalid(_)) => "invalid",
             Err(ServiceError::BridgeDown) => "no_bridge",
@@ -126,6 +129,25 @@ impl CallService {
                 info!(call = %call.id, "call originated");
                 Ok(result.call().cloned().unwrap_or(call))
             }
+            Err(e @ PbxError::Unconfirmed { .. }) => {
+                // The channel id is ours: the bridge finds out from the channel's own
+                // events, or from the PBX after a grace period, whether it exists.
+                warn!(call = %call.id, error = %e, "originate unconfirmed; the bridge will settle it");
+                self.store
+                    .annotate(
+                        call.id,
+                        &Annotation::OriginateUnconfirmed(crate::domain::now()),
+                    )
+                    .await?;
+                let result = self
+                    .store
+                    .transition(
+                        call.id,
+                        &Transition::to(CallStatus::Dialing, crate::domain::now()),
+                    )
+                    .await?;
+                Ok(result.call().cloned().unwrap_or(call))
+            }
             Err(e) => {
                 let reason = match &e {
                     PbxError::Unreachable { .. } => FailureReason::PbxUnreachable,
@@ -144,7 +166,11 @@ impl CallService {
     }
 
     /// Asks the PBX to hang the call up. Before an answer the call ends `canceled`;
-    /// after, `completed`. The bridge decides, from the cancel recorded here.
+    /// after, `completed`. The bridge decides, from the cancel recorded here, and keeps
+    /// asking the PBX to hang up until the channel is gone: once recorded, a cancel is
+    /// honoured even when the PBX cannot be reached now, or the channel does not exist
+    /// yet (an unconfirmed originate). The answer is the record a moment later, when the
+    /// end has usually been written.
     pub async fn cancel(&self, owner: &str, id: &str) -> Result<Call, ServiceError> {
         let call = self.queries.call_of(owner, id).await?;
         if call.is_completed() {
@@ -158,15 +184,33 @@ impl CallService {
             .annotate(call.id, &Annotation::CancelRequested(crate::domain::now()))
             .await?;
         match self.pbx.hangup(call.id).await {
-            Ok(()) | Err(PbxError::NotFound) => {}
-            Err(e) => return Err(pbx_error(e, Some(call.id))),
+            Ok(()) => return self.settled(call.id).await,
+            Err(PbxError::NotFound) => {}
+            Err(e) => {
+                warn!(call = %call.id, error = %e, "hang-up not confirmed; the bridge will retry it");
+            }
         }
         match noted {
             Some(call) => Ok(call),
             None => self.queries.call_of(owner, id).await,
         }
     }
+
+    /// The record once it is final, or as it is after [`CANCEL_SETTLE`].
+    async fn settled(&self, id: Uuid) -> Result<Call, ServiceError> {
+        let deadline = tokio::time::Instant::now() + CANCEL_SETTLE;
+        loop {
+            let call = self.store.get_call(id).await?.ok_or(ServiceError::NotFound)?;
+            if call.is_completed() || tokio::time::Instant::now() >= deadline {
+                return Ok(call);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
+
+/// How long a cancel waits for the bridge to write the call's end before answering.
+const CANCEL_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl CallQueries {
     pub fn new(store: Arc<dyn CallStore>) -> Self {
@@ -185,7 +229,7 @@ impl CallQueries {
     pub async fn calls_of(
         &self,
         owner: &str,
-        before: Option<DateTime<Utc>>,
+        before: Option<PageCursor>,
         limit: usize,
     ) -> Result<CallPage, ServiceError> {
         Ok(self
@@ -204,7 +248,7 @@ fn idempotency_key_of(raw: &str) -> Result<&str, ServiceError> {
 
 fn pbx_error(e: PbxError, call_id: Option<Uuid>) -> ServiceError {
     match e {
-        unreachable @ PbxError::Unreachable { .. } => ServiceError::PbxUnavailable {
+        unreachable @ (PbxError::Unreachable { .. } | PbxError::Unconfirmed { .. }) => ServiceError::PbxUnavailable {
             reason: short(&unreachable),
             call_id,
             source: unreachable,
@@ -220,6 +264,6 @@ fn short(e: &PbxError) -> String {
     match e {
         PbxError::Rejected { status, message } => format!("{status} {message}"),
         PbxError::NotFound => "404 not found".into(),
-        PbxError::Unreachable { reason, .. } => reason.clone(),
+        PbxError::Unreachable { reason, .. } | PbxError::Unconfirmed { reason, .. } => reason.clone(),
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{CallPage, CallStore, StoreError, TransitionResult, UserStore};
+use super::{CallPage, CallStore, PageCursor, StoreError, TransitionResult, UserStore};
 use crate::domain::{Annotation, Call, Transition, User};
 
 #[derive(Default)]
@@ -109,14 +109,14 @@ impl CallStore for MemoryStore {
     async fn calls_of(
         &self,
         owner: &str,
-        before: Option<DateTime<Utc>>,
+        before: Option<PageCursor>,
         limit: usize,
     ) -> Result<CallPage, StoreError> {
         let inner = self.lock();
         let mut calls: Vec<Call> = inner
             .calls
             .values()
-            .filter(|c| c.owner == owner && before.is_none_or(|b| c.created_at < b))
+            .filter(|c| c.owner == owner && before.is_none_or(|b| b.precedes(c)))
             .cloned()
             .collect();
         calls.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));

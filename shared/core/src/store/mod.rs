@@ -55,7 +55,58 @@ impl TransitionResult {
 pub struct CallPage {
     pub calls: Vec<Call>,
     /// Pass back as `before` to get the next page.
-    pub next: Option<DateTime<Utc>>,
+    pub next: Option<PageCursor>,
+}
+
+/// A place in a user's list of calls, which is ordered by (`created_at`, call id),
+/// newest first: a total order, so that a page boundary can never fall between two
+/// calls made in the same millisecond and skip or repeat one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageCursor {
+    pub created_at: DateTime<Utc>,
+    /// `Uuid::nil()` for a cursor made from a time alone ([`PageCursor::before_time`]).
+    pub id: Uuid,
+}
+
+impl PageCursor {
+    /// The place right after `call`: the next page starts with the call listed after it.
+    pub fn after(call: &Call) -> Self {
+        Self {
+            created_at: call.created_at,
+            id: call.id,
+        }
+    }
+
+    /// Every call created strictly before `at`.
+    pub fn before_time(at: DateTime<Utc>) -> Self {
+        Self {
+            created_at: at,
+            id: Uuid::nil(),
+        }
+    }
+
+    /// Whether `call` comes after this place in the newest-first order.
+    pub fn precedes(&self, call: &Call) -> bool {
+        (call.created_at, call.id) < (self.created_at, self.id)
+    }
+
+    /// The opaque text form a client passes back.
+    pub fn encode(&self) -> String {
+        format!(
+            "c1.{}.{}",
+            self.created_at.timestamp_millis(),
+            self.id.simple()
+        )
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix("c1.")?;
+        let (millis, id) = rest.split_once('.')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_millis(millis.parse().ok()?)?,
+            id: Uuid::try_parse(id).ok()?,
+        })
+    }
 }
 
 impl CallPage {
@@ -65,7 +116,7 @@ impl CallPage {
         let more = calls.len() > limit;
         calls.truncate(limit);
         let next = if more {
-            calls.last().map(|c| c.created_at)
+            calls.last().map(PageCursor::after)
         } else {
             None
         };
@@ -104,11 +155,12 @@ pub trait CallStore: Send + Sync {
     /// Every call not yet in a final status: what the bridge reconciles after a reconnect.
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError>;
 
-    /// A user's calls, newest first, created strictly before `before` when given.
+    /// A user's calls, newest first (by `created_at`, then call id), after `before` in
+    /// that order when given.
     async fn calls_of(
         &self,
         owner: &str,
-        before: Option<DateTime<Utc>>,
+        before: Option<PageCursor>,
         limit: usize,
     ) -> Result<CallPage, StoreError>;
 }
