@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use dialer_core::domain::{Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition};
 use dialer_core::store::{CallPage, CallStore, MemoryStore, StoreError, TransitionResult};
 use integration::api::Api;
@@ -379,7 +378,7 @@ impl CallStore for FlakyStore {
     async fn calls_of(
         &self,
         o: &str,
-        b: Option<DateTime<Utc>>,
+        b: Option<dialer_core::store::PageCursor>,
         l: usize,
     ) -> Result<CallPage, StoreError> {
         self.check()?;

@@ -91,7 +91,10 @@ async fn an_unconfirmed_originate_with_no_channel_fails_and_its_late_channel_is_
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let after = api.status(&token, &id).await;
-    assert_eq!(after["status"], "failed", "a final status never moves: {after}");
+    assert_eq!(
+        after["status"], "failed",
+        "a final status never moves: {after}"
+    );
     server.stop().await;
 }
 
@@ -159,6 +162,10 @@ async fn media_the_pbx_cannot_play_is_noted_and_the_call_still_completes() {
     });
     let (_, doc) = api.call_to_end(&token, "+15550010003", body).await;
     assert_eq!(doc["status"], "completed", "{doc}");
-    assert_eq!(doc["media_failed"], json!(["sound:missing-prompt"]), "{doc}");
+    assert_eq!(
+        doc["media_failed"],
+        json!(["sound:missing-prompt"]),
+        "{doc}"
+    );
     server.stop().await;
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::Body;
-use chrono::{DateTime, Utc};
 use dialer_core::domain::{Annotation, Call, Transition, User};
 use dialer_core::metrics::Metrics;
 use dialer_core::store::{CallPage, CallStore, StoreError, TransitionResult, UserStore};
@@ -47,7 +46,7 @@ impl CallStore for BrokenStore {
     async fn calls_of(
         &self,
         _: &str,
-        _: Option<DateTime<Utc>>,
+        _: Option<dialer_core::store::PageCursor>,
         _: usize,
     ) -> Result<CallPage, StoreError> {
         Ok(CallPage::default())

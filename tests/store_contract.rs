@@ -328,11 +328,18 @@ pub async fn paging_never_skips_or_repeats_a_call(store: Arc<dyn Store>) {
             let mut expected: Vec<Uuid> = existing.iter().map(|c| c.id).collect();
             got.sort();
             expected.sort();
-            assert_eq!(got, expected, "seed {seed}, limit {limit}: skipped or repeated");
+            assert_eq!(
+                got, expected,
+                "seed {seed}, limit {limit}: skipped or repeated"
+            );
             let mut unique = seen.clone();
             unique.sort();
             unique.dedup();
-            assert_eq!(unique.len(), seen.len(), "seed {seed}, limit {limit}: a call twice");
+            assert_eq!(
+                unique.len(),
+                seen.len(),
+                "seed {seed}, limit {limit}: a call twice"
+            );
         }
     }
 }

@@ -47,7 +47,10 @@ impl Drop for Schema {
         })
         .join();
         if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("schema {} was not dropped; a later run sweeps it", self.name);
+            eprintln!(
+                "schema {} was not dropped; a later run sweeps it",
+                self.name
+            );
         }
     }
 }

@@ -42,7 +42,10 @@ async fn stops_on(signal: &str, name: &str) {
         if let Ok(Some(exit)) = bridge.0.try_wait() {
             panic!("the bridge exited at start: {exit}");
         }
-        if let Ok(response) = http.get(format!("http://127.0.0.1:{port}/health")).send().await
+        if let Ok(response) = http
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
             && let Ok(body) = response.json::<Value>().await
             && body["connected"] == true
         {

@@ -76,7 +76,10 @@ async fn sigterm_answers_every_request_in_flight_then_exits_0() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let pid = server.0.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let mut answered = 0;
     for request in requests {
@@ -92,7 +95,10 @@ async fn sigterm_answers_every_request_in_flight_then_exits_0() {
         if let Some(exit) = server.0.try_wait().expect("wait") {
             break exit;
         }
-        assert!(Instant::now() < deadline, "still running 30 s after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "exit status {exit}");

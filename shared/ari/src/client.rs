@@ -113,7 +113,8 @@ impl AriClient {
             .header(AUTHORIZATION, format!("Basic {credentials}"));
         let body = match body {
             Some(body) => {
-                request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                request =
+                    request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 Full::new(Bytes::from(body.to_string()))
             }
             None => Full::new(Bytes::new()),
@@ -269,10 +270,11 @@ impl Pbx for AriClient {
         let path = format!("/channels/{call_id}");
         match self.send(Method::GET, &path, &[], None).await {
             Ok((_, body)) => {
-                let body: Value = serde_json::from_slice(&body).map_err(|e| PbxError::Unconfirmed {
-                    reason: "unreadable answer".into(),
-                    source: Box::new(e),
-                })?;
+                let body: Value =
+                    serde_json::from_slice(&body).map_err(|e| PbxError::Unconfirmed {
+                        reason: "unreadable answer".into(),
+                        source: Box::new(e),
+                    })?;
                 Ok(Some(
                     body.get("state")
                         .and_then(Value::as_str)

@@ -16,11 +16,11 @@ use dialer_http::Routes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::serve::Limits;
 use crate::settings::{
     AuthSettings, ConfigError, Env, MetricsSettings, PbxSettings, StoreDefault, StoreSettings,
     bcrypt_cost, call_policy, parse, text,
 };
-use crate::serve::Limits;
 use crate::{ApiParts, BootError, Platform};
 
 /// Everything the local server reads from the environment.
@@ -182,7 +182,11 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
 fn http_limits(env: &dyn Env) -> Result<Limits, ConfigError> {
     let defaults = Limits::default();
     let millis = |var, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {
-        let ms: u64 = parse(env, var, u64::try_from(default.as_millis()).unwrap_or(u64::MAX))?;
+        let ms: u64 = parse(
+            env,
+            var,
+            u64::try_from(default.as_millis()).unwrap_or(u64::MAX),
+        )?;
         if ms == 0 {
             return Err(ConfigError {
                 var,

@@ -81,7 +81,13 @@ pub async fn serve_with(
             () = &mut shutdown => break,
         };
         while connections.try_join_next().is_some() {}
-        connections.spawn(connection(stream, router.clone(), limits, draining.clone(), slot));
+        connections.spawn(connection(
+            stream,
+            router.clone(),
+            limits,
+            draining.clone(),
+            slot,
+        ));
     }
     // Connections the kernel accepted before the shutdown are served too: a client
     // whose connection was open must not see it reset.
@@ -89,7 +95,13 @@ pub async fn serve_with(
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
-        connections.spawn(connection(stream, router.clone(), limits, draining.clone(), slot));
+        connections.spawn(connection(
+            stream,
+            router.clone(),
+            limits,
+            draining.clone(),
+            slot,
+        ));
     }
     drop(listener);
     let _ = drain.send(true);
@@ -116,12 +128,13 @@ async fn connection(
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = draining.wait_for(|d| *d) => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
+    let drained = tokio::select! {
+        _ = connection.as_mut() => false,
+        _ = draining.wait_for(|d| *d) => true,
+    };
+    if drained {
+        connection.as_mut().graceful_shutdown();
+        let _ = connection.await;
     }
 }
 

@@ -208,7 +208,9 @@ impl CallEvents {
                 finished += 1;
                 continue;
             }
-            if call.cancel_requested_at.is_some_and(|at| Utc::now() - at >= CANCEL_RETRY)
+            if call
+                .cancel_requested_at
+                .is_some_and(|at| Utc::now() - at >= CANCEL_RETRY)
                 && call.status != CallStatus::Pending
             {
                 match self.pbx.channel_state(call.id).await {
@@ -390,7 +392,8 @@ impl CallEvents {
             return false;
         };
         warn!(call = %call.id, status = %call.status, seen, "live channel hung up: {why}");
-        self.metrics.inc("dialer_bridge_unwanted_channels_total", &[]);
+        self.metrics
+            .inc("dialer_bridge_unwanted_channels_total", &[]);
         self.control(call.id, Control::Hangup);
         true
     }

@@ -27,7 +27,9 @@ pub enum Signal {
     Dtmf(char),
     /// Our playback on the call's channel ended; `failed` names the media item the PBX
     /// could not play, when it could not.
-    PlaybackFinished { failed: Option<String> },
+    PlaybackFinished {
+        failed: Option<String>,
+    },
 }
 
 /// The call an event is about, and what it says; `None` for everything we ignore.

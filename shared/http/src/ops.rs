@@ -88,9 +88,10 @@ pub async fn refuse_declared_oversize(request: Request, next: Next) -> Response 
             ),
         )
         .into_response();
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
         return response;
     }
     next.run(request).await

@@ -467,7 +467,11 @@ impl Call {
         let Some(playback) = self.playbacks.front() else {
             return false;
         };
-        if !playback.media.get(playback.index).is_some_and(|m| is_missing(m)) {
+        if !playback
+            .media
+            .get(playback.index)
+            .is_some_and(|m| is_missing(m))
+        {
             return false;
         }
         let failed = Value::Object(playback.json("failed"));

@@ -162,14 +162,19 @@ async fn originate(
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // As Asterisk does, the PBX goes on with a request whose client has given up.
     let delay = shared.request_delay();
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    match request_params(query.as_deref(), body).and_then(|p| plan_originate(&shared, &p)) {
-        Ok(plan) => start_call(&shared, plan),
-        Err(e) => e.into_response(),
-    }
+    let work = tokio::spawn(async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        match request_params(query.as_deref(), body).and_then(|p| plan_originate(&shared, &p)) {
+            Ok(plan) => start_call(&shared, plan),
+            Err(e) => e.into_response(),
+        }
+    });
+    work.await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// A validated originate, before the channel exists.
@@ -326,13 +331,17 @@ async fn hangup(
         return channel_not_found();
     };
     let delay = shared.request_delay();
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    match ask(&shared, &id, |done| Command::Hangup { done }).await {
-        Some(()) => StatusCode::NO_CONTENT.into_response(),
-        None => channel_not_found(),
-    }
+    let work = tokio::spawn(async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        match ask(&shared, &id, |done| Command::Hangup { done }).await {
+            Some(()) => StatusCode::NO_CONTENT.into_response(),
+            None => channel_not_found(),
+        }
+    });
+    work.await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 async fn continue_in_dialplan(

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -200,7 +199,11 @@ impl CallService {
     async fn settled(&self, id: Uuid) -> Result<Call, ServiceError> {
         let deadline = tokio::time::Instant::now() + CANCEL_SETTLE;
         loop {
-            let call = self.store.get_call(id).await?.ok_or(ServiceError::NotFound)?;
+            let call = self
+                .store
+                .get_call(id)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
             if call.is_completed() || tokio::time::Instant::now() >= deadline {
                 return Ok(call);
             }
@@ -248,11 +251,13 @@ fn idempotency_key_of(raw: &str) -> Result<&str, ServiceError> {
 
 fn pbx_error(e: PbxError, call_id: Option<Uuid>) -> ServiceError {
     match e {
-        unreachable @ (PbxError::Unreachable { .. } | PbxError::Unconfirmed { .. }) => ServiceError::PbxUnavailable {
-            reason: short(&unreachable),
-            call_id,
-            source: unreachable,
-        },
+        unreachable @ (PbxError::Unreachable { .. } | PbxError::Unconfirmed { .. }) => {
+            ServiceError::PbxUnavailable {
+                reason: short(&unreachable),
+                call_id,
+                source: unreachable,
+            }
+        }
         other => ServiceError::PbxRejected {
             reason: short(&other),
             call_id,
@@ -264,6 +269,8 @@ fn short(e: &PbxError) -> String {
     match e {
         PbxError::Rejected { status, message } => format!("{status} {message}"),
         PbxError::NotFound => "404 not found".into(),
-        PbxError::Unreachable { reason, .. } | PbxError::Unconfirmed { reason, .. } => reason.clone(),
+        PbxError::Unreachable { reason, .. } | PbxError::Unconfirmed { reason, .. } => {
+            reason.clone()
+        }
     }
 }
