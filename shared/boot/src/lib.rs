@@ -422,7 +422,11 @@ mod bridge {
             enabled: true,
             emf_function: Some("bridge".into()),
         });
-        let source = event_source(store, ari, metrics.clone(), EventSourceTiming::default());
+        let timing = EventSourceTiming {
+            unconfirmed_grace: settings.unconfirmed_grace,
+            ..EventSourceTiming::default()
+        };
+        let source = event_source(store, ari, metrics.clone(), timing);
         let port = dialer_bridge::port::router(source.health.clone(), metrics.clone());
         Ok(BridgeProcess {
             source,

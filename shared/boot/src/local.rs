@@ -82,7 +82,10 @@ impl LocalSettings {
             admin_password: Secret::new(text(env, "ADMIN_PASSWORD", "admin123")),
             simulate_pbx,
             bridge: true,
-            bridge_timing: EventSourceTiming::default(),
+            bridge_timing: EventSourceTiming {
+                unconfirmed_grace: crate::settings::unconfirmed_grace(env)?,
+                ..EventSourceTiming::default()
+            },
             http_limits: http_limits(env)?,
         })
     }

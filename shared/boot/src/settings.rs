@@ -137,6 +137,9 @@ pub struct BridgeSettings {
     pub store: StoreSettings,
     pub pbx: PbxSettings,
     pub port: u16,
+    /// `BRIDGE_UNCONFIRMED_GRACE_MS`: how long an unconfirmed originate may show no sign
+    /// of its channel before the bridge asks the PBX whether it exists.
+    pub unconfirmed_grace: Duration,
 }
 
 /// `dialer-users`: the user store and bcrypt.
@@ -187,6 +190,7 @@ impl BridgeSettings {
             store: StoreSettings::from_env(env, StoreDefault::Dynamo)?,
             pbx: PbxSettings::from_env(env)?,
             port: parse(env, "BRIDGE_PORT", 8080)?,
+            unconfirmed_grace: unconfirmed_grace(env)?,
         })
     }
 }
@@ -463,6 +467,12 @@ const GIVEN_BY_VALUE: &[(&str, &str)] = &[
 
 pub fn bcrypt_cost(env: &dyn Env) -> Result<u32, ConfigError> {
     Ok(u32::try_from(int(env, "BCRYPT_COST", 12, 4, 16)?).unwrap_or(12))
+}
+
+/// `BRIDGE_UNCONFIRMED_GRACE_MS`, 1 s to 10 min (default 30 s).
+pub fn unconfirmed_grace(env: &dyn Env) -> Result<Duration, ConfigError> {
+    let ms = int(env, "BRIDGE_UNCONFIRMED_GRACE_MS", 30_000, 1_000, 600_000)?;
+    Ok(Duration::from_millis(ms.unsigned_abs()))
 }
 
 fn secrets_ttl(env: &dyn Env) -> Result<Duration, ConfigError> {

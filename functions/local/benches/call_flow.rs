@@ -1,0 +1,214 @@
+//! `cargo bench -p local --bench call_flow`: the whole call flow under load. Starts the
+//! real `local` binary (release build, simulated PBX at time scale 0.1), sends 1,000
+//! originates at once spread over the simulator's number ranges, follows every call to
+//! its end, and prints what a demanding operator checks: records created, duplicates,
+//! calls left non-final, wrong outcomes, 5xx answers, and the server's RSS before and
+//! after. `CALLS=N` changes the count.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Number range, and the status and failure reason its callee ends in.
+const RANGES: [(&str, &str, Option<&str>); 8] = [
+    ("+1555001", "completed", None),
+    ("+1555002", "busy", None),
+    ("+1555003", "no_answer", None),
+    ("+1555004", "failed", Some("congestion")),
+    ("+1555005", "failed", Some("invalid_number")),
+    ("+1555006", "failed", Some("rejected")),
+    ("+1555007", "completed", None),
+    ("+1555008", "completed", None),
+];
+
+#[tokio::main]
+async fn main() {
+    let calls: usize = std::env::var("CALLS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1000);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_local"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("ADMIN_PASSWORD", "load-test-password")
+            .env("BCRYPT_COST", "4")
+            .env("PBX_SIM_TIME_SCALE", "0.1")
+            .env("DIAL_ENDPOINT", "Local/{number}@test-pstn")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the local binary starts"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_until_up(&http, &base).await;
+    let token = token(&http, &base).await;
+    let rss_before = rss_kib(server.0.id());
+
+    let started = Instant::now();
+    let requests: Vec<_> = (0..calls)
+        .map(|i| {
+            let (http, base, token) = (http.clone(), base.clone(), token.clone());
+            let (prefix, _, _) = RANGES[i % RANGES.len()];
+            let number = format!("{prefix}{i:04}");
+            tokio::spawn(async move {
+                let answer = http
+                    .post(format!("{base}/api/v2/interaction/{number}"))
+                    .bearer_auth(&token)
+                    .json(&json!({}))
+                    .send()
+                    .await;
+                (number, answer.map(|r| r.status().as_u16()))
+            })
+        })
+        .collect();
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    let mut transport_errors = 0;
+    for request in requests {
+        match request.await.expect("task") {
+            (_, Ok(status)) => *statuses.entry(status).or_default() += 1,
+            (_, Err(_)) => transport_errors += 1,
+        }
+    }
+    let accepted_in = started.elapsed();
+
+    // Follow every call to its end.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let records = loop {
+        let records = all_calls(&http, &base, &token).await;
+        let active = records.iter().filter(|c| c["is_completed"] != true).count();
+        if active == 0 || Instant::now() > deadline {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let ended_in = started.elapsed();
+    let rss_after = rss_kib(server.0.id());
+
+    let mut per_number: HashMap<&str, usize> = HashMap::new();
+    for call in &records {
+        *per_number
+            .entry(call["phone_number"].as_str().unwrap_or_default())
+            .or_default() += 1;
+    }
+    let duplicates: usize = per_number.values().map(|n| n.saturating_sub(1)).sum();
+    let non_final = records.iter().filter(|c| c["is_completed"] != true).count();
+    let wrong = records
+        .iter()
+        .filter(|call| {
+            let number = call["phone_number"].as_str().unwrap_or_default();
+            let Some((_, status, reason)) = RANGES.iter().find(|(p, _, _)| number.starts_with(p))
+            else {
+                return true;
+            };
+            call["status"] != *status || call["failure_reason"].as_str() != *reason
+        })
+        .count();
+    let server_errors: usize = statuses
+        .iter()
+        .filter(|(code, _)| **code >= 500)
+        .map(|(_, n)| n)
+        .sum();
+
+    println!("call flow under load: {calls} originates at once, simulated PBX at time scale 0.1");
+    println!("  answers            {statuses:?}, transport errors {transport_errors}");
+    println!("  all answered in    {:.2} s", accepted_in.as_secs_f64());
+    println!("  all ended in       {:.2} s", ended_in.as_secs_f64());
+    println!("  records created    {}", records.len());
+    println!("  duplicates         {duplicates}");
+    println!("  left non-final     {non_final}");
+    println!("  wrong outcomes     {wrong}");
+    println!("  5xx answers        {server_errors}");
+    println!(
+        "  server RSS         {:.1} MiB before, {:.1} MiB after",
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0
+    );
+}
+
+/// Every call of the demo user, through the API's own paging.
+async fn all_calls(http: &reqwest::Client, base: &str, token: &str) -> Vec<Value> {
+    let mut calls = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut request = http
+            .get(format!("{base}/api/v2/calls"))
+            .bearer_auth(token)
+            .query(&[("limit", "100")]);
+        if let Some(before) = &before {
+            request = request.query(&[("before", before)]);
+        }
+        let page: Value = request
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("list JSON");
+        calls.extend(page["calls"].as_array().cloned().unwrap_or_default());
+        match page["next_before"].as_str() {
+            Some(next) => before = Some(next.to_owned()),
+            None => return calls,
+        }
+    }
+}
+
+async fn token(http: &reqwest::Client, base: &str) -> String {
+    let body: Value = http
+        .post(format!("{base}/api/v2/token"))
+        .form(&[("username", "admin"), ("password", "load-test-password")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token JSON");
+    body["access_token"].as_str().expect("token").to_owned()
+}
+
+async fn wait_until_up(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = http.get(format!("{base}/health")).send().await
+            && let Ok(body) = response.json::<Value>().await
+            && body["bridge"]["connected"] == true
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the local server never came up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Resident memory of a process, from /proc (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Stops the server when the bench ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
