@@ -254,6 +254,24 @@ async fn health_docs_and_metrics_are_served() {
         .await
         .expect("docs");
     assert_eq!(docs.status(), StatusCode::OK);
+    let page = docs.text().await.expect("docs page");
+    // Readable offline: the page loads nothing from outside the server.
+    for outside in [
+        "src=\"http",
+        "href=\"http",
+        "src=\"//",
+        "href=\"//",
+        "@import",
+    ] {
+        assert!(
+            !page.contains(outside),
+            "/docs loads an outside asset ({outside})"
+        );
+    }
+    assert!(
+        page.contains("/openapi.json"),
+        "the page renders the document"
+    );
     let spec: Value = api
         .http
         .get(format!("{}/openapi.json", api.base))

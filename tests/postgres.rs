@@ -26,3 +26,17 @@ async fn migrations_run_twice_and_a_second_start_keeps_the_data() {
         .expect("second start migrates again");
     assert_eq!(second.get_call(call.id).await.expect("get"), Some(call));
 }
+
+#[tokio::test]
+async fn a_missing_database_is_named_with_what_to_do_postgres() {
+    let base = integration::pg::database_url();
+    let (root, _) = base.rsplit_once('/').expect("a database in the URL");
+    let missing = format!("{root}/dialer_missing_{}", uuid::Uuid::new_v4().simple());
+    let error = PgStore::connect(&missing, 1)
+        .await
+        .err()
+        .expect("no such database");
+    let text = error.to_string();
+    assert!(text.contains("does not exist"), "{text}");
+    assert!(text.contains("CREATE DATABASE"), "{text}");
+}

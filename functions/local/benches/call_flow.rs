@@ -3,7 +3,8 @@
 //! originates at once spread over the simulator's number ranges, follows every call to
 //! its end, and prints what a demanding operator checks: records created, duplicates,
 //! calls left non-final, wrong outcomes, 5xx answers, and the server's RSS before and
-//! after. `CALLS=N` changes the count.
+//! after. `CALLS=N` changes the count; `LOCAL_BIN=path` runs another build of the
+//! server (to compare two versions on one machine).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -34,20 +35,22 @@ async fn main() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
-    let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_local"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORT", port.to_string())
-            .env("ADMIN_PASSWORD", "load-test-password")
-            .env("BCRYPT_COST", "4")
-            .env("PBX_SIM_TIME_SCALE", "0.1")
-            .env("DIAL_ENDPOINT", "Local/{number}@test-pstn")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the local binary starts"),
+    let server = Server(
+        Command::new(
+            std::env::var("LOCAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_local").to_owned()),
+        )
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", port.to_string())
+        .env("ADMIN_PASSWORD", "load-test-password")
+        .env("BCRYPT_COST", "4")
+        .env("PBX_SIM_TIME_SCALE", "0.1")
+        .env("DIAL_ENDPOINT", "Local/{number}@test-pstn")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the local binary starts"),
     );
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -55,10 +58,16 @@ async fn main() {
     let token = token(&http, &base).await;
     let rss_before = rss_kib(server.0.id());
 
+    // One connection per originate, closed after its answer, as 1,000 separate client
+    // systems would.
+    let burst = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
     let started = Instant::now();
     let requests: Vec<_> = (0..calls)
         .map(|i| {
-            let (http, base, token) = (http.clone(), base.clone(), token.clone());
+            let (http, base, token) = (burst.clone(), base.clone(), token.clone());
             let (prefix, _, _) = RANGES[i % RANGES.len()];
             let number = format!("{prefix}{i:04}");
             tokio::spawn(async move {
@@ -93,6 +102,10 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let ended_in = started.elapsed();
+    let rss_ended = rss_kib(server.0.id());
+    // Once the server's idle keep-alive connections (the poller's) have timed out.
+    drop(http);
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let rss_after = rss_kib(server.0.id());
 
     let mut per_number: HashMap<&str, usize> = HashMap::new();
@@ -130,8 +143,9 @@ async fn main() {
     println!("  wrong outcomes     {wrong}");
     println!("  5xx answers        {server_errors}");
     println!(
-        "  server RSS         {:.1} MiB before, {:.1} MiB after",
+        "  server RSS         {:.1} MiB before, {:.1} MiB when the last call ended, {:.1} MiB 11 s later",
         rss_before as f64 / 1024.0,
+        rss_ended as f64 / 1024.0,
         rss_after as f64 / 1024.0
     );
 }

@@ -177,7 +177,9 @@ impl Transport {
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
         connector.enforce_http(false);
         let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(Duration::from_secs(50));
+        builder
+            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_max_idle_per_host(32);
         if root.starts_with("https://") {
             let tls = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_native_roots()

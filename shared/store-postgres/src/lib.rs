@@ -44,7 +44,16 @@ impl PgStore {
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| match &e {
+                // Say what to do rather than only that it failed.
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
+                    StoreError::unavailable(format!(
+                        "{}: create the database first, e.g. psql -h HOST -U postgres -c 'CREATE DATABASE name'",
+                        db.message()
+                    ))
+                }
+                _ => unavailable(e),
+            })?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)

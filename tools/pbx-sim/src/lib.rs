@@ -2,7 +2,7 @@
 //! the ARI client and event bridge can be tested without a PBX.
 //!
 //! The behaviour follows the traces recorded from a real Asterisk in
-//! `shared/ari-traces/`: each callee number range (`+1555001xxxx` answers, `002` is
+//! `tests/ari-traces/`: each callee number range (`+1555001xxxx` answers, `002` is
 //! busy, ...) produces the same events on the originated channel as the real one did.
 
 mod auth;

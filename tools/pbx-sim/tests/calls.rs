@@ -1,5 +1,5 @@
 //! Each callee number range produces, on the originated channel, the event sequence
-//! recorded from a real Asterisk (see `shared/ari-traces/`).
+//! recorded from a real Asterisk (see `tests/ari-traces/`).
 
 #![allow(clippy::unwrap_used)]
 
