@@ -6,12 +6,15 @@
 //! after. `CALLS=N` changes the count; `LOCAL_BIN=path` runs another build of the
 //! server (to compare two versions on one machine).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::Server;
 
 /// Number range, and the status and failure reason its callee ends in.
 const RANGES: [(&str, &str, Option<&str>); 8] = [
@@ -31,32 +34,18 @@ async fn main() {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(1000);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let server = Server(
-        Command::new(
-            std::env::var("LOCAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_local").to_owned()),
-        )
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORT", port.to_string())
-        .env("ADMIN_PASSWORD", "load-test-password")
-        .env("BCRYPT_COST", "4")
-        .env("PBX_SIM_TIME_SCALE", "0.1")
-        .env("DIAL_ENDPOINT", "Local/{number}@test-pstn")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the local binary starts"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let binary =
+        std::env::var("LOCAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_local").to_owned());
+    let server = Server::start(
+        &binary,
+        &[("PBX_SIM_TIME_SCALE", "0.1"), ("RUST_LOG", "warn")],
+        Stdio::null(),
+    )
+    .await;
+    let base = server.base_url.clone();
     let http = reqwest::Client::new();
-    wait_until_up(&http, &base).await;
-    let token = token(&http, &base).await;
-    let rss_before = rss_kib(server.0.id());
+    let token = server.token(&http).await;
+    let rss_before = rss_kib(server.child.id());
 
     // One connection per originate, closed after its answer, as 1,000 separate client
     // systems would.
@@ -102,11 +91,11 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let ended_in = started.elapsed();
-    let rss_ended = rss_kib(server.0.id());
+    let rss_ended = rss_kib(server.child.id());
     // Once the server's idle keep-alive connections (the poller's) have timed out.
     drop(http);
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let rss_after = rss_kib(server.0.id());
+    let rss_after = rss_kib(server.child.id());
 
     let mut per_number: HashMap<&str, usize> = HashMap::new();
     for call in &records {
@@ -177,33 +166,6 @@ async fn all_calls(http: &reqwest::Client, base: &str, token: &str) -> Vec<Value
     }
 }
 
-async fn token(http: &reqwest::Client, base: &str) -> String {
-    let body: Value = http
-        .post(format!("{base}/api/v2/token"))
-        .form(&[("username", "admin"), ("password", "load-test-password")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token JSON");
-    body["access_token"].as_str().expect("token").to_owned()
-}
-
-async fn wait_until_up(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = http.get(format!("{base}/health")).send().await
-            && let Ok(body) = response.json::<Value>().await
-            && body["bridge"]["connected"] == true
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the local server never came up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Resident memory of a process, from /proc (Linux).
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -215,14 +177,4 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// Stops the server when the bench ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

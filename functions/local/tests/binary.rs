@@ -3,34 +3,28 @@
 //! its calls in PostgreSQL. On SIGTERM it answers every request in flight before it
 //! exits 0.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::Server;
 
 #[tokio::test]
 async fn sigterm_answers_every_request_in_flight_then_exits_0() {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_local"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORT", port.to_string())
-        .env("ADMIN_PASSWORD", "binary-test-password")
-        .env("BCRYPT_COST", "4")
-        .env("PBX_SIM_TIME_SCALE", "0.02")
-        .env("DIAL_ENDPOINT", "Local/{number}@test-pstn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the local binary starts");
+    let mut server = Server::start(
+        env!("CARGO_BIN_EXE_local"),
+        &[("PBX_SIM_TIME_SCALE", "0.02")],
+        Stdio::piped(),
+    )
+    .await;
     let log = Arc::new(Mutex::new(String::new()));
     let reader = {
         let log = Arc::clone(&log);
-        let stdout = child.stdout.take().expect("stdout");
+        let stdout = server.child.stdout.take().expect("stdout");
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let mut log = log.lock().expect("log");
@@ -39,11 +33,8 @@ async fn sigterm_answers_every_request_in_flight_then_exits_0() {
             }
         })
     };
-    let mut server = Server(child);
-    let base_url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    wait_for_bridge(&http, &base_url, &mut server.0).await;
-    let token = token(&http, &base_url).await;
+    let base_url = server.base_url.clone();
+    let token = server.token(&reqwest::Client::new()).await;
 
     // Fresh connections only: no request rides a keep-alive connection that the
     // shutdown closes between two requests.
@@ -75,7 +66,7 @@ async fn sigterm_answers_every_request_in_flight_then_exits_0() {
         assert!(Instant::now() < deadline, "the burst is not being answered");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let pid = server.0.id().to_string();
+    let pid = server.child.id().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -92,7 +83,7 @@ async fn sigterm_answers_every_request_in_flight_then_exits_0() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let exit = loop {
-        if let Some(exit) = server.0.try_wait().expect("wait") {
+        if let Some(exit) = server.child.try_wait().expect("wait") {
             break exit;
         }
         assert!(
@@ -125,39 +116,15 @@ async fn the_local_binary_honours_database_url_and_keeps_calls_in_postgres() {
     let separator = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
 
-    let port = free_port();
-    let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_local"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &url)
-            .env("PORT", port.to_string())
-            .env("ADMIN_PASSWORD", "binary-test-password")
-            .env("BCRYPT_COST", "4")
-            .env("PBX_SIM_TIME_SCALE", "0.02")
-            .env("DIAL_ENDPOINT", "Local/{number}@test-pstn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the local binary starts"),
-    );
-    let base_url = format!("http://127.0.0.1:{port}");
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_local"),
+        &[("DATABASE_URL", &url), ("PBX_SIM_TIME_SCALE", "0.02")],
+        Stdio::null(),
+    )
+    .await;
+    let base_url = server.base_url.clone();
     let http = reqwest::Client::new();
-    wait_for_bridge(&http, &base_url, &mut server.0).await;
-
-    let token: Value = http
-        .post(format!("{base_url}/api/v2/token"))
-        .form(&[("username", "admin"), ("password", "binary-test-password")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token JSON");
-    let token = token["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned();
+    let token = server.token(&http).await;
     let placed: Value = http
         .post(format!("{base_url}/api/v2/interaction/+15550010001"))
         .bearer_auth(&token)
@@ -207,32 +174,6 @@ async fn the_local_binary_honours_database_url_and_keeps_calls_in_postgres() {
         .expect("schema dropped");
 }
 
-/// Kills the server when the test ends, passed or failed.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn token(http: &reqwest::Client, base_url: &str) -> String {
-    let token: Value = http
-        .post(format!("{base_url}/api/v2/token"))
-        .form(&[("username", "admin"), ("password", "binary-test-password")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token JSON");
-    token["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned()
-}
-
 /// `DATABASE_URL`; without one the test fails, never passes unrun (`./scripts/test`
 /// leaves tests named `postgres` out when it is not set).
 #[cfg(feature = "postgres")]
@@ -248,28 +189,4 @@ fn chrono_free_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn wait_for_bridge(http: &reqwest::Client, base_url: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(exit)) = child.try_wait() {
-            panic!("the local binary exited at start: {exit}");
-        }
-        if let Ok(response) = http.get(format!("{base_url}/health")).send().await
-            && let Ok(body) = response.json::<Value>().await
-            && body["bridge"]["connected"] == true
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the local binary never came up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -129,19 +129,13 @@ impl AriClient {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| PbxError::Unconfirmed {
-                    reason: "answer broke off".into(),
-                    source: Box::new(e),
-                })?
+                .map_err(|e| PbxError::unconfirmed("answer broke off", e))?
                 .to_bytes();
             Ok((status, body))
         };
         let (status, body) = tokio::time::timeout(self.settings.timeout, exchange)
             .await
-            .map_err(|elapsed| PbxError::Unconfirmed {
-                reason: "timed out".into(),
-                source: Box::new(elapsed),
-            })??;
+            .map_err(|elapsed| PbxError::unconfirmed("timed out", elapsed))??;
         if status.is_success() {
             return Ok((status, body));
         }
@@ -272,11 +266,8 @@ impl Pbx for AriClient {
         let path = format!("/channels/{call_id}");
         match self.send(Method::GET, &path, &[], None).await {
             Ok((_, body)) => {
-                let body: Value =
-                    serde_json::from_slice(&body).map_err(|e| PbxError::Unconfirmed {
-                        reason: "unreadable answer".into(),
-                        source: Box::new(e),
-                    })?;
+                let body: Value = serde_json::from_slice(&body)
+                    .map_err(|e| PbxError::unconfirmed("unreadable answer", e))?;
                 Ok(Some(
                     body.get("state")
                         .and_then(Value::as_str)
@@ -294,15 +285,9 @@ impl Pbx for AriClient {
 /// other (a connection that broke off) may have: the PBX may have acted on it.
 fn transport_error(error: hyper_util::client::legacy::Error) -> PbxError {
     if error.is_connect() {
-        PbxError::Unreachable {
-            reason: "connection failed".into(),
-            source: Some(Box::new(error)),
-        }
+        PbxError::unreachable("connection failed", error)
     } else {
-        PbxError::Unconfirmed {
-            reason: "request failed".into(),
-            source: Box::new(error),
-        }
+        PbxError::unconfirmed("request failed", error)
     }
 }
 

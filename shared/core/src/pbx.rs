@@ -52,6 +52,16 @@ impl PbxError {
             source: Some(source.into()),
         }
     }
+
+    pub fn unconfirmed(
+        reason: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        PbxError::Unconfirmed {
+            reason: reason.into(),
+            source: source.into(),
+        }
+    }
 }
 
 #[async_trait]

@@ -118,15 +118,8 @@ impl CallService {
         };
         match self.pbx.originate(&spec).await {
             Ok(()) => {
-                let result = self
-                    .store
-                    .transition(
-                        call.id,
-                        &Transition::to(CallStatus::Dialing, crate::domain::now()),
-                    )
-                    .await?;
                 info!(call = %call.id, "call originated");
-                Ok(result.call().cloned().unwrap_or(call))
+                self.mark_dialing(call).await
             }
             Err(e @ PbxError::Unconfirmed { .. }) => {
                 // The channel id is ours: the bridge finds out from the channel's own
@@ -138,14 +131,7 @@ impl CallService {
                         &Annotation::OriginateUnconfirmed(crate::domain::now()),
                     )
                     .await?;
-                let result = self
-                    .store
-                    .transition(
-                        call.id,
-                        &Transition::to(CallStatus::Dialing, crate::domain::now()),
-                    )
-                    .await?;
-                Ok(result.call().cloned().unwrap_or(call))
+                self.mark_dialing(call).await
             }
             Err(e) => {
                 let reason = match &e {
@@ -162,6 +148,18 @@ impl CallService {
                 Err(pbx_error(e, Some(call.id)))
             }
         }
+    }
+
+    /// `dialing`, and the record as it stands after that (the bridge may be ahead).
+    async fn mark_dialing(&self, call: Call) -> Result<Call, ServiceError> {
+        let result = self
+            .store
+            .transition(
+                call.id,
+                &Transition::to(CallStatus::Dialing, crate::domain::now()),
+            )
+            .await?;
+        Ok(result.call().cloned().unwrap_or(call))
     }
 
     /// Asks the PBX to hang the call up. Before an answer the call ends `canceled`;
