@@ -86,11 +86,11 @@ impl Platform {
 }
 
 /// The store the settings select.
+#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
 pub async fn open_store(
     settings: &StoreSettings,
     platform: &Platform,
 ) -> Result<Arc<dyn Store>, BootError> {
-    let _ = platform;
     match settings {
         StoreSettings::Memory => Ok(Arc::new(MemoryStore::new())),
         #[cfg(feature = "aws")]
@@ -149,12 +149,12 @@ pub fn dynamo_store(
 }
 
 /// A secret's source: the value itself, or Secrets Manager by id.
+#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
 pub fn secret_source(
     setting: &SecretSetting,
     var: &'static str,
     platform: &Platform,
 ) -> Result<Arc<dyn SecretSource>, BootError> {
-    let _ = (platform, var);
     match setting {
         SecretSetting::Value(value) => Ok(Arc::new(Fixed(value.clone()))),
         #[cfg(feature = "aws")]
