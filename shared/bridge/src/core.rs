@@ -166,16 +166,8 @@ impl CallEvents {
                     }
                 }
                 Some(status) => {
-                    if self
-                        .write(id, &Transition::to(status, dialer_core::domain::now()))
-                        .await?
-                        .applied()
-                    {
+                    if self.advance(id, status).await? {
                         report.advanced += 1;
-                        if status == CallStatus::Answered {
-                            // The StasisStart was lost with the socket: drive the call now.
-                            self.on_answered(id).await?;
-                        }
                     }
                 }
             }
@@ -282,26 +274,16 @@ impl CallEvents {
                     Transition::to(CallStatus::Failed, dialer_core::domain::now())
                         .with_reason(Some(FailureReason::OriginateUnconfirmed))
                 };
-                let applied = self.write(call.id, &change).await?.applied();
+                let applied = self.end_with(call.id, &change).await?;
                 if applied {
                     warn!(call = %call.id, "originate never confirmed and no channel exists: settled");
-                    self.metrics.inc(
-                        "dialer_calls_finished_total",
-                        &[("status", change.status.as_str())],
-                    );
                 }
                 Ok(applied)
             }
             Ok(Some(state)) => {
                 // The call was placed after all; its later events carry it on.
-                if let Some(status) = progress_of_channel_state(&state)
-                    && self
-                        .write(call.id, &Transition::to(status, dialer_core::domain::now()))
-                        .await?
-                        .applied()
-                    && status == CallStatus::Answered
-                {
-                    self.on_answered(call.id).await?;
+                if let Some(status) = progress_of_channel_state(&state) {
+                    self.advance(call.id, status).await?;
                 }
                 Ok(false)
             }
@@ -333,14 +315,32 @@ impl CallEvents {
         let change = Transition::to(status, dialer_core::domain::now())
             .with_reason(reason)
             .with_cause(cause, cause_txt);
-        let result = self.write(call.id, &change).await?;
-        if result.applied() {
+        self.end_with(call.id, &change).await
+    }
+
+    /// Writes a final status and counts it; returns whether this write ended the call.
+    async fn end_with(&self, id: Uuid, change: &Transition) -> Result<bool, StoreError> {
+        let applied = self.write(id, change).await?.applied();
+        if applied {
             self.metrics.inc(
                 "dialer_calls_finished_total",
-                &[("status", status.as_str())],
+                &[("status", change.status.as_str())],
             );
         }
-        Ok(result.applied())
+        Ok(applied)
+    }
+
+    /// Moves a call on to what its channel shows (ringing, answered); an answer seen this
+    /// way (its StasisStart was lost) drives the call now. Returns whether it moved.
+    async fn advance(&self, id: Uuid, status: CallStatus) -> Result<bool, StoreError> {
+        let applied = self
+            .write(id, &Transition::to(status, dialer_core::domain::now()))
+            .await?
+            .applied();
+        if applied && status == CallStatus::Answered {
+            self.on_answered(id).await?;
+        }
+        Ok(applied)
     }
 
     async fn on_answered(&self, id: Uuid) -> Result<(), StoreError> {

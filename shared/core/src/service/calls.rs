@@ -196,6 +196,9 @@ impl CallService {
     /// The record once it is final, or as it is after [`CANCEL_SETTLE`].
     async fn settled(&self, id: Uuid) -> Result<Call, ServiceError> {
         let deadline = tokio::time::Instant::now() + CANCEL_SETTLE;
+        // The end is usually written within milliseconds: look soon, then less often,
+        // so that a slow end costs a handful of reads, not fifty.
+        let mut pause = std::time::Duration::from_millis(10);
         loop {
             let call = self
                 .store
@@ -205,7 +208,8 @@ impl CallService {
             if call.is_completed() || tokio::time::Instant::now() >= deadline {
                 return Ok(call);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(200));
         }
     }
 }
