@@ -27,7 +27,29 @@ fn forged(key: &str, algorithm: Algorithm, claims: Value) -> String {
 
 fn claims(exp_offset: i64, aud: &str) -> Value {
     let now = Utc::now().timestamp();
-    json!({ "sub": ADMIN.0, "iat": now, "exp": now + exp_offset, "iss": ISSUER, "aud": aud })
+    json!({ "sub": ADMIN.0, "iat": now, "exp": now + exp_offset, "ver": 0, "iss": ISSUER, "aud": aud })
+}
+
+/// Valid claims with some changed.
+fn claims_with(changes: Value) -> Value {
+    let mut claims = claims(600, AUDIENCE);
+    for (name, value) in changes.as_object().expect("object") {
+        if value.is_null() {
+            claims.as_object_mut().expect("object").remove(name);
+        } else {
+            claims[name] = value.clone();
+        }
+    }
+    claims
+}
+
+fn with_header(header: Header, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_secret(SECRET_KEY.as_bytes()),
+    )
+    .expect("encode")
 }
 
 fn unsigned(claims: &Value) -> String {
@@ -46,7 +68,12 @@ async fn assert_unauthorized(response: reqwest::Response, case: &str) {
 #[tokio::test]
 async fn every_kind_of_bad_token_is_refused_with_401() {
     let server = start_local(Options {
-        extra_env: vec![("JWT_AUDIENCE", AUDIENCE), ("JWT_ISSUER", ISSUER)],
+        extra_env: vec![
+            ("JWT_AUDIENCE", AUDIENCE),
+            ("JWT_ISSUER", ISSUER),
+            // Ten minutes: the lifetime a token may claim.
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "10"),
+        ],
         ..Options::default()
     })
     .await;
@@ -94,6 +121,60 @@ async fn every_kind_of_bad_token_is_refused_with_401() {
         ),
         ("tampered", format!("{}x", &good[..good.len() - 1])),
     ];
+    let now = Utc::now().timestamp();
+    let year = 365 * 24 * 3600;
+    let sign = |claims: Value| forged(SECRET_KEY, Algorithm::HS256, claims);
+    let mut crit = Header::new(Algorithm::HS256);
+    crit.crit = Some(vec!["exp-unknown".into()]);
+    crit.extras.insert("exp-unknown", 1);
+    let mut kid = Header::new(Algorithm::HS256);
+    kid.kid = Some("some-other-key".into());
+    let loose = [
+        (
+            "nbf in the future",
+            sign(claims_with(json!({ "nbf": now + 300 }))),
+        ),
+        (
+            "iat a year ahead",
+            sign(claims_with(
+                json!({ "iat": now + year, "exp": now + year + 600 }),
+            )),
+        ),
+        (
+            "iat after exp",
+            sign(claims_with(json!({ "iat": now + 60, "exp": now + 30 }))),
+        ),
+        (
+            "exp 1,000 years out",
+            sign(claims_with(json!({ "exp": now + 1000 * year }))),
+        ),
+        (
+            "lifetime over the configured one",
+            sign(claims_with(json!({ "iat": now - 60, "exp": now + 3600 }))),
+        ),
+        ("no iat", sign(claims_with(json!({ "iat": null })))),
+        (
+            "no token version",
+            sign(claims_with(json!({ "ver": null }))),
+        ),
+        (
+            "an older token version",
+            sign(claims_with(json!({ "ver": 1 }))),
+        ),
+        (
+            "a user that does not exist",
+            sign(claims_with(json!({ "sub": "ghost" }))),
+        ),
+        (
+            "an unknown crit header",
+            with_header(crit, &claims(600, AUDIENCE)),
+        ),
+        (
+            "a kid we do not use",
+            with_header(kid, &claims(600, AUDIENCE)),
+        ),
+    ];
+    let cases = cases.into_iter().chain(loose);
     for (case, token) in cases {
         assert_unauthorized(api.get(&token, &path).await, case).await;
     }
@@ -116,6 +197,7 @@ async fn another_users_call_is_not_found() {
             username: "bob".into(),
             password_hash: hasher.hash("bobs-password").expect("hash"),
             disabled: false,
+            token_version: 0,
         })
         .await
         .expect("insert bob");

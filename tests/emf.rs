@@ -83,12 +83,14 @@ async fn lambdas_report_originates_latency_and_token_failures_as_emf() {
         )
         .await;
     let login = LoginService::new(
+        store.clone(),
         store,
+        dialer_core::domain::ThrottlePolicy::default(),
         Arc::new(Bcrypt::new(4)),
         Arc::new(integration::tokens()),
         metrics,
     );
-    assert!(login.login("nobody", "wrong").await.is_err());
+    assert!(login.login("nobody", "wrong", None).await.is_err());
 
     let lines = captured.lines();
     let originated: Vec<&Value> = lines

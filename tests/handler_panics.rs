@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::Body;
-use dialer_core::domain::{Annotation, Call, Transition, User};
+use dialer_core::domain::{Annotation, Call, FailureCount, Transition, User};
 use dialer_core::metrics::Metrics;
-use dialer_core::store::{CallPage, CallStore, StoreError, TransitionResult, UserStore};
+use dialer_core::store::{
+    CallPage, CallStore, StoreError, ThrottleStore, TransitionResult, UserStore,
+};
 use dialer_http::Routes;
 use http::Request;
 use tower::ServiceExt;
@@ -55,8 +57,8 @@ impl CallStore for BrokenStore {
 
 #[async_trait]
 impl UserStore for BrokenStore {
-    async fn get_user(&self, _: &str) -> Result<Option<User>, StoreError> {
-        Ok(None)
+    async fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        Ok(Some(User::new(name, "no password")))
     }
     async fn insert_user(&self, _: &User) -> Result<(), StoreError> {
         Ok(())
@@ -69,9 +71,38 @@ impl UserStore for BrokenStore {
     }
 }
 
+#[async_trait]
+impl ThrottleStore for BrokenStore {
+    async fn failures(
+        &self,
+        _: &str,
+        _: chrono::DateTime<chrono::Utc>,
+        _: chrono::Duration,
+    ) -> Result<Option<FailureCount>, StoreError> {
+        Ok(None)
+    }
+    async fn record_failure(
+        &self,
+        _: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        _: chrono::Duration,
+    ) -> Result<FailureCount, StoreError> {
+        Ok(FailureCount {
+            failures: 1,
+            last_at: now,
+        })
+    }
+    async fn clear_failures(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn a_panicking_handler_answers_json_500_and_the_router_keeps_serving() {
-    let token = integration::tokens().issue("alice").await.expect("token");
+    let token = integration::tokens()
+        .issue("alice", 0)
+        .await
+        .expect("token");
     let router = integration::router(
         Arc::new(BrokenStore),
         Arc::new(RecordingPbx::default()),

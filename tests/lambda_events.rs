@@ -176,6 +176,7 @@ async fn seed(store: &(impl CallStore + UserStore)) {
             username: "admin".into(),
             password_hash: Bcrypt::new(4).hash("admin123").expect("hash"),
             disabled: false,
+            token_version: 0,
         })
         .await
         .expect("user");

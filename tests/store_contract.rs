@@ -402,6 +402,7 @@ pub async fn users_are_created_once_and_updated_in_place(store: Arc<dyn Store>) 
         username: name.clone(),
         password_hash: "$2b$04$hash".into(),
         disabled: false,
+        token_version: 0,
     };
     store.insert_user(&user).await.expect("insert");
     assert!(matches!(
@@ -459,6 +460,101 @@ pub async fn an_idempotency_key_binds_once_per_owner(store: Arc<dyn Store>) {
     );
 }
 
+pub async fn a_users_token_version_is_kept(store: Arc<dyn Store>) {
+    let name = format!("user-{}", Uuid::new_v4().simple());
+    let mut user = User::new(name.clone(), "$2b$04$hash");
+    store.insert_user(&user).await.expect("insert");
+    assert_eq!(
+        store
+            .get_user(&name)
+            .await
+            .expect("get")
+            .map(|u| u.token_version),
+        Some(0)
+    );
+    user.token_version = 7;
+    assert!(store.update_user(&user).await.expect("update"));
+    assert_eq!(
+        store.get_user(&name).await.expect("get"),
+        Some(user.clone())
+    );
+    assert!(
+        store
+            .list_users()
+            .await
+            .expect("list")
+            .iter()
+            .any(|u| u.username == name && u.token_version == 7)
+    );
+}
+
+pub async fn login_failures_count_up_lapse_and_clear(store: Arc<dyn Store>) {
+    let key = format!("user#{}", Uuid::new_v4().simple());
+    let window = chrono::Duration::minutes(15);
+    let now = chrono::Utc::now();
+    assert_eq!(store.failures(&key, now, window).await.expect("read"), None);
+    for expected in 1..=3 {
+        let count = store
+            .record_failure(&key, now, window)
+            .await
+            .expect("record");
+        assert_eq!(count.failures, expected);
+    }
+    let read = store
+        .failures(&key, now, window)
+        .await
+        .expect("read")
+        .expect("a live count");
+    assert_eq!(read.failures, 3);
+    assert!(
+        (read.last_at - now).num_milliseconds().abs() <= 1,
+        "{read:?}"
+    );
+    // Read a window later, the count has lapsed; the next failure starts again.
+    let later = now + window + chrono::Duration::seconds(1);
+    assert_eq!(
+        store.failures(&key, later, window).await.expect("read"),
+        None
+    );
+    let restarted = store
+        .record_failure(&key, later, window)
+        .await
+        .expect("record");
+    assert_eq!(restarted.failures, 1);
+    store.clear_failures(&key).await.expect("clear");
+    assert_eq!(
+        store.failures(&key, later, window).await.expect("read"),
+        None
+    );
+    assert!(
+        store.get_call(Uuid::new_v4()).await.expect("get").is_none()
+            && store.active_calls().await.expect("active").is_empty(),
+        "a count is not a call"
+    );
+}
+
+pub async fn concurrent_login_failures_are_all_counted(store: Arc<dyn Store>) {
+    let key = format!("address#{}", Uuid::new_v4().simple());
+    let window = chrono::Duration::minutes(15);
+    let now = chrono::Utc::now();
+    let writers: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            let key = key.clone();
+            tokio::spawn(async move { store.record_failure(&key, now, window).await })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("joined").expect("record");
+    }
+    let count = store
+        .failures(&key, now, window)
+        .await
+        .expect("read")
+        .expect("a live count");
+    assert_eq!(count.failures, 16, "every container's failure counts");
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -502,4 +598,7 @@ contract!(
     unconfirmed_originates_and_failed_media_are_kept,
     users_are_created_once_and_updated_in_place,
     an_idempotency_key_binds_once_per_owner,
+    a_users_token_version_is_kept,
+    login_failures_count_up_lapse_and_clear,
+    concurrent_login_failures_are_all_counted,
 );

@@ -124,10 +124,13 @@ pub fn router(
         metrics,
         metrics_enabled: true,
         bridge: None,
+        // Tests read the user on every request: a change shows at once.
+        user_cache: Duration::ZERO,
     };
     parts.router(
         sets,
         dialer_boot::password_hasher(4),
+        dialer_core::domain::ThrottlePolicy::default(),
         pbx,
         dialer_core::domain::CallPolicy::default(),
     )

@@ -24,5 +24,29 @@ where
     }
     let settings = settings(&ProcessEnv)?;
     let router = build(settings, Platform::from_env().await).await?;
-    lambda_http::run(router).await
+    lambda_http::run(router.layer(axum::middleware::from_fn(client_address))).await
+}
+
+/// API Gateway's `sourceIp` (the TCP peer it saw, not a header a client can write) as
+/// the [`ClientAddress`](dialer_http::extract::ClientAddress) the login throttle counts.
+async fn client_address(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let ip = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
+        _ => None,
+    };
+    if let Some(ip) = ip {
+        request
+            .extensions_mut()
+            .insert(dialer_http::extract::ClientAddress(ip));
+    }
+    next.run(request).await
 }

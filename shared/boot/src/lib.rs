@@ -237,21 +237,26 @@ mod api {
         pub metrics_enabled: bool,
         /// Present where the bridge runs in the same process (the local server).
         pub bridge: Option<Arc<BridgeHealth>>,
+        /// How long a token check may trust what it last read about a user.
+        pub user_cache: std::time::Duration,
     }
 
     impl ApiParts {
         pub fn auth(&self) -> Authenticator {
-            Authenticator::new(self.tokens.clone())
+            Authenticator::new(self.tokens.clone(), self.store.clone(), self.user_cache)
         }
 
         #[cfg(feature = "passwords")]
         pub fn token_state(
             &self,
             hasher: Arc<dyn dialer_core::auth::PasswordHasher>,
+            throttle: dialer_core::domain::ThrottlePolicy,
         ) -> dialer_http::TokenState {
             dialer_http::TokenState {
                 login: dialer_core::service::LoginService::new(
                     self.store.clone(),
+                    self.store.clone(),
+                    throttle,
                     hasher,
                     self.tokens.clone(),
                     self.metrics.clone(),
@@ -294,13 +299,14 @@ mod api {
             Api::new(self.metrics.clone())
         }
 
-        /// Every set named in `sets` (the local server: all of them). `hasher`, `pbx`
-        /// and `policy` serve the token and originate sets.
+        /// Every set named in `sets` (the local server: all of them). `hasher` and
+        /// `throttle` serve the token set, `pbx` and `policy` the originate set.
         #[cfg(feature = "passwords")]
         pub fn router(
             &self,
             sets: &[dialer_http::Routes],
             hasher: Arc<dyn dialer_core::auth::PasswordHasher>,
+            throttle: dialer_core::domain::ThrottlePolicy,
             pbx: Arc<dyn dialer_core::pbx::Pbx>,
             policy: CallPolicy,
         ) -> axum::Router {
@@ -308,7 +314,7 @@ mod api {
             let mut api = self.api();
             for set in sets {
                 api = match set {
-                    Routes::Token => api.token(self.token_state(hasher.clone())),
+                    Routes::Token => api.token(self.token_state(hasher.clone(), throttle)),
                     Routes::Originate => {
                         api.originate(self.originate_state(pbx.clone(), policy.clone()))
                     }
@@ -332,6 +338,7 @@ mod api {
             metrics: metrics(metrics_settings),
             metrics_enabled: metrics_settings.enabled,
             bridge: None,
+            user_cache: auth.user_cache,
         })
     }
 
@@ -343,7 +350,10 @@ mod api {
     ) -> Result<axum::Router, BootError> {
         let parts = parts(&settings.store, &settings.auth, &settings.metrics, platform).await?;
         let hasher = super::password_hasher(settings.bcrypt_cost);
-        Ok(parts.api().token(parts.token_state(hasher)).build())
+        Ok(parts
+            .api()
+            .token(parts.token_state(hasher, settings.throttle))
+            .build())
     }
 
     /// The originate function's routes.

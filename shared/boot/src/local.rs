@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dialer_bridge::EventSourceTiming;
-use dialer_core::domain::{CallPolicy, User};
+use dialer_core::domain::{CallPolicy, ThrottlePolicy, User};
 use dialer_core::health::BridgeHealth;
 use dialer_core::metrics::Metrics;
 use dialer_core::secrets::Secret;
@@ -31,6 +31,7 @@ pub struct LocalSettings {
     pub pbx: PbxSettings,
     pub policy: CallPolicy,
     pub bcrypt_cost: u32,
+    pub throttle: ThrottlePolicy,
     pub metrics: MetricsSettings,
     /// `HOST` and `PORT` (default 127.0.0.1:8000).
     pub listen: SocketAddr,
@@ -76,10 +77,11 @@ impl LocalSettings {
             pbx: PbxSettings::from_env(env)?,
             policy: call_policy(env)?,
             bcrypt_cost: bcrypt_cost(env)?,
+            throttle: crate::settings::throttle_policy(env)?,
             metrics: MetricsSettings::from_env(env)?,
             listen: SocketAddr::new(host, port),
             admin_username: text(env, "ADMIN_USERNAME", "admin"),
-            admin_password: Secret::new(text(env, "ADMIN_PASSWORD", "admin123")),
+            admin_password: admin_password(env)?,
             simulate_pbx,
             bridge: true,
             bridge_timing: EventSourceTiming {
@@ -150,8 +152,15 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         metrics: metrics.clone(),
         metrics_enabled: settings.metrics.enabled,
         bridge: Some(health.clone()),
+        user_cache: settings.auth.user_cache,
     };
-    let app = parts.router(&Routes::ALL, hasher, Arc::new(ari), settings.policy.clone());
+    let app = parts.router(
+        &Routes::ALL,
+        hasher,
+        settings.throttle,
+        Arc::new(ari),
+        settings.policy.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let api_addr = listener.local_addr()?;
     let (stop_api, mut api_stopped) = watch::channel(false);
@@ -216,19 +225,27 @@ async fn seed_admin(
         .await
         .map_err(|e| BootError::Seed(e.to_string()))?
         .map_err(|e| BootError::Seed(e.to_string()))?;
-    let user = User {
-        username: username.to_owned(),
-        password_hash,
-        disabled: false,
-    };
+    let mut user = User::new(username, password_hash);
     // On a kept store (PostgreSQL) the demo user is there from the last run: the
-    // password given now wins.
+    // password given now wins, as a reset would, ending the tokens of the last run.
     match users.insert_user(&user).await {
         Ok(()) => Ok(()),
-        Err(StoreError::Conflict) => match users.update_user(&user).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(BootError::Seed(e.to_string())),
-        },
+        Err(StoreError::Conflict) => {
+            let seed = |e: StoreError| BootError::Seed(e.to_string());
+            let previous = users.get_user(username).await.map_err(seed)?;
+            user.token_version = previous.map_or(0, |p| p.token_version.saturating_add(1));
+            users.update_user(&user).await.map_err(seed).map(|_| ())
+        }
         Err(e) => Err(BootError::Seed(e.to_string())),
     }
+}
+
+/// `ADMIN_PASSWORD` (default `admin123`), held to the rule every password is.
+fn admin_password(env: &dyn Env) -> Result<Secret, ConfigError> {
+    let raw = text(env, "ADMIN_PASSWORD", "admin123");
+    dialer_core::domain::Password::parse(&raw).map_err(|e| ConfigError {
+        var: "ADMIN_PASSWORD",
+        problem: e.message,
+    })?;
+    Ok(Secret::new(raw))
 }

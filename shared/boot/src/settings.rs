@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use dialer_core::auth::TokenSettings;
-use dialer_core::domain::CallPolicy;
 use dialer_core::domain::validation::{
     self, CallerId, Extension, RingTimeout, ValidationError, endpoint_template,
 };
+use dialer_core::domain::{CallPolicy, ThrottlePolicy};
 use dialer_core::secrets::Secret;
 
 /// Reads variables by name; the process environment in production, a list in tests.
@@ -81,6 +81,10 @@ pub struct AuthSettings {
     /// `SECRET_KEY` (at least 16 characters) or `SECRET_KEY_SECRET_ID`.
     pub key: SecretSetting,
     pub tokens: TokenSettings,
+    /// `AUTH_USER_CACHE_MS`: how long a container may trust what it last read about a
+    /// user when checking a token (0 to 60,000 ms, default 1,000). A disabled user or a
+    /// revoked token stops working at most this long after the change.
+    pub user_cache: Duration,
 }
 
 /// Where Asterisk's ARI is, and how to log in.
@@ -108,6 +112,7 @@ pub struct TokenFunction {
     pub store: StoreSettings,
     pub auth: AuthSettings,
     pub bcrypt_cost: u32,
+    pub throttle: ThrottlePolicy,
     pub metrics: MetricsSettings,
 }
 
@@ -155,6 +160,7 @@ impl TokenFunction {
             store: StoreSettings::from_env(env, StoreDefault::Dynamo)?,
             auth: AuthSettings::from_env(env, None)?,
             bcrypt_cost: bcrypt_cost(env)?,
+            throttle: throttle_policy(env)?,
             metrics: MetricsSettings::from_env(env)?,
         })
     }
@@ -270,6 +276,9 @@ impl AuthSettings {
                 audience: env.get("JWT_AUDIENCE"),
                 ttl_seconds: int(env, "ACCESS_TOKEN_EXPIRE_MINUTES", 60, 1, 7 * 24 * 60)? * 60,
             },
+            user_cache: Duration::from_millis(
+                int(env, "AUTH_USER_CACHE_MS", 1_000, 0, 60_000)?.unsigned_abs(),
+            ),
         })
     }
 }
@@ -464,6 +473,33 @@ const GIVEN_BY_VALUE: &[(&str, &str)] = &[
     ("SECRET_KEY_SECRET_ID", "SECRET_KEY"),
     ("ARI_PASSWORD_SECRET_ID", "ARI_PASSWORD"),
 ];
+
+/// The login throttle's budgets: `LOGIN_MAX_FAILURES_PER_USER` (default 5) and
+/// `LOGIN_MAX_FAILURES_PER_ADDRESS` (default 20) failures are free within
+/// `LOGIN_FAILURE_WINDOW_SECONDS` (default 900) of the last one; past them each failure
+/// doubles the wait, from 1 s up to `LOGIN_MAX_BACKOFF_SECONDS` (default 900).
+pub fn throttle_policy(env: &dyn Env) -> Result<ThrottlePolicy, ConfigError> {
+    let defaults = ThrottlePolicy::default();
+    let count = |name, default: u32| -> Result<u32, ConfigError> {
+        let value = int(env, name, default.into(), 1, 10_000)?;
+        Ok(u32::try_from(value).unwrap_or(default))
+    };
+    let seconds = |name, default: chrono::Duration| -> Result<chrono::Duration, ConfigError> {
+        Ok(chrono::Duration::seconds(int(
+            env,
+            name,
+            default.num_seconds(),
+            1,
+            86_400,
+        )?))
+    };
+    Ok(ThrottlePolicy {
+        user_failures: count("LOGIN_MAX_FAILURES_PER_USER", defaults.user_failures)?,
+        address_failures: count("LOGIN_MAX_FAILURES_PER_ADDRESS", defaults.address_failures)?,
+        window: seconds("LOGIN_FAILURE_WINDOW_SECONDS", defaults.window)?,
+        max_backoff: seconds("LOGIN_MAX_BACKOFF_SECONDS", defaults.max_backoff)?,
+    })
+}
 
 pub fn bcrypt_cost(env: &dyn Env) -> Result<u32, ConfigError> {
     Ok(u32::try_from(int(env, "BCRYPT_COST", 12, 4, 16)?).unwrap_or(12))

@@ -82,6 +82,23 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
+            ApiError::Service(ServiceError::Throttled {
+                retry_after_seconds,
+            }) => {
+                let detail = ServiceError::Throttled {
+                    retry_after_seconds,
+                }
+                .to_string();
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({ "detail": detail, "retry_after": retry_after_seconds })),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+                return response;
+            }
             ApiError::Status(status, detail) => (status, json!({ "detail": detail })),
             ApiError::Field { field, detail } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -103,6 +120,9 @@ fn service_error(e: ServiceError) -> (StatusCode, Value) {
         ServiceError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "call not found" })),
         ServiceError::Conflict(_) => (StatusCode::CONFLICT, json!({ "detail": detail })),
         ServiceError::BadCredentials => (StatusCode::UNAUTHORIZED, json!({ "detail": detail })),
+        ServiceError::Throttled { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, json!({ "detail": detail }))
+        }
         ServiceError::BridgeDown => (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": detail })),
         ServiceError::PbxUnavailable { call_id, .. } => (
             StatusCode::SERVICE_UNAVAILABLE,

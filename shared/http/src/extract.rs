@@ -8,8 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use dialer_core::auth::TokenError;
-use dialer_core::service::{Authenticator, ServiceError};
+use dialer_core::service::{AuthError, Authenticator, ServiceError};
 
 /// The username of a valid bearer token.
 pub struct Caller(pub String);
@@ -38,12 +37,40 @@ where
             .await
         {
             Ok(username) => Ok(Caller(username)),
-            Err(TokenError::Invalid) => {
+            Err(AuthError::Invalid) => {
                 Err(ApiError::Unauthorized("could not validate credentials"))
             }
-            Err(TokenError::KeyUnavailable(e)) => {
+            Err(AuthError::KeyUnavailable(e)) => {
                 Err(ApiError::Service(ServiceError::SecretsUnavailable(e)))
             }
+            Err(AuthError::StoreUnavailable(e)) => {
+                Err(ApiError::Service(ServiceError::StoreUnavailable(e)))
+            }
+        }
+    }
+}
+
+/// The address of the client that sent the request, for the login throttle: the
+/// connection's peer on the local server, API Gateway's `sourceIp` in a Lambda. Set by
+/// the serving layer as a request extension; headers such as `X-Forwarded-For` are
+/// never read, because any client can write them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
+impl ClientAddress {
+    /// What the throttle counts: an IPv4 address, or an IPv6 address's /64, since one
+    /// subscriber is given a whole /64 and could otherwise rotate through it.
+    pub fn throttle_key(&self) -> String {
+        use std::net::IpAddr;
+        match self.0 {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
         }
     }
 }

@@ -1,6 +1,8 @@
 //! bcrypt behind the core's [`PasswordHasher`] port. An unknown user costs the same
 //! bcrypt work as a wrong password (a decoy hash of the same cost is checked), so the
-//! two cannot be told apart by time.
+//! two cannot be told apart by time. bcrypt reads only 72 bytes: the non-truncating
+//! calls refuse a longer password instead of letting it match every password that
+//! starts with the same 72 bytes.
 
 use std::sync::OnceLock;
 
@@ -28,12 +30,12 @@ impl Bcrypt {
 
 impl PasswordHasher for Bcrypt {
     fn hash(&self, password: &str) -> Result<String, HashError> {
-        bcrypt::hash(password, self.cost).map_err(|e| HashError(Box::new(e)))
+        bcrypt::non_truncating_hash(password, self.cost).map_err(|e| HashError(Box::new(e)))
     }
 
     fn verify(&self, password: &str, hash: Option<&str>) -> bool {
         match hash {
-            Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+            Some(hash) => bcrypt::non_truncating_verify(password, hash).unwrap_or(false),
             None => {
                 let _ = bcrypt::verify(password, self.decoy());
                 false
@@ -52,15 +54,21 @@ mod tests {
     #[test]
     fn only_the_right_password_of_an_enabled_user_passes() {
         let hasher = Bcrypt::new(4);
-        let mut user = User {
-            username: "alice".into(),
-            password_hash: hasher.hash("s3cret").expect("hash"),
-            disabled: false,
-        };
+        let mut user = User::new("alice", hasher.hash("s3cret").expect("hash"));
         assert!(accepts(&hasher, Some(&user), "s3cret"));
         assert!(!accepts(&hasher, Some(&user), "wrong"));
         assert!(!accepts(&hasher, None, "s3cret"));
         user.disabled = true;
         assert!(!accepts(&hasher, Some(&user), "s3cret"));
+    }
+
+    #[test]
+    fn passwords_sharing_their_first_72_bytes_do_not_both_log_in() {
+        let hasher = Bcrypt::new(4);
+        let set = "p".repeat(72);
+        let user = User::new("alice", hasher.hash(&set).expect("hash"));
+        assert!(accepts(&hasher, Some(&user), &set));
+        assert!(!accepts(&hasher, Some(&user), &format!("{set}-and-more")));
+        assert!(hasher.hash(&format!("{set}x")).is_err());
     }
 }

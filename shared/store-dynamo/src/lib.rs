@@ -21,10 +21,10 @@ use dialer_core::domain::validation::{
     CallerId, Context, Extension, Media, PhoneNumber, Variables,
 };
 use dialer_core::domain::{
-    Annotation, Call, CallMode, CallStatus, FailureReason, Transition, User,
+    Annotation, Call, CallMode, CallStatus, FailureCount, FailureReason, Transition, User,
 };
 use dialer_core::store::{
-    CallPage, CallStore, PageCursor, StoreError, TransitionResult, UserStore,
+    CallPage, CallStore, PageCursor, StoreError, ThrottleStore, TransitionResult, UserStore,
 };
 
 pub const OWNER_INDEX: &str = "owner-created-index";
@@ -423,6 +423,129 @@ impl UserStore for DynamoStore {
     }
 }
 
+/// Login-throttle counts live in the calls table under a key no call id can take, like
+/// idempotency bindings, with the table's TTL on `expires_at`. Each change is one
+/// conditional write: an `UpdateItem` that adds to a live count, or, when there is none
+/// (never made, or lapsed), a `PutItem` that starts one only if there still is none.
+#[async_trait]
+impl ThrottleStore for DynamoStore {
+    async fn failures(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<Option<FailureCount>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.calls_table)
+            .key("call_id", s(throttle_slot(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output
+            .item
+            .as_ref()
+            .and_then(failure_count_from_item)
+            .filter(|count| count.last_at + window > now))
+    }
+
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<FailureCount, StoreError> {
+        let slot = throttle_slot(key);
+        let cutoff = n((now - window).timestamp_millis());
+        let expires = n((now + window).timestamp() + 1);
+        // Two rounds cover every race: a count that lapses or appears between the two
+        // writes sends the loser back to the other branch once.
+        for _ in 0..3 {
+            let added = self
+                .client
+                .update_item()
+                .table_name(&self.calls_table)
+                .key("call_id", s(slot.clone()))
+                .update_expression(
+                    "SET failures = failures + :one, last_at = :now, expires_at = :expires",
+                )
+                .condition_expression("last_at > :cutoff")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":now", n(now.timestamp_millis()))
+                .expression_attribute_values(":expires", expires.clone())
+                .expression_attribute_values(":cutoff", cutoff.clone())
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match added {
+                Ok(output) => {
+                    return output
+                        .attributes
+                        .as_ref()
+                        .and_then(failure_count_from_item)
+                        .ok_or_else(|| corrupt("failures"));
+                }
+                Err(SdkError::ServiceError(e))
+                    if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            let first = HashMap::from([
+                ("call_id".to_owned(), s(slot.clone())),
+                ("failures".to_owned(), n(1)),
+                ("last_at".to_owned(), n(now.timestamp_millis())),
+                ("expires_at".to_owned(), expires.clone()),
+            ]);
+            let started = self
+                .client
+                .put_item()
+                .table_name(&self.calls_table)
+                .set_item(Some(first))
+                .condition_expression("attribute_not_exists(call_id) OR last_at <= :cutoff")
+                .expression_attribute_values(":cutoff", cutoff.clone())
+                .send()
+                .await;
+            match started {
+                Ok(_) => {
+                    return Ok(FailureCount {
+                        failures: 1,
+                        last_at: now,
+                    });
+                }
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(StoreError::unavailable(
+            "a login-failure count kept changing under concurrent writes",
+        ))
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.calls_table)
+            .key("call_id", s(throttle_slot(key)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+fn throttle_slot(key: &str) -> String {
+    format!("throttle#{key}")
+}
+
+fn failure_count_from_item(item: &Item) -> Option<FailureCount> {
+    Some(FailureCount {
+        failures: u32::try_from(number(item, "failures")?).ok()?,
+        last_at: DateTime::from_timestamp_millis(number(item, "last_at")?)?,
+    })
+}
+
 /// One `UpdateItem`: the expression, its condition and their placeholders.
 struct Update {
     expression: String,
@@ -735,6 +858,10 @@ fn user_to_item(user: &User) -> Item {
         ("username".to_owned(), s(user.username.clone())),
         ("password_hash".to_owned(), s(user.password_hash.clone())),
         ("disabled".to_owned(), AttributeValue::Bool(user.disabled)),
+        (
+            "token_version".to_owned(),
+            AttributeValue::N(user.token_version.to_string()),
+        ),
     ])
 }
 
@@ -743,6 +870,11 @@ fn user_from_item(item: &Item) -> Result<User, StoreError> {
         username: text(item, "username").ok_or_else(|| corrupt("username"))?,
         password_hash: text(item, "password_hash").ok_or_else(|| corrupt("password_hash"))?,
         disabled: matches!(item.get("disabled"), Some(AttributeValue::Bool(true))),
+        // Users written before token versions existed are at version 0.
+        token_version: match item.get("token_version") {
+            Some(AttributeValue::N(v)) => v.parse().map_err(|_| corrupt("token_version"))?,
+            _ => 0,
+        },
     })
 }
 

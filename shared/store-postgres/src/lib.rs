@@ -15,10 +15,10 @@ use dialer_core::domain::validation::{
     CallerId, Context, Extension, Media, PhoneNumber, Variables,
 };
 use dialer_core::domain::{
-    Annotation, Call, CallMode, CallStatus, FailureReason, Transition, User,
+    Annotation, Call, CallMode, CallStatus, FailureCount, FailureReason, Transition, User,
 };
 use dialer_core::store::{
-    CallPage, CallStore, PageCursor, StoreError, TransitionResult, UserStore,
+    CallPage, CallStore, PageCursor, StoreError, ThrottleStore, TransitionResult, UserStore,
 };
 
 #[derive(Clone)]
@@ -338,7 +338,7 @@ impl CallStore for PgStore {
 impl UserStore for PgStore {
     async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError> {
         let row =
-            sqlx::query("SELECT username, password_hash, disabled FROM users WHERE username = $1")
+            sqlx::query("SELECT username, password_hash, disabled, token_version FROM users WHERE username = $1")
                 .bind(username)
                 .fetch_optional(&self.pool)
                 .await
@@ -348,11 +348,12 @@ impl UserStore for PgStore {
 
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
         let result = sqlx::query(
-            "INSERT INTO users (username, password_hash, disabled) VALUES ($1, $2, $3)",
+            "INSERT INTO users (username, password_hash, disabled, token_version) VALUES ($1, $2, $3, $4)",
         )
         .bind(&user.username)
         .bind(&user.password_hash)
         .bind(user.disabled)
+        .bind(version_column(user.token_version)?)
         .execute(&self.pool)
         .await;
         match result {
@@ -363,23 +364,27 @@ impl UserStore for PgStore {
     }
 
     async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
-        let result =
-            sqlx::query("UPDATE users SET password_hash = $2, disabled = $3 WHERE username = $1")
-                .bind(&user.username)
-                .bind(&user.password_hash)
-                .bind(user.disabled)
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
+        let result = sqlx::query(concat!(
+            "UPDATE users SET password_hash = $2, disabled = $3, token_version = $4",
+            " WHERE username = $1"
+        ))
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(user.disabled)
+        .bind(version_column(user.token_version)?)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
         Ok(result.rows_affected() == 1)
     }
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let rows =
-            sqlx::query("SELECT username, password_hash, disabled FROM users ORDER BY username")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
+        let rows = sqlx::query(
+            "SELECT username, password_hash, disabled, token_version FROM users ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
         rows.iter().map(user_from_row).collect()
     }
 }
@@ -452,12 +457,80 @@ fn call_from_row(row: &PgRow) -> Result<Call, StoreError> {
     })
 }
 
+/// A count lapses `window` after its last failure; one statement adds to a live count
+/// or starts a lapsed or missing one, under the row lock PostgreSQL takes for it.
+#[async_trait]
+impl ThrottleStore for PgStore {
+    async fn failures(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<Option<FailureCount>, StoreError> {
+        let row = sqlx::query(
+            "SELECT failures, last_at FROM login_failures WHERE key = $1 AND last_at > $2",
+        )
+        .bind(key)
+        .bind(now - window)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(failure_count_from_row).transpose()
+    }
+
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<FailureCount, StoreError> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO login_failures (key, failures, last_at) VALUES ($1, 1, $2)",
+            " ON CONFLICT (key) DO UPDATE SET",
+            " failures = CASE WHEN login_failures.last_at > $3",
+            " THEN LEAST(login_failures.failures + 1, 1000000) ELSE 1 END,",
+            " last_at = GREATEST(login_failures.last_at, EXCLUDED.last_at)",
+            " RETURNING failures, last_at"
+        ))
+        .bind(key)
+        .bind(now)
+        .bind(now - window)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        failure_count_from_row(&row)
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+fn failure_count_from_row(row: &PgRow) -> Result<FailureCount, StoreError> {
+    let failures: i32 = row.try_get("failures").map_err(unavailable)?;
+    Ok(FailureCount {
+        failures: u32::try_from(failures).unwrap_or(0),
+        last_at: row.try_get("last_at").map_err(unavailable)?,
+    })
+}
+
 fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
+    let version: i64 = row.try_get("token_version").map_err(unavailable)?;
     Ok(User {
         username: row.try_get("username").map_err(unavailable)?,
         password_hash: row.try_get("password_hash").map_err(unavailable)?,
         disabled: row.try_get("disabled").map_err(unavailable)?,
+        token_version: u64::try_from(version).map_err(unavailable)?,
     })
+}
+
+fn version_column(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(unavailable)
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {

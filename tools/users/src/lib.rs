@@ -5,20 +5,19 @@
 use std::io::{BufRead, Write};
 
 use dialer_core::auth::PasswordHasher;
-use dialer_core::domain::User;
 use dialer_core::domain::user::valid_username;
+use dialer_core::domain::{Password, User};
 use dialer_core::store::{StoreError, UserStore};
 
 pub const USAGE: &str = "usage: dialer-users <command>
   create USERNAME           create a user; the password is read from standard input
-  reset-password USERNAME   set a new password, read from standard input
-  disable USERNAME          refuse the user's logins (tokens already issued run out)
+  reset-password USERNAME   set a new password, read from standard input; ends every
+                            token issued before
+  revoke-tokens USERNAME    end every token issued to the user so far
+  disable USERNAME          refuse the user's logins and tokens at once
   enable USERNAME           allow the user's logins again
   list                      list users and whether they are enabled
   create-tables             create the DynamoDB tables (CALLS_TABLE, USERS_TABLE)";
-
-/// Minimum length of a password set through this command.
-pub const MIN_PASSWORD: usize = 8;
 
 /// Runs one user command. `create-tables` is handled by the binary, which knows the
 /// store's concrete kind.
@@ -33,12 +32,8 @@ pub async fn run(
     match words.as_slice() {
         ["create", name] => {
             check_name(name)?;
-            let password_hash = hash(hasher, read_password(input)?)?;
-            let user = User {
-                username: (*name).to_owned(),
-                password_hash,
-                disabled: false,
-            };
+            let password_hash = hash(hasher, &read_password(input)?)?;
+            let user = User::new(*name, password_hash);
             match users.insert_user(&user).await {
                 Ok(()) => say(out, &format!("created {name}")),
                 Err(StoreError::Conflict) => Err(format!("user {name} already exists")),
@@ -47,9 +42,22 @@ pub async fn run(
         }
         ["reset-password", name] => {
             let mut user = existing(users, name).await?;
-            user.password_hash = hash(hasher, read_password(input)?)?;
+            user.password_hash = hash(hasher, &read_password(input)?)?;
+            user.token_version = user.token_version.saturating_add(1);
             save(users, &user).await?;
-            say(out, &format!("password of {name} reset"))
+            say(
+                out,
+                &format!("password of {name} reset; earlier tokens no longer work"),
+            )
+        }
+        ["revoke-tokens", name] => {
+            let mut user = existing(users, name).await?;
+            user.token_version = user.token_version.saturating_add(1);
+            save(users, &user).await?;
+            say(
+                out,
+                &format!("every token issued to {name} so far is revoked"),
+            )
         }
         [flag @ ("disable" | "enable"), name] => {
             let mut user = existing(users, name).await?;
@@ -93,20 +101,15 @@ async fn save(users: &dyn UserStore, user: &User) -> Result<(), String> {
     }
 }
 
-fn read_password(input: &mut dyn BufRead) -> Result<String, String> {
+fn read_password(input: &mut dyn BufRead) -> Result<Password, String> {
     let mut line = String::new();
     input.read_line(&mut line).map_err(|e| e.to_string())?;
-    let password = line.trim_end_matches(['\r', '\n']).to_owned();
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(format!(
-            "the password (one line on standard input) needs at least {MIN_PASSWORD} characters"
-        ));
-    }
-    Ok(password)
+    Password::parse(line.trim_end_matches(['\r', '\n']))
+        .map_err(|e| format!("the password (one line on standard input) {}", e.message))
 }
 
-fn hash(hasher: &dyn PasswordHasher, password: String) -> Result<String, String> {
-    hasher.hash(&password).map_err(|e| e.to_string())
+fn hash(hasher: &dyn PasswordHasher, password: &Password) -> Result<String, String> {
+    hasher.hash(password.expose()).map_err(|e| e.to_string())
 }
 
 fn say(out: &mut dyn Write, line: &str) -> Result<(), String> {

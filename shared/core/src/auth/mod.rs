@@ -3,7 +3,7 @@
 
 pub mod tokens;
 
-pub use tokens::{Claims, TokenError, TokenSettings, Tokens};
+pub use tokens::{Claims, TokenError, TokenSettings, TokenSubject, Tokens};
 
 use crate::domain::User;
 

@@ -4,13 +4,15 @@
 pub mod call;
 pub mod outcome;
 pub mod status;
+pub mod throttle;
 pub mod user;
 pub mod validation;
 
 pub use call::{Annotation, Call, CallMode, CallPolicy, CallRequest, Transition};
 pub use outcome::{EndFacts, FailureReason, final_outcome};
 pub use status::CallStatus;
-pub use user::User;
+pub use throttle::{FailureCount, ThrottleKey, ThrottlePolicy};
+pub use user::{Password, User};
 pub use validation::ValidationError;
 
 /// The time a call event happened, at the millisecond precision every store keeps and

@@ -5,7 +5,7 @@ pub mod calls;
 pub mod login;
 
 pub use calls::{CallQueries, CallService};
-pub use login::{Authenticator, IssuedToken, LoginService};
+pub use login::{AuthError, Authenticator, IssuedToken, LoginService};
 
 use uuid::Uuid;
 
@@ -22,6 +22,9 @@ pub enum ServiceError {
     Conflict(String),
     #[error("incorrect username or password")]
     BadCredentials,
+    /// Too many failed logins for this username or from this address.
+    #[error("too many failed logins; try again in {retry_after_seconds} s")]
+    Throttled { retry_after_seconds: u64 },
     #[error("no call bridge is listening for the PBX's events; the call was not placed")]
     BridgeDown,
     #[error("the PBX is unavailable: {reason}")]

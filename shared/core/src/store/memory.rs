@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{CallPage, CallStore, PageCursor, StoreError, TransitionResult, UserStore};
-use crate::domain::{Annotation, Call, Transition, User};
+use super::{
+    CallPage, CallStore, PageCursor, StoreError, ThrottleStore, TransitionResult, UserStore,
+};
+use crate::domain::{Annotation, Call, FailureCount, Transition, User};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -21,7 +23,12 @@ struct Inner {
     calls: HashMap<Uuid, Call>,
     users: HashMap<String, User>,
     idempotency: HashMap<(String, String), (Uuid, DateTime<Utc>)>,
+    throttle: HashMap<String, FailureCount>,
 }
+
+/// Past this many throttle counts, lapsed ones are dropped: a guesser rotating
+/// addresses must not grow the map without bound.
+const THROTTLE_PRUNE_AT: usize = 10_000;
 
 impl MemoryStore {
     pub fn new() -> Self {
@@ -155,5 +162,57 @@ impl UserStore for MemoryStore {
         let mut users: Vec<User> = self.lock().users.values().cloned().collect();
         users.sort_by(|a, b| a.username.cmp(&b.username));
         Ok(users)
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for MemoryStore {
+    async fn failures(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<Option<FailureCount>, StoreError> {
+        Ok(self
+            .lock()
+            .throttle
+            .get(key)
+            .filter(|count| count.last_at + window > now)
+            .copied())
+    }
+
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<FailureCount, StoreError> {
+        let mut inner = self.lock();
+        if inner.throttle.len() >= THROTTLE_PRUNE_AT {
+            inner
+                .throttle
+                .retain(|_, count| count.last_at + window > now);
+        }
+        let count = inner
+            .throttle
+            .entry(key.to_owned())
+            .and_modify(|count| {
+                if count.last_at + window > now {
+                    count.failures = count.failures.saturating_add(1);
+                } else {
+                    count.failures = 1;
+                }
+                count.last_at = count.last_at.max(now);
+            })
+            .or_insert(FailureCount {
+                failures: 1,
+                last_at: now,
+            });
+        Ok(*count)
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().throttle.remove(key);
+        Ok(())
     }
 }

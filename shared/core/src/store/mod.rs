@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{Annotation, Call, Transition, User};
+use crate::domain::{Annotation, Call, FailureCount, Transition, User};
 
 pub use memory::MemoryStore;
 
@@ -178,7 +178,33 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
 }
 
-/// A store that holds both.
-pub trait Store: CallStore + UserStore {}
+/// The login throttle's counters. They live in the store, not in a process, so that the
+/// budget holds across every Lambda container at once. Keys are
+/// [`ThrottleKey::text`](crate::domain::ThrottleKey::text).
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// The count under `key`, unless it lapsed (`window` after its last failure) by `now`.
+    async fn failures(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<Option<FailureCount>, StoreError>;
 
-impl<T: CallStore + UserStore> Store for T {}
+    /// Adds one failure at `now`, atomically: two containers recording at once both
+    /// count. A lapsed count starts again from one. Returns the count after.
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<FailureCount, StoreError>;
+
+    /// Forgets the count under `key` (a successful login).
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// A store that holds all of them.
+pub trait Store: CallStore + UserStore + ThrottleStore {}
+
+impl<T: CallStore + UserStore + ThrottleStore> Store for T {}
