@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use dialer_ari::socket;
 use dialer_boot::Platform;
@@ -75,7 +76,7 @@ async fn router_of(function: &str, env: &Vars<'_>, platform: &Platform) -> axum:
         }
         other => panic!("events/{other}: not a function of this workspace"),
     };
-    built.expect("app")
+    dialer_boot::lambda::behind_api_gateway(built.expect("app"))
 }
 
 #[test]
@@ -140,20 +141,22 @@ async fn events_through_handlers(
         .await
         .expect("event socket");
     seed(store).await;
+    // Sample events hold a placeholder: a token may not claim a longer life than the
+    // functions issue, so each run signs a fresh one (as scripts/sign-events.py does).
+    let key = Arc::new(dialer_core::secrets::Fixed(
+        dialer_core::secrets::Secret::new(EVENTS_KEY),
+    ));
+    let settings = TokenFunction::from_env(&env).expect("settings").auth.tokens;
+    let fresh = dialer_core::auth::Tokens::new(settings, key)
+        .issue("admin", 0)
+        .await
+        .expect("token");
 
     for file in event_files() {
         let function = file.split('/').next().expect("function dir");
         let expected = expectations()[&file];
         let router = router_of(function, &env, &platform).await;
-        let text = std::fs::read_to_string(events_dir().join(&file)).expect("event file");
-        let request: LambdaRequest =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let mut adapter = Adapter::from(router);
-        let response = adapter
-            .call(LambdaEvent::new(request, Context::default()))
-            .await
-            .unwrap_or_else(|e| panic!("{file}: handler error {e}"));
-        let response: Value = serde_json::to_value(&response).expect("response serializes");
+        let response = invoke(&router, read_event(&file, &fresh)).await;
         assert_eq!(response["statusCode"], expected, "{file}: {response}");
         let body: Value =
             serde_json::from_str(response["body"].as_str().unwrap_or("null")).expect("JSON body");
@@ -167,7 +170,50 @@ async fn events_through_handlers(
             assert_eq!(body["token_type"], "bearer");
         }
     }
+
+    // The Lambdas count failed logins by API Gateway's sourceIp: guesses at different
+    // usernames from one address run out of that address's budget (3: the wrong
+    // password above, then two guesses).
+    let mut throttled_vars = vars.clone();
+    throttled_vars.push(("LOGIN_MAX_FAILURES_PER_ADDRESS", "3"));
+    let token_router = router_of("token", &Vars(&throttled_vars), &platform).await;
+    let mut codes = Vec::new();
+    for n in 0..3 {
+        let mut event = read_event("token/wrong-password.json", &fresh);
+        event["body"] = Value::from(format!("username=guess{n}&password=wrong-password"));
+        codes.push(invoke(&token_router, event).await["statusCode"].clone());
+    }
+    assert_eq!(codes, [401, 401, 429], "per-address throttle in the Lambda");
+
+    // A disabled user's token stops working in every function.
+    let mut admin = store.get_user("admin").await.expect("get").expect("seeded");
+    admin.disabled = true;
+    assert!(store.update_user(&admin).await.expect("update"));
+    for (function, file) in [
+        ("status", "status/list.json"),
+        ("originate", "originate/interaction.json"),
+    ] {
+        let router = router_of(function, &env, &platform).await;
+        let response = invoke(&router, read_event(file, &fresh)).await;
+        assert_eq!(response["statusCode"], 401, "{file} for a disabled user");
+    }
     sim.shutdown().await;
+}
+
+fn read_event(file: &str, token: &str) -> Value {
+    let text = std::fs::read_to_string(events_dir().join(file))
+        .expect("event file")
+        .replace("{{ADMIN_TOKEN}}", token);
+    serde_json::from_str(&text).expect("event JSON")
+}
+
+async fn invoke(router: &axum::Router, event: Value) -> Value {
+    let request: LambdaRequest = serde_json::from_value(event).expect("an API Gateway event");
+    let response = Adapter::from(router.clone())
+        .call(LambdaEvent::new(request, Context::default()))
+        .await
+        .expect("handled");
+    serde_json::to_value(&response).expect("response serializes")
 }
 
 async fn seed(store: &(impl CallStore + UserStore)) {

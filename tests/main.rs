@@ -12,6 +12,7 @@ mod handler_panics;
 mod http_limits;
 mod infra_template;
 mod lambda_events;
+mod login_safety;
 mod postgres;
 mod routes;
 mod secrets_manager;

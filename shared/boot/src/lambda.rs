@@ -24,7 +24,13 @@ where
     }
     let settings = settings(&ProcessEnv)?;
     let router = build(settings, Platform::from_env().await).await?;
-    lambda_http::run(router.layer(axum::middleware::from_fn(client_address))).await
+    lambda_http::run(behind_api_gateway(router)).await
+}
+
+/// The router as API Gateway's events reach it: with the caller's address taken from
+/// the event for the login throttle.
+pub fn behind_api_gateway(router: axum::Router) -> axum::Router {
+    router.layer(axum::middleware::from_fn(client_address))
 }
 
 /// API Gateway's `sourceIp` (the TCP peer it saw, not a header a client can write) as
