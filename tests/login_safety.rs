@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use dialer_core::metrics::Metrics;
-use dialer_core::store::{MemoryStore, Store, UserStore};
+use dialer_core::store::{MemoryStore, Store};
 use dialer_http::Routes;
 use dialer_http::extract::ClientAddress;
 use http::Request;

@@ -249,3 +249,20 @@ fn admin_password(env: &dyn Env) -> Result<Secret, ConfigError> {
     })?;
     Ok(Secret::new(raw))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Vars;
+
+    #[test]
+    fn an_admin_password_bcrypt_would_truncate_or_too_short_stops_the_start() {
+        let long = "x".repeat(73);
+        for bad in [long.as_str(), "short"] {
+            let env = [("ADMIN_PASSWORD", bad)];
+            let err = LocalSettings::from_env(&Vars(&env)).expect_err("refused");
+            assert_eq!(err.var, "ADMIN_PASSWORD");
+        }
+        assert!(LocalSettings::from_env(&Vars(&[])).is_ok(), "the default passes");
+    }
+}

@@ -604,6 +604,37 @@ mod tests {
     }
 
     #[test]
+    fn login_safety_settings_are_read_and_checked() {
+        let env = Vars(&[
+            KEY,
+            ("LOGIN_MAX_FAILURES_PER_USER", "3"),
+            ("LOGIN_MAX_FAILURES_PER_ADDRESS", "50"),
+            ("LOGIN_FAILURE_WINDOW_SECONDS", "600"),
+            ("LOGIN_MAX_BACKOFF_SECONDS", "60"),
+            ("AUTH_USER_CACHE_MS", "0"),
+        ]);
+        let token = TokenFunction::from_env(&env).expect("loads");
+        assert_eq!(token.throttle.user_failures, 3);
+        assert_eq!(token.throttle.address_failures, 50);
+        assert_eq!(token.throttle.window, chrono::Duration::minutes(10));
+        assert_eq!(token.throttle.max_backoff, chrono::Duration::minutes(1));
+        assert!(token.auth.user_cache.is_zero());
+        let defaults = TokenFunction::from_env(&Vars(&[KEY])).expect("loads");
+        assert_eq!(defaults.throttle, ThrottlePolicy::default());
+        assert_eq!(defaults.auth.user_cache, Duration::from_secs(1));
+        for (var, value) in [
+            ("LOGIN_MAX_FAILURES_PER_USER", "0"),
+            ("LOGIN_MAX_FAILURES_PER_ADDRESS", "many"),
+            ("LOGIN_FAILURE_WINDOW_SECONDS", "0"),
+            ("LOGIN_MAX_BACKOFF_SECONDS", "100000"),
+            ("AUTH_USER_CACHE_MS", "61000"),
+        ] {
+            let err = TokenFunction::from_env(&Vars(&[KEY, (var, value)])).expect_err(var);
+            assert_eq!(err.var, var);
+        }
+    }
+
+    #[test]
     fn each_part_reads_only_what_it_uses() {
         // No SECRET_KEY: the bridge signs no tokens, dialer-users neither.
         assert!(BridgeSettings::from_env(&Vars(&[])).is_ok());

@@ -89,7 +89,7 @@ mod tests {
     use super::*;
 
     fn at(seconds: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).expect("in range")
     }
 
     fn count(failures: u32, last: i64) -> FailureCount {

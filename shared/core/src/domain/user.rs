@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn passwords_over_72_bytes_are_refused_because_bcrypt_would_ignore_the_rest() {
         assert!(Password::parse(&"a".repeat(72)).is_ok());
-        let error = Password::parse(&"a".repeat(73)).unwrap_err();
+        let error = Password::parse(&"a".repeat(73)).expect_err("73 bytes");
         assert_eq!(error.field, "password");
         assert!(error.message.contains("72 bytes"), "{}", error.message);
         // 25 three-byte characters: 25 characters, 75 bytes.
