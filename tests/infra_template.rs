@@ -242,3 +242,37 @@ fn the_bridge_image_is_multi_stage_small_and_not_root() {
         "not root"
     );
 }
+
+/// Where a statement's resources name `needle` (a tagged `!GetAtt …` is matched by text).
+fn statements_on<'a>(function: &'a Value, needle: &str) -> Vec<&'a Value> {
+    function["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|policy| policy["Statement"].as_sequence().into_iter().flatten())
+        .filter(|statement| format!("{:?}", statement["Resource"]).contains(needle))
+        .collect()
+}
+
+#[test]
+fn every_function_reads_the_user_and_the_token_function_touches_only_throttle_items_of_calls() {
+    let template = template();
+    for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        let reads_users = statements_on(function, "UsersTable.Arn")
+            .iter()
+            .any(|s| format!("{:?}", s["Action"]).contains("dynamodb:GetItem"));
+        assert!(
+            reads_users,
+            "{name}: tokens are checked against the user, so it needs GetItem on the users table"
+        );
+    }
+    let token = &template["Resources"]["TokenFunction"];
+    let on_calls = statements_on(token, "CallsTable.Arn");
+    assert_eq!(on_calls.len(), 1, "one statement on the calls table");
+    let keys = &on_calls[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+    assert_eq!(
+        keys.as_sequence().map(Vec::as_slice),
+        Some([Value::from("throttle#*")].as_slice()),
+        "the token function may reach only the login throttle's items"
+    );
+}
