@@ -119,7 +119,7 @@ pub mod rules {
     pub const TIMEOUT: FieldRule = FieldRule {
         field: "timeout",
         part: None,
-        rule: "an integer from 1000 to 600000: the ring time in milliseconds",
+        rule: "an integer from 1000 to 600000 (milliseconds)",
         pattern: None,
         example: "30000",
         refused: &["999", "600001"],
@@ -149,7 +149,7 @@ pub mod rules {
     pub const VARIABLE_NAMES: FieldRule = FieldRule {
         field: "variables",
         part: Some("names"),
-        rule: "at most 32 variables, each named by 1 to 64 of ASCII letters, digits and `_`, beginning with a letter (so no dialplan function such as `CALLERID(num)`, no `_` or `__` inheritance prefix)",
+        rule: "1 to 64 of ASCII letters, digits and `_`, beginning with a letter (so no dialplan function such as `CALLERID(num)`, no `_` or `__` inheritance prefix); at most 32 variables",
         pattern: Some(r"^[A-Za-z][A-Za-z0-9_]{0,63}$"),
         example: "CUSTOMER_ID",
         refused: &["CALLERID(num)", "_INHERIT", "__INHERIT", "1X", "a b", ""],
@@ -221,7 +221,7 @@ pub mod rules {
     pub const MAX_DURATION: FieldRule = FieldRule {
         field: "max_duration",
         part: None,
-        rule: "an integer from 1000 to 86400000: the talk time limit in milliseconds",
+        rule: "an integer from 1000 to 86400000 (milliseconds)",
         pattern: None,
         example: "60000",
         refused: &["999", "86400001"],
@@ -453,7 +453,10 @@ impl Variables {
 
     pub fn parse(raw: &BTreeMap<String, String>) -> Result<Self, ValidationError> {
         if raw.len() > Self::MAX_COUNT {
-            return Err(rules::VARIABLE_NAMES.refusal());
+            return Err(ValidationError::new(
+                "variables",
+                format!("at most {} variables", Self::MAX_COUNT),
+            ));
         }
         for (name, value) in raw {
             if !Self::name_ok(name) {
