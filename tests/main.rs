@@ -11,6 +11,7 @@ mod event_order;
 mod handler_panics;
 mod http_limits;
 mod infra_template;
+mod input_rules;
 mod lambda_events;
 mod login_safety;
 mod postgres;

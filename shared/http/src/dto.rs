@@ -2,48 +2,171 @@
 //! with their OpenAPI schemas.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{
+    Array, ArrayBuilder, KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type,
+};
 use uuid::Uuid;
 
+use dialer_core::domain::validation::{
+    FieldRule, MAX_DURATION_RANGE_MS, Media, PRIORITY_RANGE, RingTimeout, Variables, rules,
+};
 use dialer_core::domain::{Call, CallRequest, FailureReason};
 
 /// A call request. On `POST /api/v2/calls` `phone_number` is required; on
 /// `POST /api/v2/interaction/{number}` the number is in the path and the body (which
 /// may be empty) carries only options. Every option falls back to the operator's
 /// defaults.
+// Each field's schema is built from its rule in `rules`, so that the document cannot
+// drift from what the parsers accept.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallBody {
-    /// E.164: `+` and 7 to 15 digits.
-    #[schema(example = "+15550010001")]
+    #[schema(schema_with = phone_number_schema)]
     pub phone_number: Option<String>,
-    /// Dialplan context for IVR mode; must be on the operator's allowlist.
-    #[schema(example = "outbound-ivr")]
+    #[schema(schema_with = context_schema)]
     pub context: Option<String>,
-    #[schema(example = "s")]
+    #[schema(schema_with = extension_schema)]
     pub extension: Option<String>,
-    #[schema(example = 1)]
+    #[schema(schema_with = priority_schema)]
     pub priority: Option<i64>,
-    /// Ring timeout in milliseconds.
-    #[schema(example = 30000)]
+    #[schema(schema_with = timeout_schema)]
     pub timeout: Option<i64>,
-    #[schema(example = "MyCompany")]
+    #[schema(schema_with = caller_id_schema)]
     pub caller_id: Option<String>,
-    /// Channel variables: names are identifiers, values printable text.
+    #[schema(schema_with = variables_schema)]
     pub variables: Option<BTreeMap<String, String>>,
-    /// `ivr` (default): continue into the dialplan once answered. `playback`: play
-    /// `media` in order, then hang up.
-    #[schema(example = "ivr")]
+    #[schema(schema_with = mode_schema)]
     pub mode: Option<String>,
-    /// Media URIs for playback mode, e.g. `sound:hello-world`.
+    #[schema(schema_with = media_schema)]
     pub media: Option<Vec<String>>,
     /// Record the DTMF digits the callee presses (playback mode hangs up on the first).
     pub gather_dtmf: Option<bool>,
-    /// Hang up after this many milliseconds of talk time.
+    #[schema(schema_with = max_duration_schema)]
     pub max_duration: Option<i64>,
+}
+
+/// An optional field may also be sent as `null`.
+fn nullable(kind: Type) -> SchemaType {
+    SchemaType::from_iter([kind, Type::Null])
+}
+
+fn described(about: &str, rule: &FieldRule) -> String {
+    if about.is_empty() {
+        format!("Must be {}.", rule.rule)
+    } else {
+        format!("{about} Must be {}.", rule.rule)
+    }
+}
+
+fn ruled_text(about: &str, rule: &FieldRule) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(nullable(Type::String))
+        .description(Some(described(about, rule)))
+        .pattern(rule.pattern)
+        .examples([rule.example])
+}
+
+fn ruled_integer(about: &str, rule: &FieldRule, range: RangeInclusive<i64>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(nullable(Type::Integer))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .description(Some(described(about, rule)))
+        .minimum(Some(*range.start()))
+        .maximum(Some(*range.end()))
+        .examples(rule.example.parse::<i64>().ok())
+        .build()
+}
+
+fn phone_number_schema() -> Object {
+    ruled_text("", &rules::PHONE_NUMBER).build()
+}
+
+fn context_schema() -> Object {
+    ruled_text("Dialplan context for IVR mode.", &rules::CONTEXT).build()
+}
+
+fn extension_schema() -> Object {
+    ruled_text("Dialplan extension for IVR mode.", &rules::EXTENSION).build()
+}
+
+fn priority_schema() -> Object {
+    ruled_integer(
+        "Dialplan priority for IVR mode.",
+        &rules::PRIORITY,
+        PRIORITY_RANGE,
+    )
+}
+
+fn timeout_schema() -> Object {
+    ruled_integer(
+        "Ring timeout.",
+        &rules::TIMEOUT,
+        RingTimeout::MIN_MS..=RingTimeout::MAX_MS,
+    )
+}
+
+fn caller_id_schema() -> Object {
+    ruled_text("", &rules::CALLER_ID).build()
+}
+
+fn variables_schema() -> Object {
+    let names = &rules::VARIABLE_NAMES;
+    let values = &rules::VARIABLE_VALUES;
+    ObjectBuilder::new()
+        .schema_type(nullable(Type::Object))
+        .description(Some(format!(
+            "Channel variables. Names must be {}. Values must be {}.",
+            names.rule, values.rule
+        )))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(names.pattern),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(values.pattern),
+        ))
+        .max_properties(Some(Variables::MAX_COUNT))
+        .examples([serde_json::json!({ names.example: values.example })])
+        .build()
+}
+
+fn mode_schema() -> Object {
+    ruled_text(
+        "`ivr` (default): continue into the dialplan once answered. `playback`: play `media` in order, then hang up.",
+        &rules::MODE,
+    )
+    .build()
+}
+
+fn media_schema() -> Array {
+    let rule = &rules::MEDIA;
+    ArrayBuilder::new()
+        .schema_type(nullable(Type::Array))
+        .description(Some(described("Media URIs for playback mode.", rule)))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(rule.pattern),
+        )
+        .max_items(Some(Media::MAX_ITEMS))
+        .examples([serde_json::json!([rule.example])])
+        .build()
+}
+
+fn max_duration_schema() -> Object {
+    ruled_integer(
+        "Hang up after this much talk time.",
+        &rules::MAX_DURATION,
+        MAX_DURATION_RANGE_MS,
+    )
 }
 
 impl CallBody {

@@ -11,7 +11,7 @@ use super::outcome::FailureReason;
 use super::status::CallStatus;
 use super::validation::{
     CallerId, Context, Extension, Media, PhoneNumber, RingTimeout, ValidationError, Variables,
-    dial_endpoint, max_duration, priority,
+    dial_endpoint, max_duration, priority, rules,
 };
 
 /// What the bridge does once the callee answers.
@@ -37,10 +37,7 @@ impl CallMode {
         match raw {
             "ivr" => Ok(CallMode::Ivr),
             "playback" => Ok(CallMode::Playback),
-            _ => Err(ValidationError::new(
-                "mode",
-                "must be \"ivr\" or \"playback\"",
-            )),
+            _ => Err(rules::MODE.refusal()),
         }
     }
 }
