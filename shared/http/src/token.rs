@@ -16,7 +16,11 @@ use crate::TokenState;
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "The body could not be read"),
+        (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "The body is over 16 KiB"),
+        (status = 415, body = ErrorBody, description = "A body that is not declared application/x-www-form-urlencoded"),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
     )
 )]
 pub async fn token(
