@@ -287,3 +287,28 @@ async fn the_throttle_holds_on_postgres() {
     assert_eq!(status_code(&api, &token).await, StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_local_server_counts_failures_by_the_connections_peer_address() {
+    let server = start_local(Options {
+        extra_env: vec![("LOGIN_MAX_FAILURES_PER_ADDRESS", "2")],
+        ..Options::default()
+    })
+    .await;
+    let api = Api::new(server.api_url());
+    for name in ["guess-one", "guess-two"] {
+        let wrong = api.token_response(name, "wrong").await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    // A forwarded-for header is any client's to write: it changes nothing.
+    let third = api
+        .http
+        .post(format!("{}/api/v2/token", api.base))
+        .header("x-forwarded-for", "203.0.113.99")
+        .form(&[("username", "guess-three"), ("password", "wrong")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    server.stop().await;
+}

@@ -263,6 +263,9 @@ mod tests {
             let err = LocalSettings::from_env(&Vars(&env)).expect_err("refused");
             assert_eq!(err.var, "ADMIN_PASSWORD");
         }
-        assert!(LocalSettings::from_env(&Vars(&[])).is_ok(), "the default passes");
+        assert!(
+            LocalSettings::from_env(&Vars(&[])).is_ok(),
+            "the default passes"
+        );
     }
 }

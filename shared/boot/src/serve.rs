@@ -4,18 +4,33 @@
 //! slowly, sends its body slowly, keeps a connection idle, or opens connections by the
 //! thousand cannot hold the server's resources for long. On shutdown the listener
 //! closes at once and every request in flight is answered before `serve` returns.
+//! Every error answer has a JSON body with a `detail`, including the ones hyper writes
+//! by itself (see `json_answers`) and the bodiless ones of a router that has no JSON
+//! fallback of its own (the bridge port's unknown routes).
+
+mod json_answers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::response::Response;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use json_answers::{Asked, JsonAnswers};
+
+/// A request head (request line and headers) over this many bytes is answered 431.
+/// hyper's own limit is its read buffer, about 400 KiB: far more than a client of this
+/// API sends, and held in memory per connection.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// The server's limits; [`Limits::default`] is what the local server uses.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +70,9 @@ pub async fn serve_with(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router.layer(RequestBodyTimeoutLayer::new(limits.body_read));
+    let router = router
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read))
+        .layer(axum::middleware::map_response(json_for_bodiless_errors));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -119,13 +136,24 @@ async fn connection(
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _slot = slot;
-    let service = TowerToHyperService::new(
-        router.map_request(|r: Request<hyper::body::Incoming>| r.map(Body::new)),
-    );
+    let asked = Asked::default();
+    // The peer, as axum's `ConnectInfo`: what the login throttle counts per address.
+    let peer = stream.peer_addr().ok().map(axum::extract::ConnectInfo);
+    let service = TowerToHyperService::new(router.map_request({
+        let asked = asked.clone();
+        move |mut r: Request<hyper::body::Incoming>| {
+            asked.push(r.method());
+            if let Some(peer) = peer {
+                r.extensions_mut().insert(peer);
+            }
+            r.map(Body::new)
+        }
+    }));
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read)
-        .serve_connection(TokioIo::new(stream), service)
+        .max_header_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(JsonAnswers::new(stream, asked)), service)
         .with_upgrades();
     tokio::pin!(connection);
     let drained = tokio::select! {
@@ -136,6 +164,44 @@ async fn connection(
         connection.as_mut().graceful_shutdown();
         let _ = connection.await;
     }
+}
+
+/// An error answer with neither a body nor a content type (axum's default 404 and 405)
+/// gets a JSON body naming its status, like every error the API answers itself.
+async fn json_for_bodiless_errors(response: Response) -> Response {
+    let status = response.status();
+    let bodiless = response.body().size_hint().exact() == Some(0)
+        && !response.headers().contains_key(CONTENT_TYPE);
+    if !bodiless || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let detail = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase();
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(json_detail(&detail)))
+}
+
+/// `{"detail": ...}`, without a JSON library in this crate.
+fn json_detail(detail: &str) -> String {
+    let mut body = String::from("{\"detail\":\"");
+    for c in detail.chars() {
+        match c {
+            '"' | '\\' => {
+                body.push('\\');
+                body.push(c);
+            }
+            c if c.is_control() => body.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => body.push(c),
+        }
+    }
+    body.push_str("\"}");
+    body
 }
 
 /// SIGTERM (ECS or systemd stopping the process) or SIGINT (Ctrl-C); says which.

@@ -1,9 +1,7 @@
 //! The call routes: originate (two forms), status (two forms), list and cancel.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
@@ -11,7 +9,7 @@ use dialer_core::store::PageCursor;
 
 use super::dto::{CallBody, CallList, CallView, ErrorBody, ListQuery, OriginateResponse};
 use super::error::ApiError;
-use super::extract::{Caller, json_or_default};
+use super::extract::{Caller, JsonBody, Path, Query};
 use crate::{OriginateState, StatusState};
 
 /// Originate a call to the number in the path.
@@ -23,11 +21,15 @@ use crate::{OriginateState, StatusState};
         ("number" = String, Path, description = "E.164 number, e.g. +15550010001"),
         ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe: the same key within a day returns the first call"),
     ),
-    request_body(content = CallBody, description = "Options; the body may be empty"),
+    request_body(content = CallBody, description = "Options; the body may be empty, and then needs no Content-Type"),
     responses(
         (status = 200, body = OriginateResponse),
         (status = 202, body = OriginateResponse, description = "The PBX did not confirm the originate in time: the call may be placed; follow it by call_id"),
-        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "Malformed JSON, or a number that is not valid UTF-8 once decoded"),
+        (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "The body is over 16 KiB"),
+        (status = 415, body = ErrorBody, description = "A body that is not declared application/json"),
+        (status = 422, body = ErrorBody),
         (status = 502, body = ErrorBody), (status = 503, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -37,9 +39,8 @@ pub async fn interaction(
     Caller(owner): Caller,
     Path(number): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody<CallBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body: CallBody = json_or_default(&body?)?;
     if body.phone_number.is_some() {
         return Err(ApiError::Field {
             field: "phone_number",
@@ -72,7 +73,10 @@ pub async fn interaction(
     responses(
         (status = 201, body = OriginateResponse, headers(("Location" = String))),
         (status = 202, body = OriginateResponse, headers(("Location" = String)), description = "The PBX did not confirm the originate in time: the call may be placed; follow it by call_id"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "Malformed JSON"),
+        (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "The body is over 16 KiB"),
+        (status = 415, body = ErrorBody, description = "A body that is not declared application/json"),
         (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ),
@@ -82,9 +86,8 @@ pub async fn create(
     State(state): State<OriginateState>,
     Caller(owner): Caller,
     request_headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(mut body): JsonBody<CallBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut body: CallBody = json_or_default(&body?)?;
     let number = body.phone_number.take().ok_or(ApiError::Field {
         field: "phone_number",
         detail: "is required".into(),
@@ -115,7 +118,12 @@ pub async fn create(
     path = "/api/v2/status/{call_id}",
     tag = "calls",
     params(("call_id" = String, Path)),
-    responses((status = 200, body = CallView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = CallView),
+        (status = 400, body = ErrorBody, description = "An id that is not valid UTF-8 once decoded"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn status(
@@ -133,7 +141,12 @@ pub async fn status(
     path = "/api/v2/calls/{call_id}",
     tag = "calls",
     params(("call_id" = String, Path)),
-    responses((status = 200, body = CallView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = CallView),
+        (status = 400, body = ErrorBody, description = "An id that is not valid UTF-8 once decoded"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn get(
@@ -150,16 +163,17 @@ pub async fn get(
     path = "/api/v2/calls",
     tag = "calls",
     params(ListQuery),
-    responses((status = 200, body = CallList), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses(
+        (status = 200, body = CallList), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn list(
     State(state): State<StatusState>,
     Caller(owner): Caller,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Json<CallList>, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::status(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
     let before = match query.before.as_deref() {
         Some(raw) => Some(match PageCursor::decode(raw) {
             Some(cursor) => cursor,
@@ -191,8 +205,10 @@ pub async fn list(
     tag = "calls",
     params(("call_id" = String, Path)),
     responses(
-        (status = 202, body = CallView), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 202, body = CallView),
+        (status = 400, body = ErrorBody, description = "An id that is not valid UTF-8 once decoded"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

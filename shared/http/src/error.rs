@@ -1,7 +1,7 @@
 //! Every error the API answers: JSON with a human `detail` and the right status code.
 
 use axum::Json;
-use axum::extract::rejection::{BytesRejection, FormRejection};
+use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -65,6 +65,25 @@ impl From<FormRejection> for ApiError {
                 format!("invalid form: {}", other.body_text()),
             ),
         }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        let status = rejection.status();
+        if status.is_server_error() {
+            // A route and its handler disagree about the path's parameters: our bug, so
+            // the log gets the details and the client does not.
+            error!(rejection = %rejection.body_text(), "path parameters do not fit the route");
+            return ApiError::status(status, "internal error");
+        }
+        ApiError::status(status, rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::status(StatusCode::UNPROCESSABLE_ENTITY, rejection.body_text())
     }
 }
 

@@ -2,11 +2,11 @@
 
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
-use axum::{Extension, Form, Json};
+use axum::{Form, Json};
 
 use super::dto::{ErrorBody, TokenForm, TokenResponse};
 use super::error::ApiError;
-use super::extract::ClientAddress;
+use super::extract::Client;
 use crate::TokenState;
 
 /// Exchange a username and password for a bearer token.
@@ -17,14 +17,19 @@ use crate::TokenState;
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "The body could not be read"),
+        (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "The body is over 16 KiB"),
+        (status = 415, body = ErrorBody, description = "A body that is not declared application/x-www-form-urlencoded"),
+        (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds")),
             description = "Too many failed logins for this username or from this address"),
+        (status = 503, body = ErrorBody),
     )
 )]
 pub async fn token(
     State(state): State<TokenState>,
-    client: Option<Extension<ClientAddress>>,
+    Client(client): Client,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let Form(form) = form?;
@@ -34,7 +39,7 @@ pub async fn token(
             detail: "only the password grant is supported".into(),
         });
     }
-    let client = client.map(|Extension(address)| address.throttle_key());
+    let client = client.map(|address| address.throttle_key());
     let issued = state
         .login
         .login(&form.username, &form.password, client.as_deref())
