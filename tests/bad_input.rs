@@ -236,3 +236,30 @@ async fn an_empty_body_uses_the_defaults() {
     assert_eq!(doc["timeout"], 30000);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_list_limit_outside_1_to_100_is_refused_naming_it() {
+    let Session { server, api, token } = session(Options::default()).await;
+    for limit in ["0", "101", "-1", "many"] {
+        let response = api
+            .get(&token, &format!("/api/v2/calls?limit={limit}"))
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{limit}"
+        );
+        let body: Value = response.json().await.expect("JSON");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains("limit")),
+            "{body}"
+        );
+    }
+    for limit in ["1", "100"] {
+        let response = api
+            .get(&token, &format!("/api/v2/calls?limit={limit}"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{limit}");
+    }
+    server.stop().await;
+}

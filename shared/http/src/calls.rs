@@ -19,7 +19,7 @@ use crate::{OriginateState, StatusState};
     tag = "calls",
     params(
         ("number" = String, Path, description = "E.164 number, e.g. +15550010001"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe: the same key within a day returns the first call"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Repeat-safe: the same key within a day returns the first call; 1 to 128 visible ASCII characters"),
     ),
     request_body(content = CallBody, description = "Options; the body may be empty, and then needs no Content-Type"),
     responses(
@@ -69,7 +69,7 @@ pub async fn interaction(
     path = "/api/v2/calls",
     tag = "calls",
     request_body = CallBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe: the same key within a day returns the first call")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Repeat-safe: the same key within a day returns the first call; 1 to 128 visible ASCII characters")),
     responses(
         (status = 201, body = OriginateResponse, headers(("Location" = String))),
         (status = 202, body = OriginateResponse, headers(("Location" = String)), description = "The PBX did not confirm the originate in time: the call may be placed; follow it by call_id"),
@@ -188,10 +188,17 @@ pub async fn list(
         }),
         None => None,
     };
-    let page = state
-        .calls
-        .calls_of(&owner, before, query.limit.unwrap_or(20))
-        .await?;
+    let limit = match query.limit {
+        None => 20,
+        Some(limit @ 1..=100) => limit,
+        Some(_) => {
+            return Err(ApiError::Field {
+                field: "limit",
+                detail: "must be from 1 to 100".into(),
+            });
+        }
+    };
+    let page = state.calls.calls_of(&owner, before, limit).await?;
     Ok(Json(CallList {
         calls: page.calls.iter().map(CallView::from).collect(),
         next_before: page.next.map(|cursor| cursor.encode()),

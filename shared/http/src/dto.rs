@@ -33,8 +33,10 @@ pub struct CallBody {
     #[schema(schema_with = extension_schema)]
     pub extension: Option<String>,
     #[schema(schema_with = priority_schema)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub priority: Option<i64>,
     #[schema(schema_with = timeout_schema)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub timeout: Option<i64>,
     #[schema(schema_with = caller_id_schema)]
     pub caller_id: Option<String>,
@@ -47,7 +49,31 @@ pub struct CallBody {
     /// Record the DTMF digits the callee presses (playback mode hangs up on the first).
     pub gather_dtmf: Option<bool>,
     #[schema(schema_with = max_duration_schema)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_duration: Option<i64>,
+}
+
+/// An integer field as JSON Schema defines one: `30000` and `30000.0` alike (many JSON
+/// encoders write every number as a float). A fraction, or a number past `i64`, is
+/// refused as the wrong type.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::{Error, Unexpected};
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_i64() {
+        return Ok(Some(n));
+    }
+    let float = number.as_f64().unwrap_or(f64::NAN);
+    // Exactly representable and in range: the cast below cannot round or saturate.
+    if float.fract() == 0.0 && float.abs() < 9.0e15 {
+        #[allow(clippy::cast_possible_truncation)]
+        return Ok(Some(float as i64));
+    }
+    Err(D::Error::invalid_type(
+        Unexpected::Other("a number that is not a whole i64"),
+        &"a whole number",
+    ))
 }
 
 /// An optional field may also be sent as `null`.
@@ -192,8 +218,11 @@ impl CallBody {
 pub struct TokenForm {
     pub username: String,
     pub password: String,
-    /// `password` when given.
+    /// `password` when given. (A form has no null, so the optional fields are
+    /// documented as strings that may be left out.)
+    #[schema(value_type = String, required = false, pattern = "^password$")]
     pub grant_type: Option<String>,
+    #[schema(value_type = String, required = false)]
     pub scope: Option<String>,
 }
 
@@ -351,11 +380,14 @@ pub struct CallList {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// At most this many calls (1–100, default 20).
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     /// A `next_before` from the previous page, or an RFC 3339 time (only calls created
     /// before it).
+    #[param(value_type = String, required = false)]
     pub before: Option<String>,
 }
 
@@ -368,4 +400,22 @@ pub struct ErrorBody {
 /// RFC 3339, UTC, millisecond precision, `Z` suffix.
 pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats_but_fractions_are_refused() {
+        let body = |json: &str| serde_json::from_str::<CallBody>(json);
+        let parsed = body(r#"{"timeout": 30000.0, "priority": 2, "max_duration": null}"#)
+            .expect("whole numbers");
+        assert_eq!(parsed.timeout, Some(30_000));
+        assert_eq!(parsed.priority, Some(2));
+        assert_eq!(parsed.max_duration, None);
+        assert!(body(r#"{"timeout": 30000.5}"#).is_err());
+        assert!(body(r#"{"timeout": 1e300}"#).is_err());
+        assert!(body(r#"{"timeout": "30000"}"#).is_err());
+    }
 }

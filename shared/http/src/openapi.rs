@@ -2,6 +2,7 @@
 
 use std::sync::OnceLock;
 
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -44,7 +45,61 @@ pub struct ApiDoc;
 /// The document as JSON, built once.
 pub fn document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".into()))
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        per_route_bodies(&mut doc);
+        serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into())
+    })
+}
+
+/// One body type parses both originate routes, but each route takes a different body:
+/// `POST /api/v2/calls` requires `phone_number`, `/interaction/{number}` refuses it (the
+/// number is in the path, which follows the same rule). Both schemas are cut from the
+/// one derived from [`dto::CallBody`], so they cannot drift from it or from each other.
+fn per_route_bodies(doc: &mut Value) {
+    let schemas = &mut doc["components"]["schemas"];
+    let Some(body) = schemas.get("CallBody").cloned() else {
+        return;
+    };
+    let mut number = body["properties"]["phone_number"].clone();
+    number["type"] = json!("string");
+    // The parser refuses unknown fields (`deny_unknown_fields`); so does the document.
+    schemas["CallBody"]["additionalProperties"] = json!(false);
+    let mut options = schemas["CallBody"].clone();
+    if let Some(properties) = options["properties"].as_object_mut() {
+        properties.remove("phone_number");
+    }
+    options["description"] = json!(
+        "The options of a call to the number in the path; the body may be empty, and \
+         every option falls back to the operator's defaults."
+    );
+    schemas["CallOptions"] = options;
+    schemas["CallBody"]["properties"]["phone_number"] = number.clone();
+    schemas["CallBody"]["required"] = json!(["phone_number"]);
+
+    let interaction = &mut doc["paths"]["/api/v2/interaction/{number}"]["post"];
+    interaction["requestBody"]["content"]["application/json"]["schema"] =
+        json!({ "$ref": "#/components/schemas/CallOptions" });
+    interaction["requestBody"]["required"] = json!(false);
+    if let Some(parameters) = interaction["parameters"].as_array_mut() {
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == "number") {
+            let description = parameter["description"].clone();
+            parameter["schema"] = number.clone();
+            parameter["description"] = description;
+        }
+    }
+
+    // `before`: a cursor this API made, or a time.
+    if let Some(parameters) = doc["paths"]["/api/v2/calls"]["get"]["parameters"].as_array_mut() {
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == "before") {
+            parameter["schema"] = json!({
+                "oneOf": [
+                    { "type": "string", "pattern": "^c1\\.[0-9]{1,15}\\.[0-9a-f]{32}$" },
+                    { "type": "string", "format": "date-time" }
+                ]
+            });
+        }
+    }
 }
 
 struct BearerAuth;
@@ -61,5 +116,56 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> Value {
+        serde_json::from_str(document()).expect("JSON")
+    }
+
+    #[test]
+    fn each_originate_route_documents_the_body_it_takes() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["CallBody"]["required"], json!(["phone_number"]));
+        assert_eq!(
+            schemas["CallBody"]["properties"]["phone_number"]["type"],
+            "string"
+        );
+        assert!(schemas["CallOptions"]["properties"]["phone_number"].is_null());
+        assert!(schemas["CallOptions"]["properties"]["context"].is_object());
+        assert_eq!(schemas["CallOptions"]["additionalProperties"], false);
+        let interaction = &doc["paths"]["/api/v2/interaction/{number}"]["post"];
+        assert_eq!(interaction["requestBody"]["required"], false);
+        assert_eq!(
+            interaction["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/CallOptions"
+        );
+        let number = interaction["parameters"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == "number"))
+            .expect("number parameter");
+        assert_eq!(
+            number["schema"]["pattern"],
+            schemas["CallBody"]["properties"]["phone_number"]["pattern"]
+        );
+    }
+
+    #[test]
+    fn list_parameters_are_optional_query_parameters() {
+        let doc = doc();
+        let parameters = doc["paths"]["/api/v2/calls"]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(parameters.len(), 2);
+        for parameter in &parameters {
+            assert_eq!(parameter["in"], "query", "{parameter}");
+            assert_eq!(parameter["required"], false, "{parameter}");
+        }
     }
 }
