@@ -101,6 +101,10 @@ impl LoginService {
                 .acquire()
                 .await
                 .map_err(|e| ServiceError::Internal(Box::new(e)))?;
+            // Guesses sent all at once pass the first check together; those that waited
+            // here for a slot are looked at again, so the failures recorded meanwhile
+            // stop them before they cost a bcrypt check each.
+            self.refuse_if_throttled(&keys).await?;
             let hasher = self.hasher.clone();
             let password = password.to_owned();
             let user = user.clone();
