@@ -312,3 +312,31 @@ async fn the_local_server_counts_failures_by_the_connections_peer_address() {
     assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_sent_all_at_once_cost_only_the_budget_in_password_checks() {
+    let store = Arc::new(MemoryStore::new());
+    let router = container(&store);
+    let guesses: Vec<_> = (0..60)
+        .map(|n| {
+            let router = router.clone();
+            tokio::spawn(
+                async move { code(&router, login("alice", &format!("guess{n}"), None)).await },
+            )
+        })
+        .collect();
+    let mut checked = 0;
+    for guess in guesses {
+        match guess.await.expect("joined") {
+            401 => checked += 1,
+            429 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // The budget (5), plus at most one per bcrypt slot already past the second look.
+    let slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        (5..=5 + slots).contains(&checked),
+        "{checked} of 60 guesses were checked"
+    );
+}
