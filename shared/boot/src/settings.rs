@@ -376,6 +376,7 @@ pub fn call_policy(env: &dyn Env) -> Result<CallPolicy, ConfigError> {
         allowed_contexts,
         dial_endpoint,
         max_duration_ms,
+        webhook_allow_insecure: flag(env, "WEBHOOK_ALLOW_INSECURE", false)?,
     })
 }
 

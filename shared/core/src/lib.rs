@@ -11,3 +11,4 @@ pub mod pbx;
 pub mod secrets;
 pub mod service;
 pub mod store;
+pub mod webhooks;

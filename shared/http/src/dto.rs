@@ -51,6 +51,13 @@ pub struct CallBody {
     #[schema(schema_with = max_duration_schema)]
     #[serde(default, deserialize_with = "whole_number")]
     pub max_duration: Option<i64>,
+    /// Where to `POST` the call's events (an absolute `https` URL whose host is not a
+    /// private, loopback or metadata address); the user's default when left out.
+    #[schema(example = "https://hooks.example.com/dialer")]
+    pub status_callback: Option<String>,
+    /// Which events to send: statuses and `dtmf`. Every one when left out.
+    #[schema(example = json!(["answered", "completed", "busy", "no_answer", "failed", "canceled", "dtmf"]))]
+    pub status_callback_events: Option<Vec<String>>,
 }
 
 /// An integer field as JSON Schema defines one: `30000` and `30000.0` alike (many JSON
@@ -209,6 +216,8 @@ impl CallBody {
             media: self.media,
             gather_dtmf: self.gather_dtmf,
             max_duration: self.max_duration,
+            status_callback: self.status_callback,
+            status_callback_events: self.status_callback_events,
         }
     }
 }

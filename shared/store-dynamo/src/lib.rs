@@ -850,6 +850,8 @@ fn call_from_item(item: &Item) -> Result<Call, StoreError> {
             }
             _ => Vec::new(),
         },
+        webhook: None,
+        events: Vec::new(),
     })
 }
 

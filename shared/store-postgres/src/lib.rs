@@ -454,6 +454,8 @@ fn call_from_row(row: &PgRow) -> Result<Call, StoreError> {
         cancel_requested_at: get("cancel_requested_at")?,
         originate_unconfirmed_at: get("originate_unconfirmed_at")?,
         media_failed: row.try_get("media_failed").map_err(unavailable)?,
+        webhook: None,
+        events: Vec::new(),
     })
 }
 

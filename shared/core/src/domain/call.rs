@@ -13,6 +13,7 @@ use super::validation::{
     CallerId, Context, Extension, Media, PhoneNumber, RingTimeout, ValidationError, Variables,
     dial_endpoint, max_duration, priority, rules,
 };
+use super::webhook::{CallEvent, CallbackUrl, EventFilter, EventType, Webhook};
 
 /// What the bridge does once the callee answers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -44,7 +45,7 @@ impl CallMode {
 
 /// A call as stored. Every timestamp is UTC. What a client sent is held in the types
 /// validation built, so nothing unchecked can reach the PBX from a record either.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Call {
     pub id: Uuid,
     pub owner: String,
@@ -79,6 +80,13 @@ pub struct Call {
     pub originate_unconfirmed_at: Option<DateTime<Utc>>,
     /// Media items the PBX could not play (a missing sound file, say): each once, sorted.
     pub media_failed: Vec<String>,
+    /// Where the call's events are sent, if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+    /// The events the webhook asked for, in order, each with its delivery state: the
+    /// outbox, written in the same write as the change each one reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<CallEvent>,
 }
 
 impl Call {
@@ -113,6 +121,9 @@ pub struct CallRequest {
     pub media: Option<Vec<String>>,
     pub gather_dtmf: Option<bool>,
     pub max_duration: Option<i64>,
+    /// Where to send the call's events; the user's default when absent.
+    pub status_callback: Option<String>,
+    pub status_callback_events: Option<Vec<String>>,
 }
 
 /// The operator's rules and defaults for new calls.
@@ -127,6 +138,8 @@ pub struct CallPolicy {
     /// e.g. `PJSIP/{number}@trunk`.
     pub dial_endpoint: String,
     pub max_duration_ms: Option<u64>,
+    /// `WEBHOOK_ALLOW_INSECURE`: accept `http` callbacks (local development).
+    pub webhook_allow_insecure: bool,
 }
 
 impl Default for CallPolicy {
@@ -142,6 +155,7 @@ impl Default for CallPolicy {
             allowed_contexts: vec!["outbound-ivr".into()],
             dial_endpoint: "PJSIP/{number}@trunk".into(),
             max_duration_ms: None,
+            webhook_allow_insecure: false,
         }
     }
 }
@@ -190,6 +204,23 @@ impl CallRequest {
                 "playback mode needs at least one media item",
             ));
         }
+        let webhook = match (&self.status_callback, &self.status_callback_events) {
+            (Some(url), events) => Some(Webhook {
+                url: CallbackUrl::parse(url, policy.webhook_allow_insecure)?,
+                events: events
+                    .as_deref()
+                    .map(EventFilter::parse)
+                    .transpose()?
+                    .unwrap_or_default(),
+            }),
+            (None, Some(_)) => {
+                return Err(ValidationError::new(
+                    "status_callback_events",
+                    "needs a status_callback (in the request or the user's default)",
+                ));
+            }
+            (None, None) => None,
+        };
         let max_duration_ms = match self.max_duration {
             Some(ms) => Some(max_duration(ms)?),
             None => policy.max_duration_ms,
@@ -224,6 +255,8 @@ impl CallRequest {
             cancel_requested_at: None,
             originate_unconfirmed_at: None,
             media_failed: Vec::new(),
+            webhook,
+            events: Vec::new(),
         })
     }
 }
@@ -288,6 +321,7 @@ impl Transition {
         if !call.status.can_move_to(self.status) {
             return false;
         }
+        let previous = call.status;
         call.status = self.status;
         if self.dialed {
             call.dialed_at.get_or_insert(self.at);
@@ -306,6 +340,7 @@ impl Transition {
         if self.dialstatus.is_some() {
             call.dialstatus.clone_from(&self.dialstatus);
         }
+        call.note_event(EventType::Status, Some(previous), None, self.at);
         true
     }
 }
@@ -338,6 +373,7 @@ impl Annotation {
             Annotation::DialStatus(status) if active => call.dialstatus = Some(status.clone()),
             Annotation::Dtmf(digit) if active && call.dtmf.len() < Self::MAX_DTMF => {
                 call.dtmf.push(*digit);
+                call.note_event(EventType::Dtmf, None, Some(*digit), super::now());
             }
             Annotation::CancelRequested(at) if active && call.cancel_requested_at.is_none() => {
                 call.cancel_requested_at = Some(*at);

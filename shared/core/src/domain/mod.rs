@@ -7,6 +7,7 @@ pub mod status;
 pub mod throttle;
 pub mod user;
 pub mod validation;
+pub mod webhook;
 
 pub use call::{Annotation, Call, CallMode, CallPolicy, CallRequest, Transition};
 pub use outcome::{EndFacts, FailureReason, final_outcome};

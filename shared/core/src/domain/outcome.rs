@@ -8,7 +8,8 @@
 use super::status::CallStatus;
 
 /// Why a call failed. Stored and shown as its snake_case name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum FailureReason {
     Congestion,
     InvalidNumber,
@@ -251,5 +252,19 @@ mod tests {
             ..EndFacts::default()
         };
         assert_eq!(final_outcome(rang_out), (CallStatus::NoAnswer, None));
+    }
+}
+
+impl TryFrom<String> for FailureReason {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text).ok_or_else(|| format!("{text:?} is not a failure reason"))
+    }
+}
+
+impl From<FailureReason> for String {
+    fn from(reason: FailureReason) -> Self {
+        reason.to_text()
     }
 }

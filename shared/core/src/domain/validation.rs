@@ -254,7 +254,8 @@ fn is_e164(raw: &str) -> bool {
 }
 
 /// An E.164 number: [`rules::PHONE_NUMBER`].
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct PhoneNumber(String);
 
 impl PhoneNumber {
@@ -278,7 +279,8 @@ impl fmt::Display for PhoneNumber {
 }
 
 /// A dialplan context that the operator has allowed: [`rules::CONTEXT`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Context(String);
 
 impl Context {
@@ -314,7 +316,8 @@ impl Context {
 
 /// A dialplan extension: [`rules::EXTENSION`]. A leading `_` marks a pattern in the
 /// dialplan; no literal extension a call can be sent to begins with one.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Extension(String);
 
 impl Extension {
@@ -382,7 +385,8 @@ impl RingTimeout {
 /// A caller id: [`rules::CALLER_ID`]. Asterisk splits a caller id on `"` and `<>`, so a
 /// name holds neither, and only ASCII: the rule says what the far end's display can be
 /// trusted to show, and no look-alike letters or digits can pass for others.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct CallerId(String);
 
 impl CallerId {
@@ -439,7 +443,11 @@ impl CallerId {
 /// quote), `'` and `` ` `` (shell and SQL quoting), `<` and `>` (caller id syntax, shell
 /// redirection). What is left is a whitelist, so nothing added to Unicode later (line
 /// separators, bidirectional controls) can slip through.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(
+    try_from = "BTreeMap<String, String>",
+    into = "BTreeMap<String, String>"
+)]
 pub struct Variables(BTreeMap<String, String>);
 
 impl Variables {
@@ -504,7 +512,8 @@ impl Variables {
 /// media list, so they never pass; a path segment beginning with `.` could climb out of
 /// the sounds directory (`..`) or reach a hidden file, and an empty one or a leading `/`
 /// could make the path absolute.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Media(String);
 
 impl Media {
@@ -1281,5 +1290,89 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(value: PhoneNumber) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<String> for Context {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::from_record(&raw)
+    }
+}
+
+impl From<Context> for String {
+    fn from(value: Context) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<String> for Extension {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Extension> for String {
+    fn from(value: Extension) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<String> for CallerId {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<CallerId> for String {
+    fn from(value: CallerId) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<String> for Media {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Media> for String {
+    fn from(value: Media) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<BTreeMap<String, String>> for Variables {
+    type Error = ValidationError;
+
+    fn try_from(raw: BTreeMap<String, String>) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Variables> for BTreeMap<String, String> {
+    fn from(value: Variables) -> Self {
+        value.0
     }
 }
