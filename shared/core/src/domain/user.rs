@@ -11,7 +11,21 @@ pub struct User {
     /// `dialer-users revoke-tokens`) ends every token issued before.
     #[serde(default)]
     pub token_version: u64,
+    /// Where this user's calls send their events when a request names no
+    /// `status_callback`.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// What webhook events are signed with (see [`User::webhook_secrets`]).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// The secret before the last rotation, and when it was replaced: events carry a
+    /// signature under it too for [`WEBHOOK_SECRET_OVERLAP_HOURS`] after.
+    #[serde(default)]
+    pub previous_webhook_secret: Option<(String, chrono::DateTime<chrono::Utc>)>,
 }
+
+/// How long after a rotation events are signed with the old secret as well.
+pub const WEBHOOK_SECRET_OVERLAP_HOURS: i64 = 24;
 
 impl User {
     /// A new, enabled user.
@@ -21,6 +35,28 @@ impl User {
             password_hash: password_hash.into(),
             disabled: false,
             token_version: 0,
+            webhook_url: None,
+            webhook_secret: Some(new_webhook_secret()),
+            previous_webhook_secret: None,
+        }
+    }
+
+    /// The secrets webhook events are signed with at `now`: the current one, and the
+    /// one before it for a day after a rotation.
+    pub fn webhook_secrets(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&str> {
+        let mut secrets: Vec<&str> = self.webhook_secret.as_deref().into_iter().collect();
+        if let Some((previous, replaced_at)) = &self.previous_webhook_secret
+            && now - *replaced_at < chrono::Duration::hours(WEBHOOK_SECRET_OVERLAP_HOURS)
+        {
+            secrets.push(previous);
+        }
+        secrets
+    }
+
+    /// A new secret; the old one keeps signing for a day.
+    pub fn rotate_webhook_secret(&mut self, now: chrono::DateTime<chrono::Utc>) {
+        if let Some(old) = self.webhook_secret.replace(new_webhook_secret()) {
+            self.previous_webhook_secret = Some((old, now));
         }
     }
 
@@ -28,6 +64,16 @@ impl User {
     pub fn accepts_token(&self, version: u64) -> bool {
         !self.disabled && version == self.token_version
     }
+}
+
+/// 256 random bits, as `whsec_` and 64 hex digits.
+pub fn new_webhook_secret() -> String {
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    let b = uuid::Uuid::new_v4().simple().to_string();
+    // A v4 UUID has 122 random bits; two of them, version digits dropped, make 244.
+    // Hash them into 256 bits of even spread.
+    let digest = super::webhook::signature(&a, 0, b.as_bytes());
+    format!("whsec_{digest}")
 }
 
 /// Usernames are what tokens carry in `sub` and what calls are owned by.

@@ -6,18 +6,22 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::ServiceError;
+use crate::domain::webhook::EventType;
 use crate::domain::{
     Annotation, Call, CallPolicy, CallRequest, CallStatus, FailureReason, Transition,
 };
 use crate::metrics::Metrics;
 use crate::pbx::{OriginateSpec, Pbx, PbxError};
-use crate::store::{CallPage, CallStore, PageCursor};
+use crate::store::{CallPage, CallStore, PageCursor, UserStore};
+use crate::webhooks::CallbackGuard;
 
 /// Placing and canceling calls: the use cases that talk to the PBX.
 #[derive(Clone)]
 pub struct CallService {
     queries: CallQueries,
     store: Arc<dyn CallStore>,
+    users: Arc<dyn UserStore>,
+    guard: Arc<dyn CallbackGuard>,
     pbx: Arc<dyn Pbx>,
     policy: Arc<CallPolicy>,
     metrics: Arc<Metrics>,
@@ -30,8 +34,12 @@ pub struct CallQueries {
 }
 
 impl CallService {
+    /// `users`: whose default `status_callback` and webhook secret a call takes;
+    /// `guard`: what a callback must pass before a call with it is accepted.
     pub fn new(
         store: Arc<dyn CallStore>,
+        users: Arc<dyn UserStore>,
+        guard: Arc<dyn CallbackGuard>,
         pbx: Arc<dyn Pbx>,
         policy: CallPolicy,
         metrics: Arc<Metrics>,
@@ -39,6 +47,8 @@ impl CallService {
         Self {
             queries: CallQueries::new(store.clone()),
             store,
+            users,
+            guard,
             pbx,
             policy: Arc::new(policy),
             metrics,
@@ -90,7 +100,23 @@ impl CallService {
         request: CallRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Call, ServiceError> {
-        let call = request.validate(&self.policy, owner, Uuid::new_v4(), crate::domain::now())?;
+        let mut request = request;
+        let user = self.users.get_user(owner).await?;
+        if request.status_callback.is_none() {
+            request.status_callback = user.as_ref().and_then(|u| u.webhook_url.clone());
+        }
+        let mut call =
+            request.validate(&self.policy, owner, Uuid::new_v4(), crate::domain::now())?;
+        if let Some(webhook) = &call.webhook {
+            self.guard.check(&webhook.url).await?;
+            if let Some(mut user) = user.filter(|u| u.webhook_secret.is_none()) {
+                // A user from before webhooks: given a secret the first time one is needed.
+                user.webhook_secret = Some(crate::domain::user::new_webhook_secret());
+                self.users.update_user(&user).await?;
+            }
+        }
+        // The first event: the call exists, `pending`.
+        call.note_event(EventType::Status, None, None, call.created_at);
         let idempotency_key = idempotency_key.map(idempotency_key_of).transpose()?;
         // An originate nobody listens to is a doomed call: it would ring, be answered
         // and then fail. Refuse it before anything is dialed.

@@ -2,9 +2,11 @@
 //! calls. They speak domain types and ports only; the HTTP layer maps their errors.
 
 pub mod calls;
+pub mod deliver;
 pub mod login;
 
 pub use calls::{CallQueries, CallService};
+pub use deliver::Deliverer;
 pub use login::{AuthError, Authenticator, IssuedToken, LoginService};
 
 use uuid::Uuid;

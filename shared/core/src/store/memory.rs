@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{
     CallPage, CallStore, PageCursor, StoreError, ThrottleStore, TransitionResult, UserStore,
 };
+use crate::domain::webhook::Delivery;
 use crate::domain::{Annotation, Call, FailureCount, Transition, User};
 
 #[derive(Default)]
@@ -24,6 +25,8 @@ struct Inner {
     users: HashMap<String, User>,
     idempotency: HashMap<(String, String), (Uuid, DateTime<Utc>)>,
     throttle: HashMap<String, FailureCount>,
+    /// Webhook deliverers' claims: until when each call is held.
+    claims: HashMap<Uuid, DateTime<Utc>>,
 }
 
 /// Past this many throttle counts, lapsed ones are dropped: a guesser rotating
@@ -129,6 +132,55 @@ impl CallStore for MemoryStore {
         calls.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         calls.truncate(limit + 1);
         Ok(CallPage::from_overfetch(calls, limit))
+    }
+
+    async fn record_delivery(
+        &self,
+        id: Uuid,
+        sequence: u32,
+        delivery: &Delivery,
+    ) -> Result<Option<Call>, StoreError> {
+        let mut inner = self.lock();
+        let Some(call) = inner.calls.get_mut(&id) else {
+            return Ok(None);
+        };
+        match call.events.iter_mut().find(|e| e.sequence == sequence) {
+            Some(event) if !event.delivery.is_settled() => {
+                event.delivery = delivery.clone();
+                Ok(Some(call.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn claim_due_calls(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut inner = self.lock();
+        let Inner { calls, claims, .. } = &mut *inner;
+        claims.retain(|_, until| *until > now);
+        let mut due: Vec<(DateTime<Utc>, Uuid)> = calls
+            .values()
+            .filter(|c| !claims.contains_key(&c.id))
+            .filter_map(|c| {
+                let event = c.next_event_due(now)?;
+                Some((event.delivery.next_attempt_at.unwrap_or(event.at), c.id))
+            })
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        for (_, id) in &due {
+            claims.insert(*id, now + lease);
+        }
+        Ok(due.into_iter().map(|(_, id)| id).collect())
+    }
+
+    async fn release_call(&self, id: Uuid) -> Result<(), StoreError> {
+        self.lock().claims.remove(&id);
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::webhook::Delivery;
 use crate::domain::{Annotation, Call, FailureCount, Transition, User};
 
 pub use memory::MemoryStore;
@@ -163,6 +164,35 @@ pub trait CallStore: Send + Sync {
         before: Option<PageCursor>,
         limit: usize,
     ) -> Result<CallPage, StoreError>;
+
+    // The webhook outbox. Events are written by `insert_call`, `transition` and
+    // `annotate` themselves, in the same atomic write as the change each reports
+    // (see `Call::events`); these record how their delivery goes.
+
+    /// Writes the state of event `sequence`'s delivery, unless that event is settled
+    /// already (delivered or dead): a second deliverer that raced this one cannot undo
+    /// its outcome. Returns the record when written.
+    async fn record_delivery(
+        &self,
+        id: Uuid,
+        sequence: u32,
+        delivery: &Delivery,
+    ) -> Result<Option<Call>, StoreError>;
+
+    /// Up to `limit` calls with an event due by `now` (see `Call::next_event_due`), each
+    /// claimed until `now + lease` or [`CallStore::release_call`]: two deliverers never
+    /// hold the same call, so its events go out one at a time, in order. Stores whose
+    /// deployment delivers another way (DynamoDB: its stream feeds the `notify`
+    /// function) may answer none.
+    async fn claim_due_calls(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Ends a claim made by [`CallStore::claim_due_calls`].
+    async fn release_call(&self, id: Uuid) -> Result<(), StoreError>;
 }
 
 #[async_trait]
