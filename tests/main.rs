@@ -23,3 +23,4 @@ mod sim_matches_traces;
 mod store_contract;
 mod trace_replay;
 mod users_command;
+mod webhooks;

@@ -7,7 +7,9 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use dialer_core::store::PageCursor;
 
-use super::dto::{CallBody, CallList, CallView, ErrorBody, ListQuery, OriginateResponse};
+use super::dto::{
+    CallBody, CallEvents, CallList, CallView, ErrorBody, ListQuery, OriginateResponse,
+};
 use super::error::ApiError;
 use super::extract::{Caller, JsonBody, Path, Query};
 use crate::{OriginateState, StatusState};
@@ -155,6 +157,30 @@ pub async fn get(
     call_id: Path<String>,
 ) -> Result<Json<CallView>, ApiError> {
     status(state, caller, call_id).await
+}
+
+/// A call's timeline: every event its webhook asked for, in order, with how its
+/// delivery went (attempts, last response code, `delivered_at` or `dead_at`).
+#[utoipa::path(
+    get,
+    path = "/api/v2/calls/{call_id}/events",
+    tag = "calls",
+    params(("call_id" = String, Path)),
+    responses(
+        (status = 200, body = CallEvents),
+        (status = 400, body = ErrorBody, description = "The path could not be decoded"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn events(
+    State(state): State<StatusState>,
+    Caller(owner): Caller,
+    Path(call_id): Path<String>,
+) -> Result<Json<CallEvents>, ApiError> {
+    let call = state.calls.call_of(&owner, &call_id).await?;
+    Ok(Json(CallEvents::from(&call)))
 }
 
 /// Your calls, newest first.

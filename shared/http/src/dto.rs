@@ -15,6 +15,7 @@ use uuid::Uuid;
 use dialer_core::domain::validation::{
     FieldRule, MAX_DURATION_RANGE_MS, Media, PRIORITY_RANGE, RingTimeout, Variables, rules,
 };
+use dialer_core::domain::webhook::EventType;
 use dialer_core::domain::{Call, CallRequest, FailureReason};
 
 /// A call request. On `POST /api/v2/calls` `phone_number` is required; on
@@ -342,6 +343,12 @@ pub struct CallView {
     pub is_active: bool,
     /// True once the call has reached a final status, whatever it is.
     pub is_completed: bool,
+    /// Where the call's events are sent (`GET /api/v2/calls/{call_id}/events` shows
+    /// how each delivery went).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_callback: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_callback_events: Option<Vec<String>>,
 }
 
 impl From<&Call> for CallView {
@@ -373,6 +380,8 @@ impl From<&Call> for CallView {
             cancel_requested_at: call.cancel_requested_at.map(rfc3339),
             originate_unconfirmed_at: call.originate_unconfirmed_at.map(rfc3339),
             attempt_number: call.attempt_number,
+            status_callback: call.webhook.as_ref().map(|w| w.url.as_str().to_owned()),
+            status_callback_events: call.webhook.as_ref().map(|w| w.events.names()),
             is_active: call.is_active(),
             is_completed: call.is_completed(),
         }
@@ -426,5 +435,92 @@ mod tests {
         assert!(body(r#"{"timeout": 30000.5}"#).is_err());
         assert!(body(r#"{"timeout": 1e300}"#).is_err());
         assert!(body(r#"{"timeout": "30000"}"#).is_err());
+    }
+}
+
+/// A call's timeline: every event its webhook asked for, in order, with how its
+/// delivery went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallEvents {
+    pub call_id: Uuid,
+    #[schema(value_type = Option<String>)]
+    pub status_callback: Option<String>,
+    pub events: Vec<EventView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub event_id: Uuid,
+    /// 1, 2, 3 … per call, no gaps.
+    pub sequence: u32,
+    /// `status` or `dtmf`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub status: String,
+    pub previous_status: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: String,
+    pub attempt_number: u32,
+    /// The digit pressed, for a `dtmf` event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digit: Option<String>,
+    pub delivery: DeliveryView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// `pending` (not yet delivered; retried while `next_attempt_at` is set),
+    /// `delivered` or `dead` (given up: too old, or refused by the receiver).
+    pub state: &'static str,
+    pub attempts: u32,
+    pub last_response_code: Option<u16>,
+    pub last_error: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub delivered_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub dead_at: Option<String>,
+}
+
+impl From<&Call> for CallEvents {
+    fn from(call: &Call) -> Self {
+        let time = |at: Option<DateTime<Utc>>| at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+        Self {
+            call_id: call.id,
+            status_callback: call.webhook.as_ref().map(|w| w.url.as_str().to_owned()),
+            events: call
+                .events
+                .iter()
+                .map(|e| EventView {
+                    event_id: e.event_id,
+                    sequence: e.sequence,
+                    kind: match e.kind {
+                        EventType::Status => "status",
+                        EventType::Dtmf => "dtmf",
+                    },
+                    status: e.status.as_str().to_owned(),
+                    previous_status: e.previous_status.map(|s| s.as_str().to_owned()),
+                    at: e.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    attempt_number: e.attempt_number,
+                    digit: e.digit.map(String::from),
+                    delivery: DeliveryView {
+                        state: if e.delivery.delivered_at.is_some() {
+                            "delivered"
+                        } else if e.delivery.dead_at.is_some() {
+                            "dead"
+                        } else {
+                            "pending"
+                        },
+                        attempts: e.delivery.attempts,
+                        last_response_code: e.delivery.last_response_code,
+                        last_error: e.delivery.last_error.clone(),
+                        next_attempt_at: time(e.delivery.next_attempt_at),
+                        delivered_at: time(e.delivery.delivered_at),
+                        dead_at: time(e.delivery.dead_at),
+                    },
+                })
+                .collect(),
+        }
     }
 }

@@ -126,6 +126,12 @@ pub const ROUTES: &[RouteSpec] = &[
         Routes::Status,
         Some("status"),
     ),
+    route(
+        "GET",
+        "/api/v2/calls/{call_id}/events",
+        Routes::Status,
+        Some("status"),
+    ),
     route("GET", "/api/v2/calls", Routes::Status, Some("status")),
     route("GET", "/health", Routes::Ops, Some("status")),
     route("GET", "/docs", Routes::Ops, Some("status")),
@@ -191,6 +197,7 @@ impl Api {
             Router::new()
                 .route("/api/v2/status/{call_id}", get(calls::status))
                 .route("/api/v2/calls/{call_id}", get(calls::get))
+                .route("/api/v2/calls/{call_id}/events", get(calls::events))
                 .route("/api/v2/calls", get(calls::list))
                 .with_state(state),
         )

@@ -5,7 +5,8 @@
 use std::io::{BufRead, Write};
 
 use dialer_core::auth::PasswordHasher;
-use dialer_core::domain::user::valid_username;
+use dialer_core::domain::user::{new_webhook_secret, valid_username};
+use dialer_core::domain::webhook::CallbackUrl;
 use dialer_core::domain::{Password, User};
 use dialer_core::store::{StoreError, UserStore};
 
@@ -17,6 +18,14 @@ pub const USAGE: &str = "usage: dialer-users <command>
   disable USERNAME          refuse the user's logins and tokens at once
   enable USERNAME           allow the user's logins again
   list                      list users and whether they are enabled
+  set-webhook USERNAME URL  the status_callback the user's calls take when a request
+                            names none (https, unless WEBHOOK_ALLOW_INSECURE=true where
+                            the calls are placed)
+  clear-webhook USERNAME    the user's calls send events only where a request says
+  webhook-secret USERNAME   print the secret the user's webhook events are signed with
+  rotate-webhook-secret USERNAME
+                            a new secret; events carry a signature under the old one
+                            too for 24 hours
   create-tables             create the DynamoDB tables (CALLS_TABLE, USERS_TABLE)";
 
 /// Runs one user command. `create-tables` is handled by the binary, which knows the
@@ -64,6 +73,35 @@ pub async fn run(
             user.disabled = *flag == "disable";
             save(users, &user).await?;
             say(out, &format!("{name} {flag}d"))
+        }
+        ["set-webhook", name, url] => {
+            let mut user = existing(users, name).await?;
+            // The shape is checked here; https, and where the host resolves to, are
+            // checked each time a call takes it, under that deployment's settings.
+            let url = CallbackUrl::from_record(url).map_err(|e| e.to_string())?;
+            user.webhook_url = Some(url.as_str().to_owned());
+            save(users, &user).await?;
+            say(out, &format!("{name}'s calls send their events to {}", url.as_str()))
+        }
+        ["clear-webhook", name] => {
+            let mut user = existing(users, name).await?;
+            user.webhook_url = None;
+            save(users, &user).await?;
+            say(out, &format!("{name} has no default webhook"))
+        }
+        ["webhook-secret", name] => {
+            let mut user = existing(users, name).await?;
+            if user.webhook_secret.is_none() {
+                user.webhook_secret = Some(new_webhook_secret());
+                save(users, &user).await?;
+            }
+            say(out, user.webhook_secret.as_deref().unwrap_or_default())
+        }
+        ["rotate-webhook-secret", name] => {
+            let mut user = existing(users, name).await?;
+            user.rotate_webhook_secret(chrono::Utc::now());
+            save(users, &user).await?;
+            say(out, user.webhook_secret.as_deref().unwrap_or_default())
         }
         ["list"] => {
             let all = users.list_users().await.map_err(|e| e.to_string())?;

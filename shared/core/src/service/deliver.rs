@@ -104,6 +104,78 @@ impl Deliverer {
     }
 }
 
+/// How the drain loop paces itself.
+#[derive(Clone, Copy, Debug)]
+pub struct DrainTiming {
+    /// How often the outbox is looked at when nothing was due last time.
+    pub poll: std::time::Duration,
+    /// How long a claimed call is held: longer than one delivery can take.
+    pub lease: Duration,
+    /// Calls delivered at once; each has its own task, so a receiver that hangs holds
+    /// one slot for at most the request timeout.
+    pub concurrency: usize,
+}
+
+impl Default for DrainTiming {
+    fn default() -> Self {
+        Self {
+            poll: std::time::Duration::from_millis(100),
+            lease: Duration::seconds(60),
+            concurrency: 256,
+        }
+    }
+}
+
+impl Deliverer {
+    /// Drains the outbox until `stop` turns true: claims due calls, delivers each in a
+    /// task of its own, releases it. Claims live in the store, so any number of these
+    /// loops (bridges, restarts) can run at once without sending an event twice at
+    /// the same moment or out of order.
+    pub async fn drain(self, timing: DrainTiming, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(timing.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        while !*stop.borrow() {
+            while tasks.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                match self.calls.claim_due_calls(Utc::now(), timing.lease, free).await {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        warn!(error = %e, "could not read the webhook outbox");
+                        Vec::new()
+                    }
+                }
+            };
+            let idle = claimed.is_empty();
+            for id in claimed {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let deliverer = self.clone();
+                tasks.spawn(async move {
+                    let _slot = slot;
+                    if let Err(e) = deliverer.deliver_call(id).await {
+                        warn!(call_id = %id, error = %e, "webhook delivery failed; the call is tried again");
+                    }
+                    if let Err(e) = deliverer.calls.release_call(id).await {
+                        warn!(call_id = %id, error = %e, "could not release a webhook claim; it lapses");
+                    }
+                });
+            }
+            if idle {
+                tokio::select! {
+                    () = tokio::time::sleep(timing.poll) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        // Deliveries in flight finish (each is bounded by the sender's timeouts).
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
 /// 0.5 to 1.0, for the retry schedule's jitter: from the clock's nanoseconds, which is
 /// random enough to keep failing events from coming back in step.
 fn jitter() -> f64 {
