@@ -57,6 +57,8 @@ async fn lambdas_report_originates_latency_and_token_failures_as_emf() {
     let store = Arc::new(MemoryStore::new());
     let calls = CallService::new(
         store.clone(),
+        store.clone(),
+        Arc::new(dialer_core::webhooks::AcceptAll),
         Arc::new(RecordingPbx::default()),
         CallPolicy::default(),
         metrics.clone(),

@@ -45,7 +45,10 @@ async fn events_until_final(receiver: &Receiver, call_id: &str) -> Vec<Value> {
         {
             return events;
         }
-        assert!(Instant::now() < deadline, "no final event for {call_id}: {events:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no final event for {call_id}: {events:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -55,10 +58,26 @@ async fn every_status_of_each_number_range_arrives_in_order_signed_and_as_the_fi
     let Session { server, api, token } = session(local_receivers()).await;
     let receiver = Receiver::start(&[]).await;
     let cases: &[(&str, Value, &[&str])] = &[
-        ("+15550010001", json!({}), &["pending", "dialing", "ringing", "answered", "completed"]),
-        ("+15550020001", json!({}), &["pending", "dialing", "ringing", "busy"]),
-        ("+15550030001", json!({ "timeout": 2000 }), &["pending", "dialing", "ringing", "no_answer"]),
-        ("+15550040001", json!({}), &["pending", "dialing", "ringing", "failed"]),
+        (
+            "+15550010001",
+            json!({}),
+            &["pending", "dialing", "ringing", "answered", "completed"],
+        ),
+        (
+            "+15550020001",
+            json!({}),
+            &["pending", "dialing", "ringing", "busy"],
+        ),
+        (
+            "+15550030001",
+            json!({ "timeout": 2000 }),
+            &["pending", "dialing", "ringing", "no_answer"],
+        ),
+        (
+            "+15550040001",
+            json!({}),
+            &["pending", "dialing", "ringing", "failed"],
+        ),
         ("+15550050001", json!({}), &["pending", "dialing", "failed"]),
     ];
     for (number, options, statuses) in cases {
@@ -72,21 +91,36 @@ async fn every_status_of_each_number_range_arrives_in_order_signed_and_as_the_fi
             assert_eq!(event["sequence"], n + 1, "{number}: no gaps");
             assert_eq!(event["type"], "status");
             assert_eq!(event["attempt_number"], 1);
-            let previous = if n == 0 { Value::Null } else { events[n - 1]["status"].clone() };
+            let previous = if n == 0 {
+                Value::Null
+            } else {
+                events[n - 1]["status"].clone()
+            };
             assert_eq!(event["previous_status"], previous, "{number}");
             assert_eq!(event["call"]["status"], event["status"]);
         }
-        assert_eq!(events.last().map(|e| &e["call"]), Some(&document), "{number}: the final event carries the final document");
+        assert_eq!(
+            events.last().map(|e| &e["call"]),
+            Some(&document),
+            "{number}: the final event carries the final document"
+        );
     }
     for request in receiver.received() {
         assert_eq!(request.header("content-type"), "application/json");
         let event = request.json();
-        assert_eq!(request.header("dialer-event-id"), event["event_id"].as_str().unwrap_or_default());
+        assert_eq!(
+            request.header("dialer-event-id"),
+            event["event_id"].as_str().unwrap_or_default()
+        );
         assert!(
             signature_verifies(&request.header("dialer-signature"), &request.body, SECRET),
             "signature of {event}"
         );
-        assert!(!signature_verifies(&request.header("dialer-signature"), &request.body, "another secret"));
+        assert!(!signature_verifies(
+            &request.header("dialer-signature"),
+            &request.body,
+            "another secret"
+        ));
     }
     server.stop().await;
 }
@@ -98,7 +132,10 @@ async fn a_receiver_that_fails_three_times_still_gets_every_event_in_order() {
     let body = json!({ "status_callback": receiver.url });
     let (id, _) = api.call_to_end(&token, "+15550020001", body).await;
     let events = events_until_final(&receiver, &id).await;
-    let sequences: Vec<u64> = events.iter().filter_map(|e| e["sequence"].as_u64()).collect();
+    let sequences: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e["sequence"].as_u64())
+        .collect();
     assert_eq!(sequences, [1, 2, 3, 4]);
     // In order on the wire too: nothing after event 1 before event 1 got its 200.
     let wire: Vec<u64> = receiver
@@ -106,7 +143,11 @@ async fn a_receiver_that_fails_three_times_still_gets_every_event_in_order() {
         .iter()
         .filter_map(|r| r.json()["sequence"].as_u64())
         .collect();
-    assert_eq!(wire, [1, 1, 1, 1, 2, 3, 4], "each event waits for the one before");
+    assert_eq!(
+        wire,
+        [1, 1, 1, 1, 2, 3, 4],
+        "each event waits for the one before"
+    );
     let timeline: Value = api
         .get(&token, &format!("/api/v2/calls/{id}/events"))
         .await
@@ -127,11 +168,20 @@ async fn a_receiver_that_hangs_does_not_delay_another_calls_events() {
     let Session { server, api, token } = session(local_receivers()).await;
     let stuck = Receiver::hanging().await;
     let prompt = Receiver::start(&[]).await;
-    api.call(&token, "+15550010001", json!({ "status_callback": stuck.url })).await;
+    api.call(
+        &token,
+        "+15550010001",
+        json!({ "status_callback": stuck.url }),
+    )
+    .await;
     stuck.wait_for(1, LIMIT).await;
     let started = Instant::now();
     let (id, _) = api
-        .call_to_end(&token, "+15550020001", json!({ "status_callback": prompt.url }))
+        .call_to_end(
+            &token,
+            "+15550020001",
+            json!({ "status_callback": prompt.url }),
+        )
         .await;
     events_until_final(&prompt, &id).await;
     assert!(
@@ -139,7 +189,11 @@ async fn a_receiver_that_hangs_does_not_delay_another_calls_events() {
         "the other call's events waited {:?} behind a hanging receiver",
         started.elapsed()
     );
-    assert_eq!(stuck.received().len(), 1, "the stuck call's next event waits for the first");
+    assert_eq!(
+        stuck.received().len(),
+        1,
+        "the stuck call's next event waits for the first"
+    );
     server.stop().await;
 }
 
@@ -148,7 +202,11 @@ async fn a_4xx_is_recorded_and_not_retried_and_does_not_hold_back_later_events()
     let Session { server, api, token } = session(local_receivers()).await;
     let receiver = Receiver::start(&[410]).await;
     let (id, _) = api
-        .call_to_end(&token, "+15550020001", json!({ "status_callback": receiver.url }))
+        .call_to_end(
+            &token,
+            "+15550020001",
+            json!({ "status_callback": receiver.url }),
+        )
         .await;
     events_until_final(&receiver, &id).await;
     let timeline: Value = api
@@ -180,14 +238,28 @@ async fn only_the_events_asked_for_are_sent_numbered_without_gaps() {
     let events = events_until_final(&receiver, &id).await;
     let kinds: Vec<(String, String)> = events
         .iter()
-        .map(|e| (e["type"].as_str().unwrap_or_default().to_owned(), e["status"].as_str().unwrap_or_default().to_owned()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_owned(),
+                e["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(kinds[0], ("status".into(), "answered".into()), "{events:?}");
-    assert!(kinds.contains(&("dtmf".into(), "answered".into())), "{events:?}");
+    assert!(
+        kinds.contains(&("dtmf".into(), "answered".into())),
+        "{events:?}"
+    );
     assert_eq!(kinds.last(), Some(&("status".into(), "completed".into())));
-    let sequences: Vec<u64> = events.iter().filter_map(|e| e["sequence"].as_u64()).collect();
+    let sequences: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e["sequence"].as_u64())
+        .collect();
     assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>());
-    let digit = events.iter().find(|e| e["type"] == "dtmf").map(|e| e["digit"].clone());
+    let digit = events
+        .iter()
+        .find(|e| e["type"] == "dtmf")
+        .map(|e| e["digit"].clone());
     assert_eq!(digit, Some(json!("1")));
     server.stop().await;
 }
@@ -219,15 +291,28 @@ async fn callbacks_to_private_loopback_or_metadata_addresses_are_refused_with_42
         let body: Value = response.json().await.expect("JSON");
         assert_eq!(body["field"], "status_callback", "{url}: {body}");
     }
-    let list: Value = api.get(&token, "/api/v2/calls").await.json().await.expect("JSON");
+    let list: Value = api
+        .get(&token, "/api/v2/calls")
+        .await
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(list["calls"], json!([]), "no call was placed");
     server.stop().await;
 
     let Session { server, api, token } = session(Options::default()).await;
     let plain = api
-        .interaction(&token, "+15550010001", json!({ "status_callback": "http://93.184.216.34/hook" }))
+        .interaction(
+            &token,
+            "+15550010001",
+            json!({ "status_callback": "http://93.184.216.34/hook" }),
+        )
         .await;
-    assert_eq!(plain.status(), StatusCode::UNPROCESSABLE_ENTITY, "https is required");
+    assert_eq!(
+        plain.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "https is required"
+    );
     server.stop().await;
 }
 
@@ -238,7 +323,11 @@ async fn a_users_default_webhook_is_used_when_a_request_names_none() {
     let hasher = dialer_boot::password_hasher(4);
     let mut out = Vec::new();
     users::run(
-        &["set-webhook".into(), integration::ADMIN.0.into(), receiver.url.clone()],
+        &[
+            "set-webhook".into(),
+            integration::ADMIN.0.into(),
+            receiver.url.clone(),
+        ],
         &*server.store,
         &*hasher,
         &mut std::io::Cursor::new(Vec::new()),

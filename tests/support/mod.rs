@@ -127,6 +127,7 @@ pub fn router(
         bridge: None,
         // Tests read the user on every request: a change shows at once.
         user_cache: Duration::ZERO,
+        guard: std::sync::Arc::new(dialer_core::webhooks::AcceptAll),
     };
     parts.router(
         sets,

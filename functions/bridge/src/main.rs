@@ -1,7 +1,8 @@
 //! The always-on ARI event bridge (a container on ECS Fargate in production): follows
 //! the Stasis app's events and writes every status change to the store. Serves
-//! `/health` and `/metrics` on `BRIDGE_PORT` (default 8080). On SIGTERM or SIGINT it
-//! stops reading, flushes its write queue and exits 0.
+//! `/health` and `/metrics` on `BRIDGE_PORT` (default 8080), and drains the webhook
+//! outbox (on DynamoDB the `notify` function delivers instead). On SIGTERM or SIGINT
+//! it stops reading, flushes its write queue and exits 0.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         source,
         port,
         metrics,
+        deliverer,
     } = dialer_boot::bridge(&settings, &Platform::from_env().await).await?;
     let (stop, stopped) = watch::channel(false);
     let listener =
@@ -40,12 +42,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let http = tokio::spawn(serve(listener, port, async move {
         let _ = port_stopped.wait_for(|s| *s).await;
     }));
+    let outbox = tokio::spawn(deliverer.drain(Default::default(), stopped.clone()));
     let events = tokio::spawn(source.run(stopped));
     let sampler = tokio::spawn(publish_every_minute(metrics));
     let signal = terminated().await;
     tracing::info!("{signal}: stopping");
     let _ = stop.send(true);
     events.await?;
+    outbox.await?;
     sampler.abort();
     http.await??;
     tracing::info!("bridge stopped");

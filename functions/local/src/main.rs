@@ -17,6 +17,8 @@ async fn main() -> ExitCode {
         }
     };
     let admin = settings.admin_username.clone();
+    let webhook_secret = settings.webhook_secret.clone();
+    let secret_given = std::env::var_os("WEBHOOK_SECRET").is_some();
     let simulated = settings.simulate_pbx.is_some();
     let running = match local::start(settings).await {
         Ok(running) => running,
@@ -38,6 +40,14 @@ async fn main() -> ExitCode {
     tracing::info!("PBX:  {pbx} at {}", running.ari_url);
     tracing::info!("Bridge: following the PBX's events in this process");
     tracing::info!("Log in as {admin:?} (password from ADMIN_PASSWORD, default \"admin123\")");
+    if !secret_given {
+        // Printed, not logged: the demo user's secret for this run only, so that a
+        // local receiver can check signatures.
+        println!(
+            "Webhook secret of {admin:?} for this run (set WEBHOOK_SECRET to keep one): {}",
+            webhook_secret.expose()
+        );
+    }
     let signal = dialer_boot::serve::terminated().await;
     tracing::info!("{signal}: finishing requests in flight, then stopping");
     running.stop().await;

@@ -49,6 +49,8 @@ pub enum BootError {
     Io(#[from] std::io::Error),
     #[error("could not create the demo user: {0}")]
     Seed(String),
+    #[error("webhook sender: {0}")]
+    Webhooks(#[source] std::io::Error),
 }
 
 /// What the platform gives a process: in AWS builds, the AWS configuration (region,
@@ -203,6 +205,44 @@ pub fn ari_client(
         .map_err(BootError::Ari)
 }
 
+/// The callback guard: resolves a `status_callback`'s host and refuses forbidden
+/// addresses (unless `WEBHOOK_ALLOW_PRIVATE`).
+#[cfg(feature = "webhooks")]
+pub fn callback_guard(
+    settings: &settings::WebhookSettings,
+) -> Arc<dyn dialer_core::webhooks::CallbackGuard> {
+    Arc::new(dialer_webhooks::Guard::new(webhook_adapter_settings(
+        settings,
+    )))
+}
+
+/// The webhook deliverer over `store`, sending through the signed, address-checked
+/// sender.
+#[cfg(feature = "webhooks")]
+pub fn deliverer(
+    store: Arc<dyn Store>,
+    settings: &settings::WebhookSettings,
+    metrics: Arc<Metrics>,
+) -> Result<dialer_core::service::Deliverer, BootError> {
+    let sender = dialer_webhooks::Sender::new(webhook_adapter_settings(settings))
+        .map_err(BootError::Webhooks)?;
+    Ok(dialer_core::service::Deliverer::new(
+        store.clone(),
+        store,
+        Arc::new(sender),
+        settings.max_age,
+        metrics,
+    ))
+}
+
+#[cfg(feature = "webhooks")]
+fn webhook_adapter_settings(settings: &settings::WebhookSettings) -> dialer_webhooks::Settings {
+    dialer_webhooks::Settings {
+        allow_private: settings.allow_private,
+        ..dialer_webhooks::Settings::default()
+    }
+}
+
 /// bcrypt at the configured cost.
 #[cfg(feature = "passwords")]
 pub fn password_hasher(cost: u32) -> Arc<dyn dialer_core::auth::PasswordHasher> {
@@ -239,6 +279,8 @@ mod api {
         pub bridge: Option<Arc<BridgeHealth>>,
         /// How long a token check may trust what it last read about a user.
         pub user_cache: std::time::Duration,
+        /// What a `status_callback` must pass before a call with it is accepted.
+        pub guard: Arc<dyn dialer_core::webhooks::CallbackGuard>,
     }
 
     impl ApiParts {
@@ -272,6 +314,8 @@ mod api {
             dialer_http::OriginateState {
                 calls: dialer_core::service::CallService::new(
                     self.store.clone(),
+                    self.store.clone(),
+                    self.guard.clone(),
                     pbx,
                     policy,
                     self.metrics.clone(),
@@ -339,6 +383,7 @@ mod api {
             metrics_enabled: metrics_settings.enabled,
             bridge: None,
             user_cache: auth.user_cache,
+            guard: Arc::new(dialer_core::webhooks::AcceptAll),
         })
     }
 
@@ -362,7 +407,8 @@ mod api {
         settings: &super::settings::OriginateFunction,
         platform: &Platform,
     ) -> Result<axum::Router, BootError> {
-        let parts = parts(&settings.store, &settings.auth, &settings.metrics, platform).await?;
+        let mut parts = parts(&settings.store, &settings.auth, &settings.metrics, platform).await?;
+        parts.guard = super::callback_guard(&settings.webhooks);
         let pbx = Arc::new(super::ari_client(&settings.pbx, platform)?);
         let state = parts.originate_state(pbx, settings.policy.clone());
         Ok(parts.api().originate(state).build())
@@ -418,6 +464,8 @@ mod bridge {
         pub source: EventSource,
         pub port: axum::Router,
         pub metrics: Arc<Metrics>,
+        /// Drains the webhook outbox (see [`dialer_core::service::Deliverer::drain`]).
+        pub deliverer: dialer_core::service::Deliverer,
     }
 
     pub async fn bridge(
@@ -436,12 +484,14 @@ mod bridge {
             unconfirmed_grace: settings.unconfirmed_grace,
             ..EventSourceTiming::default()
         };
+        let deliverer = super::deliverer(store.clone(), &settings.webhooks, metrics.clone())?;
         let source = event_source(store, ari, metrics.clone(), timing);
         let port = dialer_bridge::port::router(source.health.clone(), metrics.clone());
         Ok(BridgeProcess {
             source,
             port,
             metrics,
+            deliverer,
         })
     }
 }

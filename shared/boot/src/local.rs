@@ -37,6 +37,10 @@ pub struct LocalSettings {
     pub listen: SocketAddr,
     pub admin_username: String,
     pub admin_password: Secret,
+    /// `WEBHOOK_SECRET`: what the demo user's webhook events are signed with; a random
+    /// one per run when unset.
+    pub webhook_secret: Secret,
+    pub webhooks: crate::settings::WebhookSettings,
     /// `None`: use the ARI in `pbx` (a real Asterisk, `ARI_HTTP_URL` given). `Some`:
     /// the binary starts a simulated PBX with this time scale (`PBX_SIM_TIME_SCALE`)
     /// and points `pbx` at it.
@@ -82,6 +86,11 @@ impl LocalSettings {
             listen: SocketAddr::new(host, port),
             admin_username: text(env, "ADMIN_USERNAME", "admin"),
             admin_password: admin_password(env)?,
+            webhook_secret: Secret::new(
+                env.get("WEBHOOK_SECRET")
+                    .unwrap_or_else(dialer_core::domain::user::new_webhook_secret),
+            ),
+            webhooks: crate::settings::WebhookSettings::from_env(env)?,
             simulate_pbx,
             bridge: true,
             bridge_timing: EventSourceTiming {
@@ -103,6 +112,7 @@ pub struct LocalProcess {
     api: JoinHandle<()>,
     stop_bridge: watch::Sender<bool>,
     bridge: Option<JoinHandle<()>>,
+    outbox: JoinHandle<()>,
 }
 
 impl LocalProcess {
@@ -119,6 +129,7 @@ impl LocalProcess {
         if let Some(bridge) = self.bridge {
             let _ = bridge.await;
         }
+        let _ = self.outbox.await;
     }
 }
 
@@ -131,6 +142,7 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         hasher.clone(),
         &settings.admin_username,
         &settings.admin_password,
+        &settings.webhook_secret,
     )
     .await?;
     let metrics = Arc::new(Metrics::new());
@@ -143,6 +155,11 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
     );
     let health = source.health.clone();
     let (stop_bridge, bridge_stopped) = watch::channel(false);
+    let deliverer = crate::deliverer(store.clone(), &settings.webhooks, metrics.clone())?;
+    let outbox = tokio::spawn(deliverer.drain(
+        dialer_core::service::deliver::DrainTiming::default(),
+        bridge_stopped.clone(),
+    ));
     let bridge = settings
         .bridge
         .then(|| tokio::spawn(source.run(bridge_stopped)));
@@ -153,6 +170,7 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         metrics_enabled: settings.metrics.enabled,
         bridge: Some(health.clone()),
         user_cache: settings.auth.user_cache,
+        guard: crate::callback_guard(&settings.webhooks),
     };
     let app = parts.router(
         &Routes::ALL,
@@ -188,6 +206,7 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         api,
         stop_bridge,
         bridge,
+        outbox,
     })
 }
 
@@ -219,6 +238,7 @@ async fn seed_admin(
     hasher: Arc<dyn dialer_core::auth::PasswordHasher>,
     username: &str,
     password: &Secret,
+    webhook_secret: &Secret,
 ) -> Result<(), BootError> {
     let password = password.expose().to_owned();
     let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
@@ -226,6 +246,7 @@ async fn seed_admin(
         .map_err(|e| BootError::Seed(e.to_string()))?
         .map_err(|e| BootError::Seed(e.to_string()))?;
     let mut user = User::new(username, password_hash);
+    user.webhook_secret = Some(webhook_secret.expose().to_owned());
     // On a kept store (PostgreSQL) the demo user is there from the last run: the
     // password given now wins, as a reset would, ending the tokens of the last run.
     match users.insert_user(&user).await {
@@ -233,6 +254,9 @@ async fn seed_admin(
         Err(StoreError::Conflict) => {
             let seed = |e: StoreError| BootError::Seed(e.to_string());
             let previous = users.get_user(username).await.map_err(seed)?;
+            if let Some(previous) = &previous {
+                user.webhook_url.clone_from(&previous.webhook_url);
+            }
             user.token_version = previous.map_or(0, |p| p.token_version.saturating_add(1));
             users.update_user(&user).await.map_err(seed).map(|_| ())
         }

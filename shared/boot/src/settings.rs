@@ -124,6 +124,7 @@ pub struct OriginateFunction {
     pub auth: AuthSettings,
     pub pbx: PbxSettings,
     pub policy: CallPolicy,
+    pub webhooks: WebhookSettings,
     pub metrics: MetricsSettings,
 }
 
@@ -145,6 +146,9 @@ pub struct BridgeSettings {
     /// `BRIDGE_UNCONFIRMED_GRACE_MS`: how long an unconfirmed originate may show no sign
     /// of its channel before the bridge asks the PBX whether it exists.
     pub unconfirmed_grace: Duration,
+    /// The bridge drains the webhook outbox (PostgreSQL, in-process; on DynamoDB the
+    /// `notify` function delivers instead).
+    pub webhooks: WebhookSettings,
 }
 
 /// `dialer-users`: the user store and bcrypt.
@@ -174,6 +178,7 @@ impl OriginateFunction {
             auth: AuthSettings::from_env(env, None)?,
             pbx: PbxSettings::from_env(env)?,
             policy: call_policy(env)?,
+            webhooks: WebhookSettings::from_env(env)?,
             metrics: MetricsSettings::from_env(env)?,
         })
     }
@@ -197,6 +202,7 @@ impl BridgeSettings {
             pbx: PbxSettings::from_env(env)?,
             port: parse(env, "BRIDGE_PORT", 8080)?,
             unconfirmed_grace: unconfirmed_grace(env)?,
+            webhooks: WebhookSettings::from_env(env)?,
         })
     }
 }
@@ -474,6 +480,30 @@ const GIVEN_BY_VALUE: &[(&str, &str)] = &[
     ("SECRET_KEY_SECRET_ID", "SECRET_KEY"),
     ("ARI_PASSWORD_SECRET_ID", "ARI_PASSWORD"),
 ];
+
+/// Webhook delivery: `WEBHOOK_ALLOW_PRIVATE` (callbacks may reach loopback and private
+/// addresses: local development and tests only) and `WEBHOOK_MAX_AGE_SECONDS` (how
+/// long after an event it is retried before it is dead; 60 s to 7 days, default a day).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WebhookSettings {
+    pub allow_private: bool,
+    pub max_age: chrono::Duration,
+}
+
+impl WebhookSettings {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            allow_private: flag(env, "WEBHOOK_ALLOW_PRIVATE", false)?,
+            max_age: chrono::Duration::seconds(int(
+                env,
+                "WEBHOOK_MAX_AGE_SECONDS",
+                86_400,
+                60,
+                7 * 86_400,
+            )?),
+        })
+    }
+}
 
 /// The login throttle's budgets: `LOGIN_MAX_FAILURES_PER_USER` (default 5) and
 /// `LOGIN_MAX_FAILURES_PER_ADDRESS` (default 20) failures are free within

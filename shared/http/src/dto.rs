@@ -485,7 +485,8 @@ pub struct DeliveryView {
 
 impl From<&Call> for CallEvents {
     fn from(call: &Call) -> Self {
-        let time = |at: Option<DateTime<Utc>>| at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+        let time =
+            |at: Option<DateTime<Utc>>| at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
         Self {
             call_id: call.id,
             status_callback: call.webhook.as_ref().map(|w| w.url.as_str().to_owned()),

@@ -81,7 +81,10 @@ pub async fn run(
             let url = CallbackUrl::from_record(url).map_err(|e| e.to_string())?;
             user.webhook_url = Some(url.as_str().to_owned());
             save(users, &user).await?;
-            say(out, &format!("{name}'s calls send their events to {}", url.as_str()))
+            say(
+                out,
+                &format!("{name}'s calls send their events to {}", url.as_str()),
+            )
         }
         ["clear-webhook", name] => {
             let mut user = existing(users, name).await?;

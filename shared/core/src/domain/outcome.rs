@@ -134,6 +134,20 @@ pub fn progress_of_dialstatus(dialstatus: &str) -> Option<CallStatus> {
     }
 }
 
+impl TryFrom<String> for FailureReason {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text).ok_or_else(|| format!("{text:?} is not a failure reason"))
+    }
+}
+
+impl From<FailureReason> for String {
+    fn from(reason: FailureReason) -> Self {
+        reason.to_text()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,19 +266,5 @@ mod tests {
             ..EndFacts::default()
         };
         assert_eq!(final_outcome(rang_out), (CallStatus::NoAnswer, None));
-    }
-}
-
-impl TryFrom<String> for FailureReason {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        Self::parse(&text).ok_or_else(|| format!("{text:?} is not a failure reason"))
-    }
-}
-
-impl From<FailureReason> for String {
-    fn from(reason: FailureReason) -> Self {
-        reason.to_text()
     }
 }

@@ -618,6 +618,90 @@ pub fn dial_endpoint(template: &str, number: &PhoneNumber) -> String {
     template.replace("{number}", number.as_str())
 }
 
+impl TryFrom<String> for PhoneNumber {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(value: PhoneNumber) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<String> for Context {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::from_record(&raw)
+    }
+}
+
+impl From<Context> for String {
+    fn from(value: Context) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<String> for Extension {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Extension> for String {
+    fn from(value: Extension) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<String> for CallerId {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<CallerId> for String {
+    fn from(value: CallerId) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<String> for Media {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Media> for String {
+    fn from(value: Media) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<BTreeMap<String, String>> for Variables {
+    type Error = ValidationError;
+
+    fn try_from(raw: BTreeMap<String, String>) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Variables> for BTreeMap<String, String> {
+    fn from(value: Variables) -> Self {
+        value.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1290,89 +1374,5 @@ mod tests {
                 }
             }
         }
-    }
-}
-
-impl TryFrom<String> for PhoneNumber {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<PhoneNumber> for String {
-    fn from(value: PhoneNumber) -> Self {
-        value.0
-    }
-}
-
-impl TryFrom<String> for Context {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::from_record(&raw)
-    }
-}
-
-impl From<Context> for String {
-    fn from(value: Context) -> Self {
-        value.0
-    }
-}
-
-impl TryFrom<String> for Extension {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<Extension> for String {
-    fn from(value: Extension) -> Self {
-        value.0
-    }
-}
-
-impl TryFrom<String> for CallerId {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<CallerId> for String {
-    fn from(value: CallerId) -> Self {
-        value.0
-    }
-}
-
-impl TryFrom<String> for Media {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<Media> for String {
-    fn from(value: Media) -> Self {
-        value.0
-    }
-}
-
-impl TryFrom<BTreeMap<String, String>> for Variables {
-    type Error = ValidationError;
-
-    fn try_from(raw: BTreeMap<String, String>) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<Variables> for BTreeMap<String, String> {
-    fn from(value: Variables) -> Self {
-        value.0
     }
 }

@@ -140,7 +140,11 @@ impl Deliverer {
             let claimed = if free == 0 {
                 Vec::new()
             } else {
-                match self.calls.claim_due_calls(Utc::now(), timing.lease, free).await {
+                match self
+                    .calls
+                    .claim_due_calls(Utc::now(), timing.lease, free)
+                    .await
+                {
                     Ok(ids) => ids,
                     Err(e) => {
                         warn!(error = %e, "could not read the webhook outbox");
