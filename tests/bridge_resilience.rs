@@ -384,6 +384,28 @@ impl CallStore for FlakyStore {
         self.check()?;
         self.inner.calls_of(o, b, l).await
     }
+    async fn record_delivery(
+        &self,
+        id: Uuid,
+        sequence: u32,
+        delivery: &dialer_core::domain::webhook::Delivery,
+    ) -> Result<Option<Call>, StoreError> {
+        self.check()?;
+        self.inner.record_delivery(id, sequence, delivery).await
+    }
+    async fn claim_due_calls(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.check()?;
+        self.inner.claim_due_calls(now, lease, limit).await
+    }
+    async fn release_call(&self, id: Uuid) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.release_call(id).await
+    }
 }
 
 #[tokio::test]

@@ -53,6 +53,25 @@ impl CallStore for BrokenStore {
     ) -> Result<CallPage, StoreError> {
         Ok(CallPage::default())
     }
+    async fn record_delivery(
+        &self,
+        _: Uuid,
+        _: u32,
+        _: &dialer_core::domain::webhook::Delivery,
+    ) -> Result<Option<Call>, StoreError> {
+        Ok(None)
+    }
+    async fn claim_due_calls(
+        &self,
+        _: chrono::DateTime<chrono::Utc>,
+        _: chrono::Duration,
+        _: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn release_call(&self, _: Uuid) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -1,9 +1,10 @@
-//! One contract for every store: the in-process store and DynamoDB (on moto) must
-//! behave the same in every respect the rest of the product relies on.
+//! One contract for every store: the in-process store, PostgreSQL and DynamoDB (on
+//! moto) must behave the same in every respect the rest of the product relies on.
 
 use std::sync::Arc;
 
 use chrono::Duration;
+use dialer_core::domain::webhook::{CallEvent, Delivery, EventType, SendOutcome};
 use dialer_core::domain::{
     Annotation, Call, CallPolicy, CallRequest, CallStatus, FailureReason, Transition, User, now,
 };
@@ -19,6 +20,58 @@ fn new_call(owner: &str) -> Call {
     }
     .validate(&CallPolicy::default(), owner, Uuid::new_v4(), now())
     .expect("valid")
+}
+
+/// A call with a webhook, as the service writes it: with its first event (`pending`),
+/// when the filter asks for that one. `events`: the filter; `None` for every event.
+fn call_with_webhook(owner: &str, events: Option<&[&str]>) -> Call {
+    let mut call = CallRequest {
+        phone_number: "+15550010001".into(),
+        status_callback: Some("https://hooks.example.com/dialer?tenant=7".into()),
+        status_callback_events: events.map(|names| names.iter().map(|&n| n.into()).collect()),
+        ..CallRequest::default()
+    }
+    .validate(&CallPolicy::default(), owner, Uuid::new_v4(), now())
+    .expect("valid");
+    add_created_event(&mut call);
+    call
+}
+
+/// What `CallService::place_call` adds before the insert (`Call::note_event` is the
+/// domain's own): event 1, `pending`, due at once.
+fn add_created_event(call: &mut Call) {
+    let wanted = call
+        .webhook
+        .as_ref()
+        .is_some_and(|w| w.events.wants(EventType::Status, call.status));
+    if !wanted {
+        return;
+    }
+    let mut snapshot = call.clone();
+    snapshot.events.clear();
+    call.events.push(CallEvent {
+        event_id: Uuid::new_v4(),
+        sequence: 1,
+        kind: EventType::Status,
+        status: call.status,
+        previous_status: None,
+        at: call.created_at,
+        attempt_number: call.attempt_number,
+        digit: None,
+        call: Box::new(snapshot),
+        delivery: Delivery {
+            next_attempt_at: Some(call.created_at),
+            ..Delivery::default()
+        },
+    });
+}
+
+/// The call as its events' snapshots hold it: without its events.
+fn without_events(call: &Call) -> Call {
+    Call {
+        events: Vec::new(),
+        ..call.clone()
+    }
 }
 
 fn to(status: CallStatus) -> Transition {
@@ -403,6 +456,9 @@ pub async fn users_are_created_once_and_updated_in_place(store: Arc<dyn Store>) 
         password_hash: "$2b$04$hash".into(),
         disabled: false,
         token_version: 0,
+        webhook_url: None,
+        webhook_secret: None,
+        previous_webhook_secret: None,
     };
     store.insert_user(&user).await.expect("insert");
     assert!(matches!(
@@ -555,13 +611,538 @@ pub async fn concurrent_login_failures_are_all_counted(store: Arc<dyn Store>) {
     assert_eq!(count.failures, 16, "every container's failure counts");
 }
 
+pub async fn a_calls_events_are_written_with_the_changes_they_report(store: Arc<dyn Store>) {
+    let call = call_with_webhook("alice", None);
+    insert(&*store, &call).await;
+    assert_eq!(call.events.len(), 1);
+    assert_eq!(
+        store.get_call(call.id).await.expect("get"),
+        Some(call.clone()),
+        "the pending event is written with the call"
+    );
+    let mut before = call;
+    for (i, status) in [
+        CallStatus::Dialing,
+        CallStatus::Ringing,
+        CallStatus::Answered,
+        CallStatus::Completed,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let change = to(status).with_dialstatus(Some("ANSWER".into()));
+        let result = store.transition(before.id, &change).await.expect("write");
+        let TransitionResult::Applied(after) = result else {
+            panic!("{status} applies: {result:?}")
+        };
+        assert_eq!(after.events.len(), i + 2, "{status}: one event more");
+        assert_eq!(
+            after.events[..i + 1],
+            before.events[..],
+            "earlier events kept"
+        );
+        let event = after.events.last().expect("an event");
+        assert_eq!(event.sequence as usize, i + 2);
+        assert_eq!(event.kind, EventType::Status);
+        assert_eq!(event.status, status);
+        assert_eq!(event.previous_status, Some(before.status));
+        assert_eq!(event.at, change.at);
+        assert_eq!(event.digit, None);
+        assert_eq!(
+            *event.call,
+            without_events(&after),
+            "{status}: the snapshot"
+        );
+        assert_eq!(event.delivery.next_attempt_at, Some(change.at));
+        assert!(!event.delivery.is_settled());
+        assert_eq!(
+            store.get_call(after.id).await.expect("get").as_ref(),
+            Some(&after),
+            "{status}: what the write returned is what is stored"
+        );
+        before = after;
+    }
+    let refused = store
+        .transition(before.id, &to(CallStatus::Ringing))
+        .await
+        .expect("write");
+    assert_eq!(
+        refused,
+        TransitionResult::Refused(before.clone()),
+        "a refused change adds no event"
+    );
+
+    // Only what the filter names: no pending, dialing, ringing or completed events here.
+    let filtered = call_with_webhook("alice", Some(&["answered", "dtmf"]));
+    assert!(filtered.events.is_empty());
+    insert(&*store, &filtered).await;
+    for status in [CallStatus::Dialing, CallStatus::Ringing] {
+        let result = store
+            .transition(filtered.id, &to(status))
+            .await
+            .expect("write");
+        assert!(
+            matches!(&result, TransitionResult::Applied(c) if c.events.is_empty()),
+            "{status}: {result:?}"
+        );
+    }
+    store
+        .transition(filtered.id, &to(CallStatus::Answered))
+        .await
+        .expect("write");
+    let pressed = store
+        .annotate(filtered.id, &Annotation::Dtmf('5'))
+        .await
+        .expect("note")
+        .expect("applied");
+    let [answered, digit] = &pressed.events[..] else {
+        panic!("answered and dtmf: {:?}", pressed.events)
+    };
+    assert_eq!(
+        (answered.sequence, answered.status, answered.previous_status),
+        (1, CallStatus::Answered, Some(CallStatus::Ringing))
+    );
+    assert_eq!(
+        (digit.sequence, digit.kind, digit.status, digit.digit),
+        (2, EventType::Dtmf, CallStatus::Answered, Some('5'))
+    );
+    assert_eq!(digit.previous_status, None);
+    assert_eq!(*digit.call, without_events(&pressed));
+    assert_eq!(digit.call.dtmf, "5");
+    let noted = store
+        .annotate(filtered.id, &Annotation::DialStatus("ANSWER".into()))
+        .await
+        .expect("note")
+        .expect("applied");
+    assert_eq!(
+        noted.events.len(),
+        2,
+        "an annotation no filter names adds none"
+    );
+    let TransitionResult::Applied(ended) = store
+        .transition(filtered.id, &to(CallStatus::Completed))
+        .await
+        .expect("write")
+    else {
+        panic!("completed applies")
+    };
+    assert_eq!(ended.events.len(), 2, "completed is not in the filter");
+    assert_eq!(store.get_call(ended.id).await.expect("get"), Some(ended));
+
+    // No webhook, no events.
+    let plain = new_call("alice");
+    insert(&*store, &plain).await;
+    let TransitionResult::Applied(rang) = store
+        .transition(plain.id, &to(CallStatus::Ringing))
+        .await
+        .expect("write")
+    else {
+        panic!("ringing applies")
+    };
+    assert!(rang.events.is_empty());
+}
+
+/// Writers racing on one call each compute their event from the record they replace:
+/// the events are numbered 1..n with no gap and no repeat, each status event names the
+/// status before it, and the digits' events follow the digits kept. At most nine of the
+/// writes can apply, so a writer loses at most eight races: within the ten tries a
+/// store that retries lost races takes (DynamoDB) before it gives up.
+pub async fn racing_writers_number_events_without_gaps(store: Arc<dyn Store>) {
+    let call = call_with_webhook("alice", None);
+    insert(&*store, &call).await;
+    let statuses = [
+        CallStatus::Dialing,
+        CallStatus::Ringing,
+        CallStatus::Answered,
+    ];
+    let writers: Vec<_> = (0..12)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if i < 6 {
+                    let status = statuses[i % statuses.len()];
+                    let result = store.transition(call.id, &to(status)).await.expect("write");
+                    usize::from(result.applied())
+                } else {
+                    let digit = char::from(b'0' + (i % 10) as u8);
+                    let noted = store
+                        .annotate(call.id, &Annotation::Dtmf(digit))
+                        .await
+                        .expect("note");
+                    usize::from(noted.is_some())
+                }
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for writer in writers {
+        applied += writer.await.expect("join");
+    }
+    let stored = store.get_call(call.id).await.expect("get").expect("exists");
+    assert_eq!(
+        stored.events.len(),
+        1 + applied,
+        "one event per applied write"
+    );
+    let sequences: Vec<u32> = stored.events.iter().map(|e| e.sequence).collect();
+    let expected: Vec<u32> = (1..=u32::try_from(stored.events.len()).expect("few")).collect();
+    assert_eq!(sequences, expected, "numbered without gaps");
+    let mut status = CallStatus::Pending;
+    for event in stored.events.iter().skip(1) {
+        match event.kind {
+            EventType::Status => {
+                assert_eq!(event.previous_status, Some(status), "{event:?}");
+                status = event.status;
+            }
+            EventType::Dtmf => assert_eq!(event.status, status, "{event:?}"),
+        }
+        assert_eq!(event.call.status, event.status);
+    }
+    assert_eq!(status, stored.status);
+    let digits: String = stored.events.iter().filter_map(|e| e.digit).collect();
+    assert_eq!(
+        digits.len(),
+        6,
+        "every digit applies while the call is active"
+    );
+    assert_eq!(digits, stored.dtmf, "the digits' events in the order kept");
+    let mut ids: Vec<Uuid> = stored.events.iter().map(|e| e.event_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), stored.events.len(), "no event twice");
+}
+
+/// A call at every size limit (32 variables of 256 characters, 20 media items, a 2,048
+/// character callback, 64 digits, 20 failed media) keeps every one of its 69 events.
+pub async fn a_call_at_every_limit_keeps_all_its_events(store: Arc<dyn Store>) {
+    let url = format!("https://hooks.example.com/{}", "p".repeat(2048 - 26));
+    let mut call = CallRequest {
+        phone_number: "+15550010001".into(),
+        mode: Some("playback".into()),
+        media: Some(
+            (0..20)
+                .map(|i| format!("sound:{}{i:02}", "m".repeat(126)))
+                .collect(),
+        ),
+        variables: Some(
+            (0..32)
+                .map(|i| (format!("V{i:02}{}", "n".repeat(61)), "v".repeat(256)))
+                .collect(),
+        ),
+        status_callback: Some(url),
+        ..CallRequest::default()
+    }
+    .validate(&CallPolicy::default(), "alice", Uuid::new_v4(), now())
+    .expect("valid at every limit");
+    add_created_event(&mut call);
+    insert(&*store, &call).await;
+    for status in [
+        CallStatus::Dialing,
+        CallStatus::Ringing,
+        CallStatus::Answered,
+    ] {
+        store.transition(call.id, &to(status)).await.expect("write");
+    }
+    for i in 0..Annotation::MAX_DTMF {
+        let digit = char::from(b'0' + (i % 10) as u8);
+        store
+            .annotate(call.id, &Annotation::Dtmf(digit))
+            .await
+            .expect("note")
+            .expect("applied");
+        if i % 3 == 0 && i / 3 < Annotation::MAX_MEDIA_FAILED {
+            let failed = format!("sound:{}{i:02}", "f".repeat(126));
+            store
+                .annotate(call.id, &Annotation::MediaFailed(failed))
+                .await
+                .expect("note")
+                .expect("applied");
+        }
+    }
+    let TransitionResult::Applied(ended) = store
+        .transition(call.id, &to(CallStatus::Completed))
+        .await
+        .expect("write")
+    else {
+        panic!("completed applies")
+    };
+    assert_eq!(ended.events.len(), 4 + Annotation::MAX_DTMF + 1);
+    assert_eq!(ended.media_failed.len(), Annotation::MAX_MEDIA_FAILED);
+    assert_eq!(
+        store.get_call(call.id).await.expect("get"),
+        Some(ended.clone())
+    );
+    let full = serde_json::to_string(&ended.events).expect("JSON").len();
+    assert!(
+        full > 400 * 1024,
+        "the events in full ({full} bytes) would not fit one DynamoDB item"
+    );
+}
+
+pub async fn a_delivery_is_recorded_once_and_a_settled_event_cannot_be_undone(
+    store: Arc<dyn Store>,
+) {
+    let call = call_with_webhook("alice", None);
+    insert(&*store, &call).await;
+    let TransitionResult::Applied(dialing) = store
+        .transition(call.id, &to(CallStatus::Dialing))
+        .await
+        .expect("write")
+    else {
+        panic!("dialing applies")
+    };
+    let max_age = Duration::hours(24);
+    let mut first = dialing.events[0].clone();
+    let failed_at = now();
+    first.record(&SendOutcome::from_status(503), failed_at, max_age, 1.0);
+    assert_eq!(
+        first.delivery.next_attempt_at,
+        Some(failed_at + Duration::seconds(1))
+    );
+    let retried = store
+        .record_delivery(call.id, 1, &first.delivery)
+        .await
+        .expect("record")
+        .expect("written");
+    assert_eq!(retried.events[0].delivery, first.delivery);
+    assert_eq!(
+        retried.events[1], dialing.events[1],
+        "other events untouched"
+    );
+    assert_eq!(
+        (retried.status, retried.dialed_at),
+        (dialing.status, dialing.dialed_at)
+    );
+    assert_eq!(
+        store.get_call(call.id).await.expect("get"),
+        Some(retried.clone())
+    );
+
+    let mut delivered = first.clone();
+    delivered.record(&SendOutcome::from_status(204), now(), max_age, 1.0);
+    let settled = store
+        .record_delivery(call.id, 1, &delivered.delivery)
+        .await
+        .expect("record")
+        .expect("written");
+    assert!(settled.events[0].delivery.is_settled());
+    assert_eq!(settled.events[0].delivery.attempts, 2);
+
+    // A second deliverer that raced this one, or a repeat: the outcome stands.
+    let mut late = first;
+    late.record(&SendOutcome::from_status(410), now(), max_age, 1.0);
+    assert_eq!(
+        store
+            .record_delivery(call.id, 1, &late.delivery)
+            .await
+            .expect("record"),
+        None
+    );
+    assert_eq!(
+        store
+            .record_delivery(call.id, 1, &delivered.delivery)
+            .await
+            .expect("record"),
+        None,
+        "a settled event is written once"
+    );
+    assert_eq!(
+        store
+            .record_delivery(call.id, 99, &delivered.delivery)
+            .await
+            .expect("record"),
+        None,
+        "no such event"
+    );
+    assert_eq!(
+        store
+            .record_delivery(Uuid::new_v4(), 1, &delivered.delivery)
+            .await
+            .expect("record"),
+        None,
+        "no such call"
+    );
+    assert_eq!(
+        store.get_call(call.id).await.expect("get"),
+        Some(settled.clone())
+    );
+
+    // The next event's outcome, and a status change after: both kept.
+    let mut second = settled.events[1].clone();
+    second.record(&SendOutcome::from_status(200), now(), max_age, 1.0);
+    store
+        .record_delivery(call.id, 2, &second.delivery)
+        .await
+        .expect("record")
+        .expect("written");
+    let TransitionResult::Applied(ringing) = store
+        .transition(call.id, &to(CallStatus::Ringing))
+        .await
+        .expect("write")
+    else {
+        panic!("ringing applies")
+    };
+    assert_eq!(ringing.events[0].delivery, delivered.delivery);
+    assert_eq!(ringing.events[1].delivery, second.delivery);
+    assert!(!ringing.events[2].delivery.is_settled());
+}
+
+/// The poll that lets more than one deliverer drain the outbox: a due call goes to one
+/// of them until it releases it or its lease runs out; a call whose first waiting event
+/// is not due yet, or that has none, goes to nobody.
+pub async fn due_calls_are_claimed_by_one_deliverer_at_a_time(store: Arc<dyn Store>) {
+    let lease = Duration::seconds(30);
+    let mut due = Vec::new();
+    for _ in 0..6 {
+        let call = call_with_webhook("alice", None);
+        insert(&*store, &call).await;
+        due.push(call.id);
+    }
+    // Waiting an hour to be retried.
+    let later = call_with_webhook("alice", None);
+    insert(&*store, &later).await;
+    let mut retry = later.events[0].clone();
+    retry.delivery = Delivery {
+        attempts: 1,
+        last_response_code: Some(503),
+        last_error: Some("the receiver answered 503".into()),
+        next_attempt_at: Some(now() + Duration::hours(1)),
+        ..Delivery::default()
+    };
+    store
+        .record_delivery(later.id, 1, &retry.delivery)
+        .await
+        .expect("record")
+        .expect("written");
+    // Everything delivered.
+    let done = call_with_webhook("alice", None);
+    insert(&*store, &done).await;
+    let delivered = Delivery {
+        attempts: 1,
+        last_response_code: Some(200),
+        delivered_at: Some(now()),
+        ..Delivery::default()
+    };
+    store
+        .record_delivery(done.id, 1, &delivered)
+        .await
+        .expect("record")
+        .expect("written");
+    // No webhook at all.
+    insert(&*store, &new_call("alice")).await;
+    // Every event so far happened by now.
+    let start = now();
+
+    let claim = |at, limit| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_due_calls(at, lease, limit).await })
+    };
+    let (a, b) = (claim(start, 4), claim(start, 4));
+    let a = a.await.expect("join").expect("claim");
+    let b = b.await.expect("join").expect("claim");
+    assert!(a.len() <= 4 && b.len() <= 4, "{a:?} {b:?}");
+    assert!(
+        a.iter().all(|id| !b.contains(id)),
+        "claimed twice: {a:?} {b:?}"
+    );
+    let mut claimed: Vec<Uuid> = a.iter().chain(&b).copied().collect();
+    claimed.sort();
+    let mut expected = due.clone();
+    expected.sort();
+    assert_eq!(claimed, expected, "every due call, and only those");
+    assert_eq!(
+        claim(start, 10).await.expect("join").expect("claim"),
+        Vec::<Uuid>::new(),
+        "held while claimed"
+    );
+
+    store.release_call(due[0]).await.expect("release");
+    assert_eq!(
+        claim(start, 10).await.expect("join").expect("claim"),
+        vec![due[0]],
+        "released, it can be claimed again"
+    );
+
+    let expired = start + lease + Duration::seconds(1);
+    let mut again = claim(expired, 10).await.expect("join").expect("claim");
+    again.sort();
+    assert_eq!(again, expected, "a lapsed lease frees the call");
+    assert_eq!(
+        claim(expired, 10).await.expect("join").expect("claim"),
+        Vec::<Uuid>::new()
+    );
+
+    let mut hour_later = claim(start + Duration::hours(2), 10)
+        .await
+        .expect("join")
+        .expect("claim");
+    hour_later.sort();
+    let mut with_retry = expected.clone();
+    with_retry.push(later.id);
+    with_retry.sort();
+    assert_eq!(
+        hour_later, with_retry,
+        "the retried call once its time comes"
+    );
+}
+
+/// DynamoDB answers no due calls: its table's stream feeds the `notify` function.
+pub async fn a_store_delivering_by_stream_claims_nothing(store: Arc<dyn Store>) {
+    let call = call_with_webhook("alice", None);
+    insert(&*store, &call).await;
+    assert_eq!(
+        store
+            .claim_due_calls(now(), Duration::seconds(30), 10)
+            .await
+            .expect("claim"),
+        Vec::<Uuid>::new()
+    );
+    store.release_call(call.id).await.expect("release");
+}
+
+pub async fn a_users_webhook_settings_are_kept(store: Arc<dyn Store>) {
+    let name = format!("user-{}", Uuid::new_v4().simple());
+    let mut user = User::new(name.clone(), "$2b$04$hash");
+    user.webhook_url = Some("https://hooks.example.com/dialer".into());
+    assert!(user.webhook_secret.is_some());
+    store.insert_user(&user).await.expect("insert");
+    assert_eq!(
+        store.get_user(&name).await.expect("get"),
+        Some(user.clone())
+    );
+    user.rotate_webhook_secret(now());
+    assert!(user.previous_webhook_secret.is_some());
+    assert!(store.update_user(&user).await.expect("update"));
+    assert_eq!(
+        store.get_user(&name).await.expect("get"),
+        Some(user.clone())
+    );
+    assert!(store.list_users().await.expect("list").contains(&user));
+    let cleared = User {
+        webhook_url: None,
+        webhook_secret: None,
+        previous_webhook_secret: None,
+        ..user
+    };
+    assert!(store.update_user(&cleared).await.expect("update"));
+    assert_eq!(store.get_user(&name).await.expect("get"), Some(cleared));
+}
+
+/// `polled`: checks of the deliverers' poll, which DynamoDB does not serve (its stream
+/// does the work); `streamed`: what DynamoDB does instead.
 macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident),* $(,)?; polled: $($polled:ident),* ; streamed: $($streamed:ident),* $(,)?) => {
         mod memory {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(std::sync::Arc::new(dialer_core::store::MemoryStore::new())).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $polled() {
+                    super::$polled(std::sync::Arc::new(dialer_core::store::MemoryStore::new())).await;
                 }
             )*
         }
@@ -573,6 +1154,13 @@ macro_rules! contract {
                     super::$name(std::sync::Arc::new(store)).await;
                 }
             )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $polled() {
+                    let (store, _schema) = integration::pg::pg_store().await;
+                    super::$polled(std::sync::Arc::new(store)).await;
+                }
+            )*
         }
         mod dynamodb {
             $(
@@ -580,6 +1168,13 @@ macro_rules! contract {
                 async fn $name() {
                     let (store, _, _) = integration::aws::dynamo_store().await;
                     super::$name(std::sync::Arc::new(store)).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $streamed() {
+                    let (store, _, _) = integration::aws::dynamo_store().await;
+                    super::$streamed(std::sync::Arc::new(store)).await;
                 }
             )*
         }
@@ -601,4 +1196,11 @@ contract!(
     a_users_token_version_is_kept,
     login_failures_count_up_lapse_and_clear,
     concurrent_login_failures_are_all_counted,
+    a_calls_events_are_written_with_the_changes_they_report,
+    racing_writers_number_events_without_gaps,
+    a_call_at_every_limit_keeps_all_its_events,
+    a_delivery_is_recorded_once_and_a_settled_event_cannot_be_undone,
+    a_users_webhook_settings_are_kept;
+    polled: due_calls_are_claimed_by_one_deliverer_at_a_time;
+    streamed: a_store_delivering_by_stream_claims_nothing,
 );

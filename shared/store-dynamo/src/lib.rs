@@ -1,18 +1,27 @@
 //! The DynamoDB store. Calls are keyed by `call_id`; two sparse or secondary indexes
 //! serve listing (`owner` + `created_at`, newest first) and reconciliation (`active`,
-//! present only while a call is not final). Every status write is one conditional
-//! `UpdateItem` whose condition is the domain's forward-only rule, so two writers can
-//! never reverse each other. `expires_at` carries the DynamoDB TTL.
+//! present only while a call is not final). `expires_at` carries the DynamoDB TTL.
+//!
+//! A change to a call is computed by the domain, not by an update expression: the
+//! store reads the record, applies [`Transition::apply`] or [`Annotation::apply`] to it,
+//! and puts the whole new record back on the condition that its `version` is still the
+//! one read (optimistic concurrency; a lost race reads again). That is what lets the
+//! event a change reports (its sequence, the status before, the call as it is after)
+//! go into the same atomic write as the change: the webhook outbox. Two writers still
+//! never reverse each other: the loser re-applies the forward-only rule to the winner's
+//! record.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 pub use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::AsyncSleep;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
+    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TimeToLiveSpecification,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
@@ -20,6 +29,7 @@ use uuid::Uuid;
 use dialer_core::domain::validation::{
     CallerId, Context, Extension, Media, PhoneNumber, Variables,
 };
+use dialer_core::domain::webhook::{CallEvent, Delivery};
 use dialer_core::domain::{
     Annotation, Call, CallMode, CallStatus, FailureCount, FailureReason, Transition, User,
 };
@@ -40,6 +50,32 @@ pub struct DynamoStore {
 
 type Item = HashMap<String, AttributeValue>;
 
+/// How many times a call write that lost a race starts over before giving up.
+const WRITE_ATTEMPTS: u32 = 10;
+
+struct Versioned {
+    call: Call,
+    version: i64,
+    expires_at: Option<AttributeValue>,
+}
+
+/// What [`DynamoStore::modify_call`] did.
+enum Modified {
+    NotFound,
+    /// The domain refused the change; the record as it is.
+    Unchanged(Call),
+    Written(Call),
+}
+
+impl Modified {
+    fn written(self) -> Option<Call> {
+        match self {
+            Modified::Written(call) => Some(call),
+            Modified::NotFound | Modified::Unchanged(_) => None,
+        }
+    }
+}
+
 impl DynamoStore {
     pub fn new(
         client: Client,
@@ -55,8 +91,9 @@ impl DynamoStore {
         }
     }
 
-    /// Creates both tables with their indexes and TTL (for tests and first-time local
-    /// setup; in AWS the stack creates them).
+    /// Creates both tables with their indexes and TTL, and the calls table's stream
+    /// (what feeds webhook delivery in AWS), for tests and first-time local setup; in
+    /// AWS the stack creates them.
     pub async fn create_tables(&self) -> Result<(), StoreError> {
         let s = |name: &str| {
             AttributeDefinition::builder()
@@ -96,6 +133,13 @@ impl DynamoStore {
             .key_schema(key("call_id", KeyType::Hash)?)
             .global_secondary_indexes(index(OWNER_INDEX, "owner")?)
             .global_secondary_indexes(index(ACTIVE_INDEX, "active")?)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .map_err(unavailable)?,
+            )
             .send()
             .await
             .map_err(unavailable)?;
@@ -147,30 +191,97 @@ impl DynamoStore {
         }
     }
 
-    async fn update_call(&self, id: Uuid, update: Update) -> Result<Option<Call>, StoreError> {
-        let mut request = self
+    /// A call as stored, with the version its next write must find, and its TTL.
+    async fn read_versioned(&self, id: Uuid) -> Result<Option<Versioned>, StoreError> {
+        let output = self
             .client
-            .update_item()
+            .get_item()
             .table_name(&self.calls_table)
             .key("call_id", s(id.to_string()))
-            .update_expression(update.expression)
-            .condition_expression(update.condition)
-            .return_values(ReturnValue::AllNew);
-        for (name, value) in update.names {
-            request = request.expression_attribute_names(name, value);
-        }
-        for (name, value) in update.values {
-            request = request.expression_attribute_values(name, value);
-        }
-        match request.send().await {
-            Ok(output) => output.attributes.as_ref().map(call_from_item).transpose(),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(None)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = output.item.filter(|item| item.contains_key("status")) else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            call: call_from_item(&item)?,
+            // Records written before versions existed count as version 0.
+            version: number(&item, "version").unwrap_or(0),
+            expires_at: item.get("expires_at").cloned(),
+        }))
+    }
+
+    /// Applies `change` to the stored call and writes the result, if `change` says it
+    /// changed anything, unless another write came first; then it starts over from the
+    /// record that write left.
+    async fn modify_call(
+        &self,
+        id: Uuid,
+        change: impl Fn(&mut Call) -> bool + Send + Sync,
+    ) -> Result<Modified, StoreError> {
+        for attempt in 0..WRITE_ATTEMPTS {
+            let Some(read) = self.read_versioned(id).await? else {
+                return Ok(Modified::NotFound);
+            };
+            let mut next = read.call.clone();
+            if !change(&mut next) {
+                return Ok(Modified::Unchanged(read.call));
             }
-            Err(e) => Err(unavailable(e)),
+            let mut item = call_to_item(&next)?;
+            item.insert(
+                "expires_at".into(),
+                read.expires_at
+                    .unwrap_or_else(|| self.expires_at(next.created_at)),
+            );
+            item.insert("version".into(), n(read.version + 1));
+            // `attribute_exists(call_id)`: a call removed meanwhile (its TTL) is not
+            // brought back.
+            let condition = if read.version == 0 {
+                "attribute_exists(call_id) AND (attribute_not_exists(version) OR version = :version)"
+            } else {
+                "version = :version"
+            };
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.calls_table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .expression_attribute_values(":version", n(read.version))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Modified::Written(next)),
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() =>
+                {
+                    if attempt + 1 < WRITE_ATTEMPTS {
+                        self.back_off(attempt).await;
+                    }
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
         }
+        Err(StoreError::unavailable(format!(
+            "call {id} kept changing under concurrent writes"
+        )))
+    }
+
+    /// A random wait before trying again, its range doubling with each lost race (10 ms
+    /// up to 640 ms), so that writers who collided spread out instead of colliding
+    /// again in step.
+    async fn back_off(&self, attempt: u32) {
+        let Some(sleep) = self.client.config().sleep_impl() else {
+            return;
+        };
+        let ceiling = 10_u128 << attempt.min(6);
+        // A v4 UUID is random enough for a jitter and spares this crate an RNG.
+        let millis = Uuid::new_v4().as_u128() % ceiling;
+        sleep
+            .sleep(std::time::Duration::from_millis(millis as u64))
+            .await;
     }
 
     async fn query_calls(
@@ -223,8 +334,9 @@ impl DynamoStore {
 #[async_trait]
 impl CallStore for DynamoStore {
     async fn insert_call(&self, call: &Call) -> Result<(), StoreError> {
-        let mut item = call_to_item(call);
+        let mut item = call_to_item(call)?;
         item.insert("expires_at".into(), self.expires_at(call.created_at));
+        item.insert("version".into(), n(0));
         if self
             .put_if(&self.calls_table, item, "attribute_not_exists(call_id)")
             .await?
@@ -258,17 +370,20 @@ impl CallStore for DynamoStore {
         id: Uuid,
         change: &Transition,
     ) -> Result<TransitionResult, StoreError> {
-        match self.update_call(id, Update::transition(change)).await? {
-            Some(call) => Ok(TransitionResult::Applied(call)),
-            None => Ok(match self.get_call(id).await? {
-                Some(call) => TransitionResult::Refused(call),
-                None => TransitionResult::NotFound,
-            }),
-        }
+        Ok(
+            match self.modify_call(id, |call| change.apply(call)).await? {
+                Modified::Written(call) => TransitionResult::Applied(call),
+                Modified::Unchanged(call) => TransitionResult::Refused(call),
+                Modified::NotFound => TransitionResult::NotFound,
+            },
+        )
     }
 
     async fn annotate(&self, id: Uuid, note: &Annotation) -> Result<Option<Call>, StoreError> {
-        self.update_call(id, Update::annotation(note)).await
+        Ok(self
+            .modify_call(id, |call| note.apply(call))
+            .await?
+            .written())
     }
 
     async fn claim_idempotency_key(
@@ -356,6 +471,43 @@ impl CallStore for DynamoStore {
             .query_calls(OWNER_INDEX, condition, values, true, Some(want), start)
             .await?;
         Ok(CallPage::from_overfetch(calls, limit))
+    }
+
+    async fn record_delivery(
+        &self,
+        id: Uuid,
+        sequence: u32,
+        delivery: &Delivery,
+    ) -> Result<Option<Call>, StoreError> {
+        let written = self
+            .modify_call(id, |call| {
+                match call.events.iter_mut().find(|e| e.sequence == sequence) {
+                    Some(event) if !event.delivery.is_settled() => {
+                        event.delivery = delivery.clone();
+                        true
+                    }
+                    _ => false,
+                }
+            })
+            .await?;
+        Ok(written.written())
+    }
+
+    /// None: in AWS the calls table's stream (see [`DynamoStore::create_tables`]) feeds
+    /// the `notify` function, which delivers each call's events as their writes arrive,
+    /// so nothing polls this table for due calls.
+    async fn claim_due_calls(
+        &self,
+        _now: DateTime<Utc>,
+        _lease: chrono::Duration,
+        _limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Nothing to release: [`DynamoStore::claim_due_calls`] claims none.
+    async fn release_call(&self, _id: Uuid) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -546,145 +698,7 @@ fn failure_count_from_item(item: &Item) -> Option<FailureCount> {
     })
 }
 
-/// One `UpdateItem`: the expression, its condition and their placeholders.
-struct Update {
-    expression: String,
-    condition: String,
-    names: Vec<(String, String)>,
-    values: Vec<(String, AttributeValue)>,
-}
-
-impl Update {
-    /// The DynamoDB form of [`Transition::apply`]: the same fields, under the same rule.
-    fn transition(change: &Transition) -> Self {
-        let mut set = vec!["#status = :status".to_owned()];
-        let mut remove = Vec::new();
-        let mut values = vec![(":status".to_owned(), s(change.status.as_str().to_owned()))];
-        let at = s(timestamp(change.at));
-        if change.dialed {
-            set.push("dialed_at = if_not_exists(dialed_at, :at)".into());
-        }
-        match change.status {
-            CallStatus::Ringing => set.push("ringing_at = :at".into()),
-            CallStatus::Answered => set.push("answered_at = :at".into()),
-            status if status.is_final() => {
-                set.push("ended_at = :at".into());
-                remove.push("active".to_owned());
-                for (field, value) in [
-                    (
-                        "failure_reason",
-                        change.failure_reason.as_ref().map(|r| s(r.to_text())),
-                    ),
-                    ("cause", change.cause.map(n)),
-                    ("cause_txt", change.cause_txt.clone().map(s)),
-                ] {
-                    match value {
-                        Some(value) => {
-                            set.push(format!("{field} = :{field}"));
-                            values.push((format!(":{field}"), value));
-                        }
-                        None => remove.push(field.to_owned()),
-                    }
-                }
-            }
-            _ => {}
-        }
-        if set.iter().any(|e| e.contains(":at")) {
-            values.push((":at".into(), at));
-        }
-        if let Some(dialstatus) = &change.dialstatus {
-            set.push("dialstatus = :dialstatus".into());
-            values.push((":dialstatus".into(), s(dialstatus.clone())));
-        }
-        let allowed: Vec<String> = CallStatus::predecessors(change.status)
-            .enumerate()
-            .map(|(i, status)| {
-                values.push((format!(":from{i}"), s(status.as_str().to_owned())));
-                format!(":from{i}")
-            })
-            .collect();
-        let condition = if allowed.is_empty() {
-            // Nothing may move to this status (e.g. `pending`): a condition that fails.
-            "attribute_not_exists(call_id)".to_owned()
-        } else {
-            format!(
-                "attribute_exists(call_id) AND #status IN ({})",
-                allowed.join(", ")
-            )
-        };
-        let mut expression = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        Self {
-            expression,
-            condition,
-            names: vec![("#status".into(), "status".into())],
-            values,
-        }
-    }
-
-    /// The DynamoDB form of [`Annotation::apply`]: only while the call is active (a
-    /// failed media item: on any call).
-    fn annotation(note: &Annotation) -> Self {
-        let (expression, extra_condition, values) = match note {
-            Annotation::DialStatus(dialstatus) => (
-                "SET dialstatus = :v",
-                "",
-                vec![(":v".to_owned(), s(dialstatus.clone()))],
-            ),
-            Annotation::Dtmf(digit) => (
-                "SET dtmf = list_append(if_not_exists(dtmf, :empty), :v)",
-                " AND (attribute_not_exists(dtmf) OR size(dtmf) < :max)",
-                vec![
-                    (
-                        ":v".to_owned(),
-                        AttributeValue::L(vec![s(digit.to_string())]),
-                    ),
-                    (":empty".to_owned(), AttributeValue::L(Vec::new())),
-                    (":max".to_owned(), n(Annotation::MAX_DTMF as i64)),
-                ],
-            ),
-            Annotation::CancelRequested(at) => (
-                "SET cancel_requested_at = :v",
-                " AND attribute_not_exists(cancel_requested_at)",
-                vec![(":v".to_owned(), s(timestamp(*at)))],
-            ),
-            Annotation::OriginateUnconfirmed(at) => (
-                "SET originate_unconfirmed_at = :v",
-                " AND attribute_not_exists(originate_unconfirmed_at)",
-                vec![(":v".to_owned(), s(timestamp(*at)))],
-            ),
-            Annotation::MediaFailed(media) => return Self::media_failed(media),
-        };
-        Self {
-            expression: expression.to_owned(),
-            condition: format!("attribute_exists(active){extra_condition}"),
-            names: Vec::new(),
-            values,
-        }
-    }
-
-    /// A failed media item goes into a string set: each item once, on any call (the
-    /// failure may be reported just before the end); `contains` keeps a repeat from
-    /// counting as a write.
-    fn media_failed(media: &str) -> Self {
-        Self {
-            expression: "ADD media_failed :v".to_owned(),
-            condition: "attribute_exists(call_id) AND (attribute_not_exists(media_failed) \
-                        OR (size(media_failed) < :max AND NOT contains(media_failed, :m)))"
-                .to_owned(),
-            names: Vec::new(),
-            values: vec![
-                (":v".to_owned(), AttributeValue::Ss(vec![media.to_owned()])),
-                (":m".to_owned(), s(media.to_owned())),
-                (":max".to_owned(), n(Annotation::MAX_MEDIA_FAILED as i64)),
-            ],
-        }
-    }
-}
-
-fn call_to_item(call: &Call) -> Item {
+fn call_to_item(call: &Call) -> Result<Item, StoreError> {
     let mut item: Item = HashMap::new();
     let mut put = |k: &str, v: AttributeValue| {
         item.insert(k.to_owned(), v);
@@ -764,10 +778,21 @@ fn call_to_item(call: &Call) -> Item {
             put(key, value);
         }
     }
-    item
+    if let Some(webhook) = &call.webhook {
+        put(
+            "webhook",
+            s(serde_json::to_string(webhook).map_err(unavailable)?),
+        );
+    }
+    if !call.events.is_empty() {
+        put("events", s(events_to_text(call)?));
+    }
+    Ok(item)
 }
 
-fn call_from_item(item: &Item) -> Result<Call, StoreError> {
+/// A call from its item, as a read or the table's stream gives it (the stream's
+/// consumer reads the events the same way the store does).
+pub fn call_from_item(item: &Item) -> Result<Call, StoreError> {
     let required = |key: &str| text(item, key).ok_or_else(|| corrupt(key));
     let id = Uuid::try_parse(&required("call_id")?).map_err(|_| corrupt("call_id"))?;
     let status: CallStatus = required("status")?.parse().map_err(|_| corrupt("status"))?;
@@ -790,7 +815,7 @@ fn call_from_item(item: &Item) -> Result<Call, StoreError> {
             _ => Vec::new(),
         }
     };
-    Ok(Call {
+    let mut call = Call {
         id,
         owner: required("owner")?,
         phone_number: PhoneNumber::parse(&required("phone_number")?)
@@ -850,13 +875,88 @@ fn call_from_item(item: &Item) -> Result<Call, StoreError> {
             }
             _ => Vec::new(),
         },
-        webhook: None,
+        webhook: text(item, "webhook")
+            .map(|w| serde_json::from_str(&w))
+            .transpose()
+            .map_err(|_| corrupt("webhook"))?,
         events: Vec::new(),
-    })
+    };
+    if let Some(events) = text(item, "events") {
+        call.events = events_from_text(&events, &call).map_err(|_| corrupt("events"))?;
+    }
+    Ok(call)
+}
+
+/// The calls' `events` attribute: a JSON list of the events, in which each event's
+/// snapshot of the call is kept as its difference from the record it is stored in
+/// (`call_changes`: the fields that differ; `call_absent`: those the snapshot lacks).
+/// Full snapshots could pass DynamoDB's 400 KB item limit: a call may have 69 events
+/// (5 statuses, 64 digits) and a snapshot may reach ~20 KB (32 variables of 256
+/// characters, 20 media items, a 2 KB callback URL), most of which never changes.
+/// The record is rewritten whole on every change, events and all, so a difference is
+/// always read against the record it was taken from.
+fn events_to_text(call: &Call) -> Result<String, StoreError> {
+    let record = record_fields(call)?;
+    let mut events = Vec::with_capacity(call.events.len());
+    for event in &call.events {
+        let mut event = object(serde_json::to_value(event).map_err(unavailable)?)?;
+        let snapshot = object(event.remove("call").unwrap_or_default())?;
+        let absent: Vec<&String> = record
+            .keys()
+            .filter(|key| !snapshot.contains_key(*key))
+            .collect();
+        if !absent.is_empty() {
+            event.insert("call_absent".into(), serde_json::json!(absent));
+        }
+        let changes: serde_json::Map<String, serde_json::Value> = snapshot
+            .into_iter()
+            .filter(|(key, value)| record.get(key) != Some(value))
+            .collect();
+        event.insert("call_changes".into(), changes.into());
+        events.push(serde_json::Value::Object(event));
+    }
+    serde_json::to_string(&events).map_err(unavailable)
+}
+
+fn events_from_text(text: &str, call: &Call) -> Result<Vec<CallEvent>, StoreError> {
+    let record = record_fields(call)?;
+    let stored: Vec<serde_json::Value> = serde_json::from_str(text).map_err(unavailable)?;
+    stored
+        .into_iter()
+        .map(|event| {
+            let mut event = object(event)?;
+            let mut snapshot = record.clone();
+            if let Some(serde_json::Value::Array(absent)) = event.remove("call_absent") {
+                for key in absent.iter().filter_map(serde_json::Value::as_str) {
+                    snapshot.remove(key);
+                }
+            }
+            snapshot.extend(object(event.remove("call_changes").unwrap_or_default())?);
+            event.insert("call".into(), snapshot.into());
+            serde_json::from_value(event.into()).map_err(unavailable)
+        })
+        .collect()
+}
+
+/// The record's own fields, as its events' snapshots hold them (no events).
+fn record_fields(call: &Call) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    let mut fields = object(serde_json::to_value(call).map_err(unavailable)?)?;
+    fields.remove("events");
+    Ok(fields)
+}
+
+fn object(
+    value: serde_json::Value,
+) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        serde_json::Value::Null => Ok(serde_json::Map::new()),
+        _ => Err(corrupt("events")),
+    }
 }
 
 fn user_to_item(user: &User) -> Item {
-    HashMap::from([
+    let mut item = HashMap::from([
         ("username".to_owned(), s(user.username.clone())),
         ("password_hash".to_owned(), s(user.password_hash.clone())),
         ("disabled".to_owned(), AttributeValue::Bool(user.disabled)),
@@ -864,7 +964,22 @@ fn user_to_item(user: &User) -> Item {
             "token_version".to_owned(),
             AttributeValue::N(user.token_version.to_string()),
         ),
-    ])
+    ]);
+    let previous = user.previous_webhook_secret.as_ref();
+    for (key, value) in [
+        ("webhook_url", user.webhook_url.clone()),
+        ("webhook_secret", user.webhook_secret.clone()),
+        ("previous_webhook_secret", previous.map(|(p, _)| p.clone())),
+        (
+            "previous_webhook_secret_at",
+            previous.map(|(_, at)| timestamp(*at)),
+        ),
+    ] {
+        if let Some(value) = value {
+            item.insert(key.to_owned(), s(value));
+        }
+    }
+    item
 }
 
 fn user_from_item(item: &Item) -> Result<User, StoreError> {
@@ -876,6 +991,20 @@ fn user_from_item(item: &Item) -> Result<User, StoreError> {
         token_version: match item.get("token_version") {
             Some(AttributeValue::N(v)) => v.parse().map_err(|_| corrupt("token_version"))?,
             _ => 0,
+        },
+        webhook_url: text(item, "webhook_url"),
+        webhook_secret: text(item, "webhook_secret"),
+        previous_webhook_secret: match (
+            text(item, "previous_webhook_secret"),
+            text(item, "previous_webhook_secret_at"),
+        ) {
+            (Some(secret), Some(at)) => Some((
+                secret,
+                DateTime::parse_from_rfc3339(&at)
+                    .map_err(|_| corrupt("previous_webhook_secret_at"))?
+                    .with_timezone(&Utc),
+            )),
+            _ => None,
         },
     })
 }

@@ -1,7 +1,13 @@
 //! The PostgreSQL store (feature `postgres`, selected by `DATABASE_URL`). Queries are
 //! checked at run time, so building needs no database; migrations are embedded and
-//! applied at start, safe to run twice. Every status write is one conditional
-//! `UPDATE … WHERE status = ANY(…)`: two writers can never reverse each other.
+//! applied at start, safe to run twice.
+//!
+//! A change to a call is computed by the domain: in one transaction the store locks
+//! the row (`SELECT … FOR UPDATE`), applies [`Transition::apply`] or
+//! [`Annotation::apply`] to it and writes the whole new row back. Two writers queue on
+//! the lock, so the second applies the forward-only rule to the first one's result and
+//! neither can reverse the other; and the event a change reports (its sequence, the
+//! status before, the call after) is written with it, atomically: the webhook outbox.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,12 +20,33 @@ use uuid::Uuid;
 use dialer_core::domain::validation::{
     CallerId, Context, Extension, Media, PhoneNumber, Variables,
 };
+use dialer_core::domain::webhook::{CallEvent, Delivery, Webhook};
 use dialer_core::domain::{
     Annotation, Call, CallMode, CallStatus, FailureCount, FailureReason, Transition, User,
 };
 use dialer_core::store::{
     CallPage, CallStore, PageCursor, StoreError, ThrottleStore, TransitionResult, UserStore,
 };
+
+/// The columns of a call, as a literal: every statement here is a `&'static str` built
+/// with `concat!`, so no text from outside can ever become SQL.
+macro_rules! call_columns {
+    () => {
+        "call_id, owner, phone_number, status, mode, channel, context, extension, priority, \
+         caller_id, timeout_ms, max_duration_ms, variables, media, gather_dtmf, dtmf, created_at, \
+         dialed_at, ringing_at, answered_at, ended_at, failure_reason, cause, cause_txt, dialstatus, \
+         attempt_number, cancel_requested_at, originate_unconfirmed_at, media_failed, webhook, \
+         events"
+    };
+}
+
+/// The columns of a user, as a literal (see [`call_columns!`]).
+macro_rules! user_columns {
+    () => {
+        "username, password_hash, disabled, token_version, webhook_url, webhook_secret, \
+         previous_webhook_secret, previous_webhook_secret_at"
+    };
+}
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -71,6 +98,48 @@ impl PgStore {
         &self.pool
     }
 
+    /// Applies `change` to the locked row and writes the result, if `change` says it
+    /// changed anything.
+    async fn modify_call(
+        &self,
+        id: Uuid,
+        change: impl Fn(&mut Call) -> bool + Send + Sync,
+    ) -> Result<Modified, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let sql = concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE call_id = $1 FOR UPDATE"
+        );
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else {
+            return Ok(Modified::NotFound);
+        };
+        let current = call_from_row(&row)?;
+        let mut next = current.clone();
+        if !change(&mut next) {
+            // Dropping the transaction rolls it back and lets the row go.
+            return Ok(Modified::Unchanged(current));
+        }
+        let sql = concat!(
+            "UPDATE calls SET (",
+            call_columns!(),
+            ", next_event_at, version) = ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,\
+             $16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32, version + 1) \
+             WHERE call_id = $1"
+        );
+        bind_call(sqlx::query(sql), &next)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Modified::Written(next))
+    }
+
     /// Runs a statement that yields at most one call.
     async fn fetch_call(
         &self,
@@ -84,15 +153,73 @@ impl PgStore {
     }
 }
 
-/// The columns of a call, as a literal: every statement here is a `&'static str` built
-/// with `concat!`, so no text from outside can ever become SQL.
-macro_rules! call_columns {
-    () => {
-        "call_id, owner, phone_number, status, mode, channel, context, extension, priority, \
-         caller_id, timeout_ms, max_duration_ms, variables, media, gather_dtmf, dtmf, created_at, \
-         dialed_at, ringing_at, answered_at, ended_at, failure_reason, cause, cause_txt, dialstatus, \
-         attempt_number, cancel_requested_at, originate_unconfirmed_at, media_failed"
-    };
+/// What [`PgStore::modify_call`] did.
+enum Modified {
+    NotFound,
+    /// The domain refused the change; the row as it is.
+    Unchanged(Call),
+    Written(Call),
+}
+
+impl Modified {
+    fn written(self) -> Option<Call> {
+        match self {
+            Modified::Written(call) => Some(call),
+            Modified::NotFound | Modified::Unchanged(_) => None,
+        }
+    }
+}
+
+/// Binds a call's columns in [`call_columns!`] order, then `next_event_at`.
+fn bind_call<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    call: &'q Call,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(call.id)
+        .bind(&call.owner)
+        .bind(call.phone_number.as_str())
+        .bind(call.status.as_str())
+        .bind(call.mode.as_str())
+        .bind(&call.channel)
+        .bind(call.context.as_str())
+        .bind(call.extension.as_str())
+        .bind(i32::try_from(call.priority).unwrap_or(i32::MAX))
+        .bind(call.caller_id.as_ref().map(CallerId::as_str))
+        .bind(i64::try_from(call.timeout_ms).unwrap_or(i64::MAX))
+        .bind(
+            call.max_duration_ms
+                .map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
+        )
+        .bind(Json(call.variables.as_map()))
+        .bind(Json(
+            call.media.iter().map(Media::as_str).collect::<Vec<_>>(),
+        ))
+        .bind(call.gather_dtmf)
+        .bind(&call.dtmf)
+        .bind(call.created_at)
+        .bind(call.dialed_at)
+        .bind(call.ringing_at)
+        .bind(call.answered_at)
+        .bind(call.ended_at)
+        .bind(call.failure_reason.as_ref().map(FailureReason::to_text))
+        .bind(call.cause)
+        .bind(&call.cause_txt)
+        .bind(&call.dialstatus)
+        .bind(i32::try_from(call.attempt_number).unwrap_or(1))
+        .bind(call.cancel_requested_at)
+        .bind(call.originate_unconfirmed_at)
+        .bind(&call.media_failed)
+        .bind(call.webhook.as_ref().map(Json))
+        .bind(Json(&call.events))
+        .bind(next_event_at(call))
+}
+
+/// When the deliverer should next look at `call`: its first event not yet settled is
+/// due then (events go out in order, so later ones wait behind it).
+fn next_event_at(call: &Call) -> Option<DateTime<Utc>> {
+    let head = call.events.iter().find(|e| !e.delivery.is_settled())?;
+    Some(head.delivery.next_attempt_at.unwrap_or(head.at))
 }
 
 const ACTIVE: [&str; 4] = ["pending", "dialing", "ringing", "answered"];
@@ -103,46 +230,10 @@ impl CallStore for PgStore {
         let sql = concat!(
             "INSERT INTO calls (",
             call_columns!(),
-            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,\
-             $21,$22,$23,$24,$25,$26,$27,$28,$29)"
+            ", next_event_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,\
+             $17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32)"
         );
-        let result = sqlx::query(sql)
-            .bind(call.id)
-            .bind(&call.owner)
-            .bind(call.phone_number.as_str())
-            .bind(call.status.as_str())
-            .bind(call.mode.as_str())
-            .bind(&call.channel)
-            .bind(call.context.as_str())
-            .bind(call.extension.as_str())
-            .bind(i32::try_from(call.priority).unwrap_or(i32::MAX))
-            .bind(call.caller_id.as_ref().map(CallerId::as_str))
-            .bind(i64::try_from(call.timeout_ms).unwrap_or(i64::MAX))
-            .bind(
-                call.max_duration_ms
-                    .map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
-            )
-            .bind(Json(call.variables.as_map()))
-            .bind(Json(
-                call.media.iter().map(Media::as_str).collect::<Vec<_>>(),
-            ))
-            .bind(call.gather_dtmf)
-            .bind(&call.dtmf)
-            .bind(call.created_at)
-            .bind(call.dialed_at)
-            .bind(call.ringing_at)
-            .bind(call.answered_at)
-            .bind(call.ended_at)
-            .bind(call.failure_reason.as_ref().map(FailureReason::to_text))
-            .bind(call.cause)
-            .bind(&call.cause_txt)
-            .bind(&call.dialstatus)
-            .bind(i32::try_from(call.attempt_number).unwrap_or(1))
-            .bind(call.cancel_requested_at)
-            .bind(call.originate_unconfirmed_at)
-            .bind(&call.media_failed)
-            .execute(&self.pool)
-            .await;
+        let result = bind_call(sqlx::query(sql), call).execute(&self.pool).await;
         match result {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
@@ -160,96 +251,20 @@ impl CallStore for PgStore {
         id: Uuid,
         change: &Transition,
     ) -> Result<TransitionResult, StoreError> {
-        // The SQL form of `Transition::apply`: the same fields, under the same rule.
-        let predecessors: Vec<&str> = CallStatus::predecessors(change.status)
-            .map(CallStatus::as_str)
-            .collect();
-        let is_final = change.status.is_final();
-        let sql = concat!(
-            "UPDATE calls SET
-                status = $2,
-                dialed_at = CASE WHEN $4 THEN COALESCE(dialed_at, $3) ELSE dialed_at END,
-                ringing_at = CASE WHEN $2 = 'ringing' THEN $3 ELSE ringing_at END,
-                answered_at = CASE WHEN $2 = 'answered' THEN $3 ELSE answered_at END,
-                ended_at = CASE WHEN $5 THEN $3 ELSE ended_at END,
-                failure_reason = CASE WHEN $5 THEN $6 ELSE failure_reason END,
-                cause = CASE WHEN $5 THEN $7 ELSE cause END,
-                cause_txt = CASE WHEN $5 THEN $8 ELSE cause_txt END,
-                dialstatus = COALESCE($9, dialstatus)
-             WHERE call_id = $1 AND status = ANY($10)
-             RETURNING ",
-            call_columns!()
-        );
-        let query = sqlx::query(sql)
-            .bind(id)
-            .bind(change.status.as_str())
-            .bind(change.at)
-            .bind(change.dialed)
-            .bind(is_final)
-            .bind(change.failure_reason.as_ref().map(FailureReason::to_text))
-            .bind(change.cause)
-            .bind(&change.cause_txt)
-            .bind(&change.dialstatus)
-            .bind(&predecessors);
-        match self.fetch_call(query).await? {
-            Some(call) => Ok(TransitionResult::Applied(call)),
-            None => Ok(match self.get_call(id).await? {
-                Some(call) => TransitionResult::Refused(call),
-                None => TransitionResult::NotFound,
-            }),
-        }
+        Ok(
+            match self.modify_call(id, |call| change.apply(call)).await? {
+                Modified::Written(call) => TransitionResult::Applied(call),
+                Modified::Unchanged(call) => TransitionResult::Refused(call),
+                Modified::NotFound => TransitionResult::NotFound,
+            },
+        )
     }
 
     async fn annotate(&self, id: Uuid, note: &Annotation) -> Result<Option<Call>, StoreError> {
-        // The SQL form of `Annotation::apply`: only while the call is active.
-        let (sql, value): (&'static str, String) = match note {
-            Annotation::DialStatus(dialstatus) => (
-                concat!(
-                    "UPDATE calls SET dialstatus = $3 WHERE call_id = $1 AND status = ANY($2) RETURNING ",
-                    call_columns!()
-                ),
-                dialstatus.clone(),
-            ),
-            Annotation::Dtmf(digit) => (
-                concat!(
-                    "UPDATE calls SET dtmf = dtmf || $3 WHERE call_id = $1 AND status = ANY($2) \
-                     AND length(dtmf) < 64 RETURNING ",
-                    call_columns!()
-                ),
-                digit.to_string(),
-            ),
-            Annotation::CancelRequested(at) => (
-                concat!(
-                    "UPDATE calls SET cancel_requested_at = $3::timestamptz WHERE call_id = $1 \
-                     AND status = ANY($2) AND cancel_requested_at IS NULL RETURNING ",
-                    call_columns!()
-                ),
-                at.to_rfc3339(),
-            ),
-            Annotation::OriginateUnconfirmed(at) => (
-                concat!(
-                    "UPDATE calls SET originate_unconfirmed_at = $3::timestamptz WHERE call_id = $1 \
-                     AND status = ANY($2) AND originate_unconfirmed_at IS NULL RETURNING ",
-                    call_columns!()
-                ),
-                at.to_rfc3339(),
-            ),
-            Annotation::MediaFailed(media) => {
-                // On any call, each item once, kept in byte order (as the domain sorts).
-                let sql = concat!(
-                    "UPDATE calls SET media_failed = ARRAY(SELECT m FROM unnest(media_failed || $2::text) AS m \
-                     ORDER BY m COLLATE \"C\") WHERE call_id = $1 AND NOT ($2 = ANY(media_failed)) \
-                     AND cardinality(media_failed) < $3 RETURNING ",
-                    call_columns!()
-                );
-                let max = i32::try_from(Annotation::MAX_MEDIA_FAILED).unwrap_or(i32::MAX);
-                return self
-                    .fetch_call(sqlx::query(sql).bind(id).bind(media).bind(max))
-                    .await;
-            }
-        };
-        self.fetch_call(sqlx::query(sql).bind(id).bind(&ACTIVE[..]).bind(value))
-            .await
+        Ok(self
+            .modify_call(id, |call| note.apply(call))
+            .await?
+            .written())
     }
 
     async fn claim_idempotency_key(
@@ -332,30 +347,90 @@ impl CallStore for PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CallPage::from_overfetch(calls, limit))
     }
+
+    async fn record_delivery(
+        &self,
+        id: Uuid,
+        sequence: u32,
+        delivery: &Delivery,
+    ) -> Result<Option<Call>, StoreError> {
+        let written = self
+            .modify_call(id, |call| {
+                match call.events.iter_mut().find(|e| e.sequence == sequence) {
+                    Some(event) if !event.delivery.is_settled() => {
+                        event.delivery = delivery.clone();
+                        true
+                    }
+                    _ => false,
+                }
+            })
+            .await?;
+        Ok(written.written())
+    }
+
+    async fn claim_due_calls(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        // SKIP LOCKED: a second deliverer claiming at the same moment passes over the
+        // rows this one is taking (and a call being written) instead of waiting for
+        // them, so each due call goes to one of them.
+        let rows = sqlx::query(concat!(
+            "WITH due AS (",
+            " SELECT call_id, next_event_at FROM calls",
+            " WHERE next_event_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)",
+            " ORDER BY next_event_at, call_id LIMIT $3 FOR UPDATE SKIP LOCKED",
+            "), claimed AS (",
+            " UPDATE calls SET claimed_until = $2 FROM due WHERE calls.call_id = due.call_id",
+            " RETURNING calls.call_id, due.next_event_at",
+            ")",
+            " SELECT call_id FROM claimed ORDER BY next_event_at, call_id"
+        ))
+        .bind(now)
+        .bind(now + lease)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| row.try_get::<Uuid, _>("call_id").map_err(unavailable))
+            .collect()
+    }
+
+    async fn release_call(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("UPDATE calls SET claimed_until = NULL WHERE call_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl UserStore for PgStore {
     async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let row =
-            sqlx::query("SELECT username, password_hash, disabled, token_version FROM users WHERE username = $1")
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO users (username, password_hash, disabled, token_version) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&user.username)
-        .bind(&user.password_hash)
-        .bind(user.disabled)
-        .bind(version_column(user.token_version)?)
-        .execute(&self.pool)
-        .await;
+        let sql = concat!(
+            "INSERT INTO users (",
+            user_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        );
+        let result = bind_user(sqlx::query(sql), user)?.execute(&self.pool).await;
         match result {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
@@ -364,24 +439,24 @@ impl UserStore for PgStore {
     }
 
     async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
-        let result = sqlx::query(concat!(
-            "UPDATE users SET password_hash = $2, disabled = $3, token_version = $4",
-            " WHERE username = $1"
-        ))
-        .bind(&user.username)
-        .bind(&user.password_hash)
-        .bind(user.disabled)
-        .bind(version_column(user.token_version)?)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let sql = concat!(
+            "UPDATE users SET (",
+            user_columns!(),
+            ") = ($1, $2, $3, $4, $5, $6, $7, $8) WHERE username = $1"
+        );
+        let result = bind_user(sqlx::query(sql), user)?
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(result.rows_affected() == 1)
     }
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT username, password_hash, disabled, token_version FROM users ORDER BY username",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY username"
+        ))
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -454,8 +529,14 @@ fn call_from_row(row: &PgRow) -> Result<Call, StoreError> {
         cancel_requested_at: get("cancel_requested_at")?,
         originate_unconfirmed_at: get("originate_unconfirmed_at")?,
         media_failed: row.try_get("media_failed").map_err(unavailable)?,
-        webhook: None,
-        events: Vec::new(),
+        webhook: row
+            .try_get::<Option<Json<Webhook>>, _>("webhook")
+            .map_err(unavailable)?
+            .map(|Json(webhook)| webhook),
+        events: row
+            .try_get::<Json<Vec<CallEvent>>, _>("events")
+            .map_err(unavailable)?
+            .0,
     })
 }
 
@@ -528,7 +609,35 @@ fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
         password_hash: row.try_get("password_hash").map_err(unavailable)?,
         disabled: row.try_get("disabled").map_err(unavailable)?,
         token_version: u64::try_from(version).map_err(unavailable)?,
+        webhook_url: row.try_get("webhook_url").map_err(unavailable)?,
+        webhook_secret: row.try_get("webhook_secret").map_err(unavailable)?,
+        previous_webhook_secret: match (
+            row.try_get::<Option<String>, _>("previous_webhook_secret")
+                .map_err(unavailable)?,
+            row.try_get::<Option<DateTime<Utc>>, _>("previous_webhook_secret_at")
+                .map_err(unavailable)?,
+        ) {
+            (Some(secret), Some(at)) => Some((secret, at)),
+            _ => None,
+        },
     })
+}
+
+/// Binds a user's columns in [`user_columns!`] order.
+fn bind_user<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    user: &'q User,
+) -> Result<Query<'q, Postgres, PgArguments>, StoreError> {
+    let previous = user.previous_webhook_secret.as_ref();
+    Ok(query
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(user.disabled)
+        .bind(version_column(user.token_version)?)
+        .bind(&user.webhook_url)
+        .bind(&user.webhook_secret)
+        .bind(previous.map(|(secret, _)| secret.as_str()))
+        .bind(previous.map(|(_, at)| *at)))
 }
 
 fn version_column(version: u64) -> Result<i64, StoreError> {
