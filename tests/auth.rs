@@ -193,12 +193,10 @@ async fn another_users_call_is_not_found() {
     let hasher = Bcrypt::new(4);
     server
         .store
-        .insert_user(&User {
-            username: "bob".into(),
-            password_hash: hasher.hash("bobs-password").expect("hash"),
-            disabled: false,
-            token_version: 0,
-        })
+        .insert_user(&User::new(
+            "bob",
+            hasher.hash("bobs-password").expect("hash"),
+        ))
         .await
         .expect("insert bob");
     let api = Api::new(server.api_url());

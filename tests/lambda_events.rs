@@ -218,12 +218,10 @@ async fn invoke(router: &axum::Router, event: Value) -> Value {
 
 async fn seed(store: &(impl CallStore + UserStore)) {
     store
-        .insert_user(&User {
-            username: "admin".into(),
-            password_hash: Bcrypt::new(4).hash("admin123").expect("hash"),
-            disabled: false,
-            token_version: 0,
-        })
+        .insert_user(&User::new(
+            "admin",
+            Bcrypt::new(4).hash("admin123").expect("hash"),
+        ))
         .await
         .expect("user");
     let call = CallRequest {

@@ -78,8 +78,11 @@ impl Bridged {
             dial_endpoint: "Local/{number}@test-pstn".into(),
             ..CallPolicy::default()
         };
+        // No users here: no call takes a default webhook.
         CallService::new(
             store,
+            Arc::new(dialer_core::store::MemoryStore::new()),
+            Arc::new(dialer_core::webhooks::AcceptAll),
             Arc::new(self.ari.clone()),
             policy,
             self.metrics.clone(),

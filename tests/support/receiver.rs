@@ -151,5 +151,5 @@ pub fn signature_verifies(header: &str, body: &[u8], secret: &str) -> bool {
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
     let expected = hex::encode(mac.finalize().into_bytes());
-    signatures.iter().any(|s| *s == expected)
+    signatures.contains(&expected)
 }
