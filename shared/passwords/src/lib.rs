@@ -1,8 +1,8 @@
 //! bcrypt behind the core's [`PasswordHasher`] port. An unknown user costs the same
 //! bcrypt work as a wrong password (a decoy hash of the same cost is checked), so the
-//! two cannot be told apart by time. bcrypt reads only 72 bytes: the non-truncating
-//! calls refuse a longer password instead of letting it match every password that
-//! starts with the same 72 bytes.
+//! two cannot be told apart by time. bcrypt reads 72 bytes, a password's terminating
+//! NUL among them: the non-truncating calls refuse a password of 72 bytes or more
+//! instead of letting it match every password that starts the same way.
 
 use std::sync::OnceLock;
 
@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn passwords_sharing_their_first_72_bytes_do_not_both_log_in() {
         let hasher = Bcrypt::new(4);
-        let set = "p".repeat(72);
+        let set = "p".repeat(71);
         let user = User::new("alice", hasher.hash(&set).expect("hash"));
         assert!(accepts(&hasher, Some(&user), &set));
         assert!(!accepts(&hasher, Some(&user), &format!("{set}-and-more")));

@@ -84,15 +84,16 @@ pub fn valid_username(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
 }
 
-/// A password that may be set: 8 to 72 bytes of UTF-8 without control characters.
-/// bcrypt reads only the first 72 bytes, so a longer one would share its hash with
-/// every password that starts the same way; a NUL would end it early.
+/// A password that may be set: 8 to 71 bytes of UTF-8 without control characters.
+/// bcrypt reads 72 bytes, the password's terminating NUL among them, so a longer one
+/// would share its hash with every password that starts the same way (the hasher
+/// refuses one rather than cut it); a NUL inside would end it early.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
 impl Password {
     pub const MIN_CHARS: usize = 8;
-    pub const MAX_BYTES: usize = 72;
+    pub const MAX_BYTES: usize = 71;
 
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let problem = |message: String| Err(ValidationError::new("password", message));
@@ -128,13 +129,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_over_72_bytes_are_refused_because_bcrypt_would_ignore_the_rest() {
-        assert!(Password::parse(&"a".repeat(72)).is_ok());
-        let error = Password::parse(&"a".repeat(73)).expect_err("73 bytes");
+    fn passwords_over_71_bytes_are_refused_because_bcrypt_would_ignore_the_rest() {
+        assert!(Password::parse(&"a".repeat(71)).is_ok());
+        let error = Password::parse(&"a".repeat(72)).expect_err("72 bytes");
         assert_eq!(error.field, "password");
-        assert!(error.message.contains("72 bytes"), "{}", error.message);
-        // 25 three-byte characters: 25 characters, 75 bytes.
-        assert!(Password::parse(&"€".repeat(25)).is_err());
+        assert!(error.message.contains("71 bytes"), "{}", error.message);
+        // 24 three-byte characters: 24 characters, 72 bytes.
+        assert!(Password::parse(&"€".repeat(24)).is_err());
     }
 
     #[test]
