@@ -260,6 +260,14 @@ def main():
         run("injection and rule breaks", False, "POST", "/api/v2/interaction/+15550010001", token=token,
             body="{}", content_type="application/json", headers={"Idempotency-Key": header} if header else {"Idempotency-Key": " "})
 
+    # 2b. Webhooks aimed inside the network (the server must never post there).
+    for url in ["https://127.0.0.1/x", "https://10.0.0.1/x", "https://169.254.169.254/latest/meta-data/",
+                "https://[::1]/x", "https://[::ffff:169.254.169.254]/x", "https://[fd00:ec2::254]/x",
+                "https://2130706433/x", "https://0177.0.0.1/x", "https://0x7f000001/x", "https://localhost/x",
+                "http://93.184.216.34/x", "file:///etc/passwd", "gopher://127.0.0.1:25/", "https://user:pw@example.com/"]:
+        run("webhook callbacks aimed inside (SSRF)", False, "POST", "/api/v2/interaction/+15550010001",
+            token=token, body=json.dumps({"status_callback": url}), content_type="application/json")
+
     # 3. Malformed bodies and content types.
     bodies = [
         ("{", "application/json"), ("[]", "application/json"), ("null", "application/json"),
