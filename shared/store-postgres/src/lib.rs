@@ -355,15 +355,7 @@ impl CallStore for PgStore {
         delivery: &Delivery,
     ) -> Result<Option<Call>, StoreError> {
         let written = self
-            .modify_call(id, |call| {
-                match call.events.iter_mut().find(|e| e.sequence == sequence) {
-                    Some(event) if !event.delivery.is_settled() => {
-                        event.delivery = delivery.clone();
-                        true
-                    }
-                    _ => false,
-                }
-            })
+            .modify_call(id, |call| call.record_delivery(sequence, delivery))
             .await?;
         Ok(written.written())
     }

@@ -401,6 +401,19 @@ impl Call {
             .then_some(head)
     }
 
+    /// Writes the state of event `sequence`'s delivery, unless that event is settled
+    /// already: an outcome once recorded cannot be undone by a deliverer that raced.
+    /// Returns whether it wrote.
+    pub fn record_delivery(&mut self, sequence: u32, delivery: &Delivery) -> bool {
+        match self.events.iter_mut().find(|e| e.sequence == sequence) {
+            Some(event) if !event.delivery.is_settled() => {
+                event.delivery = delivery.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether any event still waits for delivery.
     pub fn has_pending_events(&self) -> bool {
         self.events.iter().any(|e| !e.delivery.is_settled())

@@ -144,13 +144,9 @@ impl CallStore for MemoryStore {
         let Some(call) = inner.calls.get_mut(&id) else {
             return Ok(None);
         };
-        match call.events.iter_mut().find(|e| e.sequence == sequence) {
-            Some(event) if !event.delivery.is_settled() => {
-                event.delivery = delivery.clone();
-                Ok(Some(call.clone()))
-            }
-            _ => Ok(None),
-        }
+        Ok(call
+            .record_delivery(sequence, delivery)
+            .then(|| call.clone()))
     }
 
     async fn claim_due_calls(
