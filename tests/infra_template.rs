@@ -1,8 +1,9 @@
 //! The infrastructure template agrees with the code: every route the code serves
 //! behind API Gateway is routed to the function that serves it (and nothing else is),
-//! every function is a binary of this workspace built with cargo-lambda, and every
-//! variable a deployed binary requires is set for it. `cfn-lint` checks the rest
-//! (`./scripts/test` runs it).
+//! every function is a binary of this workspace built with cargo-lambda, every
+//! variable a deployed binary requires is set for it, and the notify function is fed
+//! by the calls table's stream and its retry queue, failures going to a dead-letter
+//! queue. `cfn-lint` checks the rest (`./scripts/test` runs it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -85,9 +86,11 @@ fn every_route_the_code_serves_is_routed_to_its_function_and_nothing_else() {
     let mut routed = BTreeSet::new();
     for (_, function) in resources_of_type(&template, "AWS::Serverless::Function") {
         let binary = binary_of(function);
+        // notify has no events of its own: its event source mappings are resources.
         for (_, event) in function["Properties"]["Events"]
             .as_mapping()
-            .expect("Events")
+            .into_iter()
+            .flatten()
         {
             assert_eq!(event["Type"].as_str(), Some("HttpApi"));
             let method = event["Properties"]["Method"]
@@ -124,7 +127,7 @@ fn every_function_is_a_workspace_binary_built_with_cargo_lambda() {
         .collect();
     let template = template();
     let functions = resources_of_type(&template, "AWS::Serverless::Function");
-    assert_eq!(functions.len(), 3);
+    assert_eq!(functions.len(), 4);
     for (name, function) in functions {
         assert_eq!(
             function["Metadata"]["BuildMethod"].as_str(),
@@ -275,4 +278,99 @@ fn every_function_reads_the_user_and_the_token_function_touches_only_throttle_it
         Some([Value::from("throttle#*")].as_slice()),
         "the token function may reach only the login throttle's items"
     );
+}
+
+/// The resource a `!GetAtt Name.Attribute` or `!Ref Name` names.
+fn named(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(tagged) => tagged.value.as_str()?.split('.').next(),
+        _ => None,
+    }
+}
+
+#[test]
+fn notify_is_fed_by_the_calls_stream_with_bisect_and_a_dead_letter_queue_and_by_its_retry_queue() {
+    let template = template();
+    let resources = &template["Resources"];
+    assert_eq!(
+        resources["CallsTable"]["Properties"]["StreamSpecification"]["StreamViewType"].as_str(),
+        Some("KEYS_ONLY")
+    );
+    let notify = &resources["NotifyFunction"];
+    assert_eq!(binary_of(notify), "notify");
+    assert!(
+        notify["Properties"]["VpcConfig"].is_null(),
+        "notify posts to the internet: not in the VPC"
+    );
+    let mappings: Vec<&Value> = resources_of_type(&template, "AWS::Lambda::EventSourceMapping")
+        .into_iter()
+        .map(|(_, m)| &m["Properties"])
+        .filter(|m| named(&m["FunctionName"]) == Some("NotifyFunction"))
+        .collect();
+    assert_eq!(mappings.len(), 2, "the stream and the retry queue");
+    let from = |source: &str| {
+        mappings
+            .iter()
+            .copied()
+            .find(|m| named(&m["EventSourceArn"]) == Some(source))
+            .unwrap_or_else(|| panic!("no mapping from {source}"))
+    };
+    let reports_items = |m: &Value| {
+        m["FunctionResponseTypes"]
+            .as_sequence()
+            .is_some_and(|t| t.contains(&Value::from("ReportBatchItemFailures")))
+    };
+
+    let stream = from("CallsTable");
+    assert!(format!("{:?}", stream["EventSourceArn"]).contains("StreamArn"));
+    assert_eq!(stream["BisectBatchOnFunctionError"].as_bool(), Some(true));
+    let retries = stream["MaximumRetryAttempts"]
+        .as_i64()
+        .expect("bounded retries");
+    assert!((0..=10).contains(&retries), "{retries} retries");
+    assert!(
+        stream["MaximumRecordAgeInSeconds"]
+            .as_i64()
+            .is_some_and(|age| age > 0)
+    );
+    assert!(reports_items(stream), "stream: ReportBatchItemFailures");
+    let dead_letters = named(&stream["DestinationConfig"]["OnFailure"]["Destination"])
+        .expect("an on-failure destination");
+    assert_eq!(
+        resources[dead_letters]["Type"].as_str(),
+        Some("AWS::SQS::Queue")
+    );
+
+    let queue = from("WebhookRetryQueue");
+    assert!(reports_items(queue), "retry queue: ReportBatchItemFailures");
+    let retry_queue = &resources["WebhookRetryQueue"]["Properties"];
+    assert_eq!(
+        named(&retry_queue["RedrivePolicy"]["deadLetterTargetArn"]),
+        Some(dead_letters),
+        "retry messages that keep failing go to the same dead-letter queue"
+    );
+    let timeout = notify["Properties"]["Timeout"].as_i64().expect("Timeout");
+    assert!(
+        retry_queue["VisibilityTimeout"].as_i64() >= Some(timeout),
+        "a message stays hidden while notify works on it"
+    );
+    assert_eq!(
+        named(&notify["Properties"]["Environment"]["Variables"]["WEBHOOK_RETRY_QUEUE_URL"]),
+        Some("WebhookRetryQueue")
+    );
+
+    // Least privilege: the queues and the stream by name, nothing account-wide.
+    let allows = |needle: &str, action: &str| {
+        statements_on(notify, needle)
+            .iter()
+            .any(|s| format!("{:?}", s["Action"]).contains(action))
+    };
+    assert!(allows("WebhookRetryQueue.Arn", "sqs:SendMessage"));
+    assert!(allows("WebhookRetryQueue.Arn", "sqs:ReceiveMessage"));
+    assert!(allows(&format!("{dead_letters}.Arn"), "sqs:SendMessage"));
+    assert!(allows("/stream/", "dynamodb:GetRecords"));
+    assert!(allows("CallsTable.Arn", "dynamodb:PutItem"));
+    for statement in statements_on(notify, "*") {
+        assert_ne!(statement["Resource"].as_str(), Some("*"), "{statement:?}");
+    }
 }

@@ -16,6 +16,7 @@ mod input_rules;
 mod json_errors;
 mod lambda_events;
 mod login_safety;
+mod notify_events;
 mod postgres;
 mod routes;
 mod secrets_manager;

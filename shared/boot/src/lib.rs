@@ -14,6 +14,8 @@ pub mod telemetry;
 pub mod lambda;
 #[cfg(feature = "local")]
 pub mod local;
+#[cfg(feature = "notify")]
+pub mod notify;
 #[cfg(feature = "serve")]
 pub mod serve;
 

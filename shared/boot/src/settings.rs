@@ -151,6 +151,18 @@ pub struct BridgeSettings {
     pub webhooks: WebhookSettings,
 }
 
+/// The notify function: the calls and users tables, webhook delivery, and the queue
+/// that brings a call back when its next attempt is due.
+#[derive(Clone, Debug)]
+pub struct NotifyFunction {
+    pub store: StoreSettings,
+    pub webhooks: WebhookSettings,
+    /// `WEBHOOK_RETRY_QUEUE_URL`: the SQS queue of calls to try again. Required: without
+    /// it a failed attempt would never be retried.
+    pub retry_queue_url: String,
+    pub metrics: MetricsSettings,
+}
+
 /// `dialer-users`: the user store and bcrypt.
 #[derive(Clone, Debug)]
 pub struct UsersSettings {
@@ -203,6 +215,29 @@ impl BridgeSettings {
             port: parse(env, "BRIDGE_PORT", 8080)?,
             unconfirmed_grace: unconfirmed_grace(env)?,
             webhooks: WebhookSettings::from_env(env)?,
+        })
+    }
+}
+
+impl NotifyFunction {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let retry_queue_url = env.get("WEBHOOK_RETRY_QUEUE_URL").ok_or_else(|| {
+            problem(
+                "WEBHOOK_RETRY_QUEUE_URL",
+                "is required: the queue failed webhook attempts are retried from",
+            )
+        })?;
+        if !(retry_queue_url.starts_with("https://") || retry_queue_url.starts_with("http://")) {
+            return Err(problem(
+                "WEBHOOK_RETRY_QUEUE_URL",
+                "must be the queue's URL (https://sqs.…)",
+            ));
+        }
+        Ok(Self {
+            store: StoreSettings::from_env(env, StoreDefault::Dynamo)?,
+            webhooks: WebhookSettings::from_env(env)?,
+            retry_queue_url,
+            metrics: MetricsSettings::from_env(env)?,
         })
     }
 }
@@ -404,9 +439,18 @@ pub const DEPLOYED_ENV: &[(&str, &[&str])] = &[
             "DIAL_ENDPOINT",
             "DEFAULT_CONTEXT",
             "ALLOWED_CONTEXTS",
+            "USERS_TABLE",
         ],
     ),
-    ("status", &["SECRET_KEY_SECRET_ID", "CALLS_TABLE"]),
+    // originate and status check the user of every request: both read the users table.
+    (
+        "status",
+        &["SECRET_KEY_SECRET_ID", "CALLS_TABLE", "USERS_TABLE"],
+    ),
+    (
+        "notify",
+        &["CALLS_TABLE", "USERS_TABLE", "WEBHOOK_RETRY_QUEUE_URL"],
+    ),
     (
         "bridge",
         &[
@@ -678,6 +722,24 @@ mod tests {
     }
 
     #[test]
+    fn notify_needs_its_retry_queue_and_no_signing_key() {
+        let queue = (
+            "WEBHOOK_RETRY_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/1/retry",
+        );
+        let settings = NotifyFunction::from_env(&Vars(&[queue])).expect("loads");
+        assert_eq!(settings.retry_queue_url, queue.1);
+        assert_eq!(settings.webhooks.max_age, chrono::Duration::days(1));
+        for vars in [&[][..], &[("WEBHOOK_RETRY_QUEUE_URL", "retry")][..]] {
+            let err = NotifyFunction::from_env(&Vars(vars)).expect_err("no queue URL");
+            assert_eq!(err.var, "WEBHOOK_RETRY_QUEUE_URL");
+        }
+        let short = [queue, ("WEBHOOK_MAX_AGE_SECONDS", "10")];
+        let err = NotifyFunction::from_env(&Vars(&short)).expect_err("too short");
+        assert_eq!(err.var, "WEBHOOK_MAX_AGE_SECONDS");
+    }
+
+    #[test]
     fn the_store_follows_disable_db_then_database_url_then_the_default() {
         let memory =
             StoreSettings::from_env(&Vars(&[("DISABLE_DB", "true")]), StoreDefault::Dynamo);
@@ -700,13 +762,18 @@ mod tests {
         let by_id = Vars(&[
             ("SECRET_KEY_SECRET_ID", "dialer/jwt"),
             ("CALLS_TABLE", "calls"),
+            ("USERS_TABLE", "users"),
         ]);
         assert!(check_deployed("status", &by_id).is_ok());
-        let by_value = Vars(&[KEY, ("CALLS_TABLE", "calls")]);
+        let by_value = Vars(&[KEY, ("CALLS_TABLE", "calls"), ("USERS_TABLE", "users")]);
         assert!(check_deployed("status", &by_value).is_ok());
         assert_eq!(
             check_deployed("status", &Vars(&[KEY])).map_err(|e| e.var),
             Err("CALLS_TABLE")
+        );
+        assert_eq!(
+            check_deployed("status", &Vars(&[KEY, ("CALLS_TABLE", "calls")])).map_err(|e| e.var),
+            Err("USERS_TABLE")
         );
     }
 
