@@ -71,6 +71,8 @@ class Server:
             LOG_FORMAT="json",
             RUST_LOG="info",
         )
+        # The in-process store: a DATABASE_URL meant for the test suite is not ours.
+        env.pop("DATABASE_URL", None)
         self.process = subprocess.Popen(
             [binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
