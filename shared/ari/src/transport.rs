@@ -23,7 +23,8 @@ use tokio::net::TcpStream;
 
 use dialer_core::pbx::PbxError;
 
-/// How long opening a connection (name lookup and TCP) may take.
+/// How long opening a connection may take: the name lookup and TCP, and then the TLS
+/// handshake (each; a request that runs out was not sent).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// An idle connection older than this is closed rather than used (below the idle
 /// timeouts of the proxies and load balancers a PBX may sit behind).
@@ -220,12 +221,17 @@ impl Transport {
             .map_err(|_| TransportError::NotSent(Box::new(Message("connect timed out"))))?
             .map_err(|e| TransportError::NotSent(e.into()))?;
         let stream: Box<dyn Stream> = match &inner.tls {
-            Some(tls) => Box::new(
-                tls.connector
-                    .connect(tls.server_name.clone(), tcp)
-                    .await
-                    .map_err(|e| TransportError::NotSent(e.into()))?,
-            ),
+            Some(tls) => {
+                let handshake = tls.connector.connect(tls.server_name.clone(), tcp);
+                Box::new(
+                    tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+                        .await
+                        .map_err(|_| {
+                            TransportError::NotSent(Box::new(Message("TLS handshake timed out")))
+                        })?
+                        .map_err(|e| TransportError::NotSent(e.into()))?,
+                )
+            }
             None => Box::new(tcp),
         };
         let io: Io = TokioIo::new(stream);

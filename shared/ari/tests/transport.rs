@@ -26,6 +26,8 @@ enum Behaviour {
     ShortBody,
     /// 500 with an ARI error message.
     Fail,
+    /// Answers whatever comes first (a TLS hello) with plain HTTP, and closes.
+    NotTls,
 }
 
 struct Server {
@@ -55,6 +57,12 @@ async fn server(behaviour: Behaviour) -> Server {
 }
 
 async fn serve(mut stream: TcpStream, behaviour: Behaviour, log: Arc<Mutex<Vec<String>>>) {
+    if let Behaviour::NotTls = behaviour {
+        let _ = stream
+            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        return;
+    }
     let mut buffer = Vec::new();
     loop {
         let Some(head) = read_request(&mut stream, &mut buffer).await else {
@@ -65,7 +73,7 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, log: Arc<Mutex<Vec<S
             Behaviour::Answer | Behaviour::AnswerThenClose => {
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 16\r\n\r\n{\"state\":\"Ring\"}"
             }
-            Behaviour::Silent => {
+            Behaviour::Silent | Behaviour::NotTls => {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 return;
             }
@@ -288,5 +296,34 @@ fn a_url_without_a_host_is_refused_at_once() {
             timeout: TIMEOUT,
         })
         .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_https_url_speaks_tls_and_a_failed_handshake_is_unreachable() {
+    // A plain-HTTP server behind an https:// URL: the TLS handshake fails, so the request
+    // was never sent.
+    let server = server(Behaviour::NotTls).await;
+    let url = server.url.replacen("http://", "https://", 1);
+    let ari = match AriClient::new(AriSettings {
+        url,
+        username: "asterisk".into(),
+        password: Secret::new("secret"),
+        app: "dialer".into(),
+        timeout: TIMEOUT,
+    }) {
+        Ok(ari) => ari,
+        // A machine without a CA bundle cannot make an https client at all.
+        Err(PbxError::Unreachable { reason, .. }) if reason.contains("TLS roots") => return,
+        Err(e) => panic!("{e:?}"),
+    };
+    let error = ari.app_connected().await.expect_err("no TLS there");
+    assert!(
+        matches!(&error, PbxError::Unreachable { reason, .. } if reason == "connection failed"),
+        "{error:?}"
+    );
+    assert!(
+        server.requests.lock().expect("log").is_empty(),
+        "no request got through"
     );
 }
