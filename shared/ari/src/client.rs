@@ -1,20 +1,17 @@
-//! ARI over HTTP: the [`Pbx`] port for Asterisk (or the simulated PBX). Plain HTTP/1.1
-//! on hyper, the stack the AWS SDK brings anyway; TLS (with the system's roots) only
-//! when `ARI_HTTP_URL` is `https://`, so a plain-HTTP PBX costs no certificate loading
-//! at start.
+//! ARI over HTTP: the [`Pbx`] port for Asterisk (or the simulated PBX). HTTP/1.1 with
+//! kept-alive connections on hyper, the stack the AWS SDK brings anyway (the
+//! `transport` module); TLS (with the system's roots) only when `ARI_HTTP_URL` is
+//! `https://`, so a plain-HTTP PBX costs no certificate loading at start.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -22,6 +19,8 @@ use dialer_core::domain::validation::{Context, Extension, Media};
 use dialer_core::pbx::{OriginateSpec, Pbx, PbxError};
 use dialer_core::secrets::Secret;
 use dialer_core::secrets::{Fixed, SecretSource};
+
+use crate::transport::{Transport, TransportError};
 
 /// Where ARI is and how to log in.
 #[derive(Clone, Debug)]
@@ -65,7 +64,7 @@ impl AriClient {
         settings: AriSettings,
         password: Arc<dyn SecretSource>,
     ) -> Result<Self, PbxError> {
-        let http = Transport::for_url(settings.root())?;
+        let http = Transport::for_root(settings.root())?;
         Ok(Self {
             http,
             settings,
@@ -95,7 +94,7 @@ impl AriClient {
         body: Option<&Value>,
     ) -> Result<(StatusCode, Bytes), PbxError> {
         let password = self.password().await?;
-        let mut uri = format!("{}/ari{path}", self.settings.root());
+        let mut uri = self.http.target(&format!("/ari{path}"));
         for (i, (key, value)) in query.iter().enumerate() {
             uri.push(if i == 0 { '?' } else { '&' });
             uri.push_str(&encode(key));
@@ -122,20 +121,11 @@ impl AriClient {
         let request = request
             .body(body)
             .map_err(|e| PbxError::unreachable("bad ARI request", e))?;
-        let exchange = async {
-            let response = self.http.request(request).await.map_err(transport_error)?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
+        let (status, body) =
+            tokio::time::timeout(self.settings.timeout, self.http.exchange(request))
                 .await
-                .map_err(|e| PbxError::unconfirmed("answer broke off", e))?
-                .to_bytes();
-            Ok((status, body))
-        };
-        let (status, body) = tokio::time::timeout(self.settings.timeout, exchange)
-            .await
-            .map_err(|elapsed| PbxError::unconfirmed("timed out", elapsed))??;
+                .map_err(|elapsed| PbxError::unconfirmed("timed out", elapsed))?
+                .map_err(transport_error)?;
         if status.is_success() {
             return Ok((status, body));
         }
@@ -155,46 +145,6 @@ impl AriClient {
             status: status.as_u16(),
             message,
         })
-    }
-}
-
-/// Plain HTTP, or HTTPS with the system's roots.
-#[derive(Clone)]
-enum Transport {
-    Plain(Client<HttpConnector, Full<Bytes>>),
-    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
-}
-
-impl Transport {
-    fn for_url(root: &str) -> Result<Self, PbxError> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
-        connector.enforce_http(false);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(Duration::from_secs(50))
-            .pool_max_idle_per_host(32);
-        if root.starts_with("https://") {
-            let tls = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_native_roots()
-                .map_err(|e| PbxError::unreachable("no TLS roots for an https ARI URL", e))?
-                .https_only()
-                .enable_http1()
-                .wrap_connector(connector);
-            Ok(Transport::Tls(builder.build(tls)))
-        } else {
-            Ok(Transport::Plain(builder.build(connector)))
-        }
-    }
-
-    async fn request(
-        &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        match self {
-            Transport::Plain(client) => client.request(request).await,
-            Transport::Tls(client) => client.request(request).await,
-        }
     }
 }
 
@@ -281,13 +231,14 @@ impl Pbx for AriClient {
     }
 }
 
-/// A request that got no answer. One that never connected did not reach the PBX; any
-/// other (a connection that broke off) may have: the PBX may have acted on it.
-fn transport_error(error: hyper_util::client::legacy::Error) -> PbxError {
-    if error.is_connect() {
-        PbxError::unreachable("connection failed", error)
-    } else {
-        PbxError::unconfirmed("request failed", error)
+/// A request that got no answer. One that was never sent (no connection) did not reach
+/// the PBX; any other (a connection that broke off) may have: the PBX may have acted on
+/// it.
+fn transport_error(error: TransportError) -> PbxError {
+    match error {
+        TransportError::NotSent(e) => PbxError::unreachable("connection failed", e),
+        TransportError::Broken(e) => PbxError::unconfirmed("request failed", e),
+        TransportError::BodyBroken(e) => PbxError::unconfirmed("answer broke off", e),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod client;
 pub mod events;
 #[cfg(feature = "socket")]
 pub mod socket;
+mod transport;
 
 pub use client::{AriClient, AriSettings};
 pub use events::AriEvent;

@@ -1,6 +1,9 @@
 //! The OpenAPI document, generated from the route and body definitions.
-
-use std::sync::OnceLock;
+//!
+//! The document is fixed when the code is, so it is generated once, by a test, into
+//! `shared/http/openapi.json`, and served from there: the binaries do not carry
+//! utoipa's run-time builder. The test fails when the committed file and the
+//! definitions differ; `UPDATE_OPENAPI=1 cargo test -p dialer-http openapi` rewrites it.
 
 use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -46,14 +49,19 @@ use super::{calls, dto, ops, token};
 )]
 pub struct ApiDoc;
 
-/// The document as JSON, built once.
+/// The document as JSON: [`ApiDoc`]'s, as generated into the committed file.
 pub fn document() -> &'static str {
-    static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| {
-        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-        per_route_bodies(&mut doc);
-        serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into())
-    })
+    include_str!("../openapi.json")
+}
+
+/// The document as the definitions generate it now (pretty JSON, newline-terminated).
+pub fn generate() -> String {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    per_route_bodies(&mut doc);
+    let mut json =
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    json.push('\n');
+    json
 }
 
 /// One body type parses both originate routes, but each route takes a different body:
@@ -171,5 +179,32 @@ mod tests {
             assert_eq!(parameter["in"], "query", "{parameter}");
             assert_eq!(parameter["required"], false, "{parameter}");
         }
+    }
+
+    #[test]
+    fn the_committed_openapi_document_is_the_generated_one() {
+        let generated = generate();
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+            std::fs::write(path, &generated).expect("write openapi.json");
+            return;
+        }
+        assert!(
+            document() == generated,
+            "shared/http/openapi.json is not what the route and body definitions generate; \
+             rewrite it with `UPDATE_OPENAPI=1 cargo test -p dialer-http openapi` and commit it"
+        );
+    }
+
+    #[test]
+    fn the_document_is_valid_json_with_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(document()).expect("JSON");
+        for path in ["/api/v2/token", "/api/v2/calls", "/health"] {
+            assert!(doc["paths"][path].is_object(), "{path}");
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
     }
 }
