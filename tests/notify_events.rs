@@ -13,7 +13,6 @@ use chrono::Utc;
 use dialer_boot::Platform;
 use dialer_boot::notify::{Batch, RetryMessage};
 use dialer_boot::settings::{NotifyFunction, Vars};
-use dialer_core::domain::webhook::{CallEvent, Delivery, EventType};
 use dialer_core::domain::{Call, CallPolicy, CallRequest, User, now};
 use dialer_core::metrics::Metrics;
 use dialer_core::store::{CallStore, Store, UserStore};
@@ -55,23 +54,7 @@ fn call_with_webhook(owner: &str, url: &str) -> Call {
     }
     .validate(&policy, owner, Uuid::new_v4(), now())
     .expect("valid");
-    let mut snapshot = call.clone();
-    snapshot.events.clear();
-    call.events.push(CallEvent {
-        event_id: Uuid::new_v4(),
-        sequence: 1,
-        kind: EventType::Status,
-        status: call.status,
-        previous_status: None,
-        at: call.created_at,
-        attempt_number: call.attempt_number,
-        digit: None,
-        call: Box::new(snapshot),
-        delivery: Delivery {
-            next_attempt_at: Some(call.created_at),
-            ..Delivery::default()
-        },
-    });
+    call.record_created_event();
     call
 }
 

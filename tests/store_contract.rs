@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use dialer_core::domain::webhook::{CallEvent, Delivery, EventType, SendOutcome};
+use dialer_core::domain::webhook::{Delivery, EventType, SendOutcome};
 use dialer_core::domain::{
     Annotation, Call, CallPolicy, CallRequest, CallStatus, FailureReason, Transition, User, now,
 };
@@ -33,40 +33,10 @@ fn call_with_webhook(owner: &str, events: Option<&[&str]>) -> Call {
     }
     .validate(&CallPolicy::default(), owner, Uuid::new_v4(), now())
     .expect("valid");
-    add_created_event(&mut call);
+    call.record_created_event();
     call
 }
 
-/// What `CallService::place_call` adds before the insert (`Call::note_event` is the
-/// domain's own): event 1, `pending`, due at once.
-fn add_created_event(call: &mut Call) {
-    let wanted = call
-        .webhook
-        .as_ref()
-        .is_some_and(|w| w.events.wants(EventType::Status, call.status));
-    if !wanted {
-        return;
-    }
-    let mut snapshot = call.clone();
-    snapshot.events.clear();
-    call.events.push(CallEvent {
-        event_id: Uuid::new_v4(),
-        sequence: 1,
-        kind: EventType::Status,
-        status: call.status,
-        previous_status: None,
-        at: call.created_at,
-        attempt_number: call.attempt_number,
-        digit: None,
-        call: Box::new(snapshot),
-        delivery: Delivery {
-            next_attempt_at: Some(call.created_at),
-            ..Delivery::default()
-        },
-    });
-}
-
-/// The call as its events' snapshots hold it: without its events.
 fn without_events(call: &Call) -> Call {
     Call {
         events: Vec::new(),
@@ -834,7 +804,7 @@ pub async fn a_call_at_every_limit_keeps_all_its_events(store: Arc<dyn Store>) {
     }
     .validate(&CallPolicy::default(), "alice", Uuid::new_v4(), now())
     .expect("valid at every limit");
-    add_created_event(&mut call);
+    call.record_created_event();
     insert(&*store, &call).await;
     for status in [
         CallStatus::Dialing,

@@ -419,6 +419,12 @@ impl Call {
         self.events.iter().any(|e| !e.delivery.is_settled())
     }
 
+    /// Adds the call's first event, `pending`, when its webhook asks for it: written
+    /// with the insert, so that a receiver hears of the call from its creation on.
+    pub fn record_created_event(&mut self) {
+        self.note_event(EventType::Status, None, None, self.created_at);
+    }
+
     /// Adds the event a change just made, if the call's webhook asks for it.
     pub(crate) fn note_event(
         &mut self,

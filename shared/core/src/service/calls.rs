@@ -6,7 +6,6 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::domain::webhook::EventType;
 use crate::domain::{
     Annotation, Call, CallPolicy, CallRequest, CallStatus, FailureReason, Transition,
 };
@@ -115,8 +114,7 @@ impl CallService {
                 self.users.update_user(&user).await?;
             }
         }
-        // The first event: the call exists, `pending`.
-        call.note_event(EventType::Status, None, None, call.created_at);
+        call.record_created_event();
         let idempotency_key = idempotency_key.map(idempotency_key_of).transpose()?;
         // An originate nobody listens to is a doomed call: it would ring, be answered
         // and then fail. Refuse it before anything is dialed.
