@@ -27,6 +27,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let signal = terminated();
     let settings = BridgeSettings::from_env(&ProcessEnv)?;
     let BridgeProcess {
         source,
@@ -45,7 +46,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let outbox = tokio::spawn(deliverer.drain(Default::default(), stopped.clone()));
     let events = tokio::spawn(source.run(stopped));
     let sampler = tokio::spawn(publish_every_minute(metrics));
-    let signal = terminated().await;
+    let signal = signal.await;
     tracing::info!("{signal}: stopping");
     let _ = stop.send(true);
     events.await?;

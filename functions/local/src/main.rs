@@ -9,6 +9,7 @@ use dialer_boot::settings::ProcessEnv;
 #[tokio::main]
 async fn main() -> ExitCode {
     dialer_boot::telemetry::init();
+    let signal = dialer_boot::serve::terminated();
     let settings = match LocalSettings::from_env(&ProcessEnv) {
         Ok(settings) => settings,
         Err(e) => {
@@ -48,7 +49,7 @@ async fn main() -> ExitCode {
             webhook_secret.expose()
         );
     }
-    let signal = dialer_boot::serve::terminated().await;
+    let signal = signal.await;
     tracing::info!("{signal}: finishing requests in flight, then stopping");
     running.stop().await;
     tracing::info!("stopped");

@@ -204,26 +204,34 @@ fn json_detail(detail: &str) -> String {
     body
 }
 
-/// SIGTERM (ECS or systemd stopping the process) or SIGINT (Ctrl-C); says which.
-pub async fn terminated() -> &'static str {
+/// SIGTERM (ECS or systemd stopping the process) or SIGINT (Ctrl-C); says which. The
+/// handlers are installed when this is called, not when it is first awaited: call it
+/// before starting work, so that a signal arriving at start is a clean stop rather
+/// than the default death.
+pub fn terminated() -> impl std::future::Future<Output = &'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
+        let handlers = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        );
+        async move {
+            let (Ok(mut term), Ok(mut int)) = handlers else {
+                let _ = tokio::signal::ctrl_c().await;
+                return "SIGINT";
+            };
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
