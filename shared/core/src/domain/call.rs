@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::outcome::FailureReason;
-use super::status::CallStatus;
+use super::schedule::{CallingWindow, RetryPolicy, RetryRequest, WindowRequest};
+use super::status::{CallStatus, Progress};
 use super::validation::{
     CallerId, Context, Extension, Media, PhoneNumber, RingTimeout, ValidationError, Variables,
     dial_endpoint, max_duration, priority, rules,
@@ -87,6 +88,44 @@ pub struct Call {
     /// outbox, written in the same write as the change each one reports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<CallEvent>,
+    /// How the call is tried again after an attempt that did not reach the callee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// The client's `send_at`: the first attempt is not dialed before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<DateTime<Utc>>,
+    /// The hours in which any attempt may be dialed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<CallingWindow>,
+    /// While `queued`: the earliest time the dispatcher may dial the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_until: Option<DateTime<Utc>>,
+    /// When the dispatcher claimed the current attempt from the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_at: Option<DateTime<Utc>>,
+    /// The current attempt holds a line in the pacing state, to be freed at its end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paced: bool,
+    /// The attempts before the current one, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One attempt's story, as the status document lists it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Attempt {
+    pub attempt_number: u32,
+    pub status: CallStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<FailureReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 impl Call {
@@ -97,6 +136,88 @@ impl Call {
     /// The call has reached a final status, whatever it is.
     pub fn is_completed(&self) -> bool {
         self.status.is_final()
+    }
+
+    /// Where the call stands: its attempt and that attempt's status.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            attempt: self.attempt_number,
+            status: self.status,
+        }
+    }
+
+    /// Every attempt, the current one last: what the status document lists.
+    pub fn all_attempts(&self) -> Vec<Attempt> {
+        let mut all = self.attempts.clone();
+        all.push(self.current_attempt());
+        all
+    }
+
+    /// The current attempt's line in the pacing state.
+    pub fn slot(&self) -> super::pacing::Slot {
+        super::pacing::Slot {
+            call: self.id,
+            attempt: self.attempt_number,
+        }
+    }
+
+    /// When a new call may first be dialed, if not at once: its `send_at`, moved on to
+    /// the next opening of its calling window.
+    pub fn held_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let earliest = self.send_at.map_or(now, |at| at.max(now));
+        let due = self
+            .window
+            .as_ref()
+            .map_or(earliest, |w| w.next_open(earliest));
+        (due > now).then_some(due)
+    }
+
+    /// Makes a new (not yet stored) call wait in the queue until `due`.
+    pub fn enqueue(&mut self, due: DateTime<Utc>) {
+        self.status = CallStatus::Queued;
+        self.queued_until = Some(due);
+    }
+
+    /// When an attempt began: its claim from the queue, or the call's creation.
+    pub fn attempt_started_at(&self) -> DateTime<Utc> {
+        self.claimed_at.unwrap_or(self.created_at)
+    }
+
+    fn current_attempt(&self) -> Attempt {
+        Attempt {
+            attempt_number: self.attempt_number,
+            status: self.status,
+            failure_reason: self.failure_reason.clone(),
+            cause: self.cause,
+            dialed_at: self.dialed_at,
+            answered_at: self.answered_at,
+            ended_at: self.ended_at,
+        }
+    }
+
+    /// The attempt that just ended is kept in `attempts`, and the call waits queued for
+    /// the next one: after the retry delay, in its calling window.
+    fn requeue(&mut self, retry: &RetryPolicy, ended: DateTime<Utc>) {
+        self.attempts.push(self.current_attempt());
+        self.attempt_number += 1;
+        self.status = CallStatus::Queued;
+        let earliest = ended + retry.delay();
+        self.queued_until = Some(
+            self.window
+                .as_ref()
+                .map_or(earliest, |w| w.next_open(earliest)),
+        );
+        self.dialed_at = None;
+        self.ringing_at = None;
+        self.answered_at = None;
+        self.ended_at = None;
+        self.failure_reason = None;
+        self.cause = None;
+        self.cause_txt = None;
+        self.dialstatus = None;
+        self.originate_unconfirmed_at = None;
+        self.claimed_at = None;
+        self.paced = false;
     }
 
     /// Seconds from answer to end, when the call was answered and has ended.
@@ -124,6 +245,10 @@ pub struct CallRequest {
     /// Where to send the call's events; the user's default when absent.
     pub status_callback: Option<String>,
     pub status_callback_events: Option<Vec<String>>,
+    pub retry: Option<RetryRequest>,
+    /// RFC 3339.
+    pub send_at: Option<String>,
+    pub window: Option<WindowRequest>,
 }
 
 /// The operator's rules and defaults for new calls.
@@ -225,6 +350,13 @@ impl CallRequest {
             Some(ms) => Some(max_duration(ms)?),
             None => policy.max_duration_ms,
         };
+        let retry = self.retry.as_ref().map(RetryPolicy::parse).transpose()?;
+        let send_at = self
+            .send_at
+            .as_deref()
+            .map(|raw| super::schedule::send_at(raw, now))
+            .transpose()?;
+        let window = self.window.as_ref().map(CallingWindow::parse).transpose()?;
         Ok(Call {
             id,
             owner: owner.to_owned(),
@@ -257,6 +389,13 @@ impl CallRequest {
             media_failed: Vec::new(),
             webhook,
             events: Vec::new(),
+            retry,
+            send_at,
+            window,
+            queued_until: None,
+            claimed_at: None,
+            paced: false,
+            attempts: Vec::new(),
         })
     }
 }
@@ -267,6 +406,11 @@ impl CallRequest {
 pub struct Transition {
     pub status: CallStatus,
     pub at: DateTime<Utc>,
+    /// The attempt this change is about; `None` for the current one. A change for an
+    /// attempt that is over is refused, so a late word about one cannot touch the next.
+    pub attempt: Option<u32>,
+    /// A claim from the queue that holds a line in the pacing state.
+    pub paced: bool,
     /// False only for a call that never reached the PBX (originate refused).
     pub dialed: bool,
     pub failure_reason: Option<FailureReason>,
@@ -281,6 +425,8 @@ impl Transition {
         Self {
             status,
             at,
+            attempt: None,
+            paced: false,
             dialed: true,
             failure_reason: None,
             cause: None,
@@ -296,6 +442,21 @@ impl Transition {
             failure_reason: Some(reason),
             ..Self::to(CallStatus::Failed, at)
         }
+    }
+
+    /// The dispatcher takes attempt `attempt` out of the queue to dial it.
+    pub fn claim(attempt: u32, paced: bool, at: DateTime<Utc>) -> Self {
+        Self {
+            dialed: false,
+            attempt: Some(attempt),
+            paced,
+            ..Self::to(CallStatus::Pending, at)
+        }
+    }
+
+    pub fn of_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = Some(attempt);
+        self
     }
 
     pub fn with_reason(mut self, reason: Option<FailureReason>) -> Self {
@@ -317,8 +478,16 @@ impl Transition {
     /// Applies the change if the status rule allows it; returns whether it did. The one
     /// definition of what a transition writes: the in-process store calls it, and the
     /// database stores mirror it in their conditional updates.
+    ///
+    /// An attempt that ends in an outcome the call's retry policy lists (and that was not
+    /// canceled) is kept in `attempts`, and the call goes back to `queued` for the next
+    /// attempt: both changes in this one write.
     pub fn apply(&self, call: &mut Call) -> bool {
-        if !call.status.can_move_to(self.status) {
+        let next = Progress {
+            attempt: self.attempt.unwrap_or(call.attempt_number),
+            status: self.status,
+        };
+        if next.attempt != call.attempt_number || !call.progress().can_move_to(next) {
             return false;
         }
         let previous = call.status;
@@ -327,6 +496,11 @@ impl Transition {
             call.dialed_at.get_or_insert(self.at);
         }
         match self.status {
+            CallStatus::Pending if previous == CallStatus::Queued => {
+                call.queued_until = None;
+                call.claimed_at = Some(self.at);
+                call.paced = self.paced;
+            }
             CallStatus::Ringing => call.ringing_at = Some(self.at),
             CallStatus::Answered => call.answered_at = Some(self.at),
             s if s.is_final() => {
@@ -340,7 +514,18 @@ impl Transition {
         if self.dialstatus.is_some() {
             call.dialstatus.clone_from(&self.dialstatus);
         }
+        if self.status.is_final() {
+            call.queued_until = None;
+        }
         call.note_event(EventType::Status, Some(previous), None, self.at);
+        if let Some(retry) = call.retry.clone()
+            && call.cancel_requested_at.is_none()
+            && retry.retries(call.attempt_number, self.status)
+        {
+            let ended = call.status;
+            call.requeue(&retry, self.at);
+            call.note_event(EventType::Status, Some(ended), None, self.at);
+        }
         true
     }
 }

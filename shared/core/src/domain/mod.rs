@@ -3,15 +3,19 @@
 
 pub mod call;
 pub mod outcome;
+pub mod pacing;
+pub mod schedule;
 pub mod status;
 pub mod throttle;
 pub mod user;
 pub mod validation;
 pub mod webhook;
 
-pub use call::{Annotation, Call, CallMode, CallPolicy, CallRequest, Transition};
+pub use call::{Annotation, Attempt, Call, CallMode, CallPolicy, CallRequest, Transition};
 pub use outcome::{EndFacts, FailureReason, final_outcome};
-pub use status::CallStatus;
+pub use pacing::{Admission, Pacing, Slot, TrunkLimits, UserLimits};
+pub use schedule::{CallingWindow, RetryPolicy};
+pub use status::{CallStatus, Progress};
 pub use throttle::{FailureCount, ThrottleKey, ThrottlePolicy};
 pub use user::{Password, User};
 pub use validation::ValidationError;

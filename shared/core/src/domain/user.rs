@@ -22,6 +22,9 @@ pub struct User {
     /// signature under it too for [`WEBHOOK_SECRET_OVERLAP_HOURS`] after.
     #[serde(default)]
     pub previous_webhook_secret: Option<(String, chrono::DateTime<chrono::Utc>)>,
+    /// This user's share of the trunk (`dialer-users set-limits`).
+    #[serde(default)]
+    pub limits: super::pacing::UserLimits,
 }
 
 /// How long after a rotation events are signed with the old secret as well.
@@ -38,6 +41,7 @@ impl User {
             webhook_url: None,
             webhook_secret: Some(new_webhook_secret()),
             previous_webhook_secret: None,
+            limits: super::pacing::UserLimits::default(),
         }
     }
 

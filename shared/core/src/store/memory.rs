@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    CallPage, CallStore, PageCursor, StoreError, ThrottleStore, TransitionResult, UserStore,
+    CallPage, CallStore, PacingStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
+    TransitionResult, UserStore, Versioned,
 };
 use crate::domain::webhook::Delivery;
-use crate::domain::{Annotation, Call, FailureCount, Transition, User};
+use crate::domain::{Annotation, Call, CallStatus, FailureCount, Pacing, Transition, User};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -27,6 +28,24 @@ struct Inner {
     throttle: HashMap<String, FailureCount>,
     /// Webhook deliverers' claims: until when each call is held.
     claims: HashMap<Uuid, DateTime<Utc>>,
+    /// The ids of the calls that are `queued`: the queue, without a scan of every call.
+    queued: std::collections::HashSet<Uuid>,
+    pacing: HashMap<String, Versioned<Pacing>>,
+}
+
+impl Inner {
+    /// Keeps `queued` in step with call `id`'s status after a write.
+    fn reindex(&mut self, id: Uuid) {
+        if self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.status == CallStatus::Queued)
+        {
+            self.queued.insert(id);
+        } else {
+            self.queued.remove(&id);
+        }
+    }
 }
 
 /// Past this many throttle counts, lapsed ones are dropped: a guesser rotating
@@ -55,6 +74,7 @@ impl CallStore for MemoryStore {
             return Err(StoreError::Conflict);
         }
         inner.calls.insert(call.id, call.clone());
+        inner.reindex(call.id);
         Ok(())
     }
 
@@ -71,11 +91,13 @@ impl CallStore for MemoryStore {
         let Some(call) = inner.calls.get_mut(&id) else {
             return Ok(TransitionResult::NotFound);
         };
-        Ok(if change.apply(call) {
+        let result = if change.apply(call) {
             TransitionResult::Applied(call.clone())
         } else {
             TransitionResult::Refused(call.clone())
-        })
+        };
+        inner.reindex(id);
+        Ok(result)
     }
 
     async fn annotate(&self, id: Uuid, note: &Annotation) -> Result<Option<Call>, StoreError> {
@@ -177,6 +199,58 @@ impl CallStore for MemoryStore {
     async fn release_call(&self, id: Uuid) -> Result<(), StoreError> {
         self.lock().claims.remove(&id);
         Ok(())
+    }
+
+    async fn due_calls(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
+        let inner = self.lock();
+        let mut due: Vec<QueuedCall> = inner
+            .queued
+            .iter()
+            .filter_map(|id| QueuedCall::of(inner.calls.get(id)?))
+            .filter(|q| q.due_at <= now)
+            .collect();
+        due.sort_by_key(QueuedCall::order_key);
+        due.truncate(limit);
+        Ok(due)
+    }
+}
+
+#[async_trait]
+impl PacingStore for MemoryStore {
+    async fn load_pacing(&self, keys: &[String]) -> Result<Vec<Versioned<Pacing>>, StoreError> {
+        let inner = self.lock();
+        Ok(keys
+            .iter()
+            .map(|key| inner.pacing.get(key).cloned().unwrap_or_default())
+            .collect())
+    }
+
+    async fn save_pacing(
+        &self,
+        writes: &[(String, Versioned<Pacing>)],
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let current = |key: &String| inner.pacing.get(key).map_or(0, |v| v.version);
+        if writes
+            .iter()
+            .any(|(key, state)| current(key) != state.version)
+        {
+            return Ok(false);
+        }
+        for (key, state) in writes {
+            inner.pacing.insert(
+                key.clone(),
+                Versioned {
+                    value: state.value.clone(),
+                    version: state.version + 1,
+                },
+            );
+        }
+        Ok(true)
     }
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::webhook::Delivery;
-use crate::domain::{Annotation, Call, FailureCount, Transition, User};
+use crate::domain::{Annotation, Call, FailureCount, Pacing, Transition, User};
 
 pub use memory::MemoryStore;
 
@@ -193,6 +193,71 @@ pub trait CallStore: Send + Sync {
 
     /// Ends a claim made by [`CallStore::claim_due_calls`].
     async fn release_call(&self, id: Uuid) -> Result<(), StoreError>;
+
+    /// The queue: up to `limit` `queued` calls whose `queued_until` is at or before
+    /// `now`, soonest due first (then oldest first). The dispatcher claims each with a
+    /// conditional [`Transition::claim`], so a call listed to two dispatchers is still
+    /// dialed once.
+    async fn due_calls(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError>;
+}
+
+/// A queued call as the queue lists it: enough to order and claim it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedCall {
+    pub id: Uuid,
+    pub owner: String,
+    pub attempt_number: u32,
+    pub due_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl QueuedCall {
+    pub fn of(call: &Call) -> Option<Self> {
+        (call.status == crate::domain::CallStatus::Queued).then(|| Self {
+            id: call.id,
+            owner: call.owner.clone(),
+            attempt_number: call.attempt_number,
+            due_at: call.queued_until.unwrap_or(call.created_at),
+            created_at: call.created_at,
+        })
+    }
+
+    /// The queue's order: soonest due, then oldest, then by id (a total order).
+    pub fn order_key(&self) -> (DateTime<Utc>, DateTime<Utc>, Uuid) {
+        (self.due_at, self.created_at, self.id)
+    }
+}
+
+/// A stored value and the version its next write must find (0: never written).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// The pacing states (see [`crate::domain::pacing`]): the trunk's under
+/// [`PACING_TRUNK`], each user's under [`pacing_user_key`]. They live in the store so
+/// that the limits hold across every container and dispatcher.
+#[async_trait]
+pub trait PacingStore: Send + Sync {
+    /// The states under `keys`, in that order; a key never written reads as the default
+    /// state at version 0.
+    async fn load_pacing(&self, keys: &[String]) -> Result<Vec<Versioned<Pacing>>, StoreError>;
+
+    /// Writes every state, each at its version + 1, if every one is still at the
+    /// version given: all or none, atomically. `false` when another write came first.
+    async fn save_pacing(&self, writes: &[(String, Versioned<Pacing>)])
+    -> Result<bool, StoreError>;
+}
+
+pub const PACING_TRUNK: &str = "trunk";
+
+pub fn pacing_user_key(username: &str) -> String {
+    format!("user#{username}")
 }
 
 #[async_trait]
@@ -235,6 +300,6 @@ pub trait ThrottleStore: Send + Sync {
 }
 
 /// A store that holds all of them.
-pub trait Store: CallStore + UserStore + ThrottleStore {}
+pub trait Store: CallStore + UserStore + ThrottleStore + PacingStore {}
 
-impl<T: CallStore + UserStore + ThrottleStore> Store for T {}
+impl<T: CallStore + UserStore + ThrottleStore + PacingStore> Store for T {}
