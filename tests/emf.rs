@@ -62,6 +62,7 @@ async fn lambdas_report_originates_latency_and_token_failures_as_emf() {
         Arc::new(RecordingPbx::default()),
         CallPolicy::default(),
         metrics.clone(),
+        dialer_core::service::Pacer::new(store.clone(), Default::default()),
     );
     calls
         .place_call(

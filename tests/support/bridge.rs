@@ -79,13 +79,15 @@ impl Bridged {
             ..CallPolicy::default()
         };
         // No users here: no call takes a default webhook.
+        let users = Arc::new(dialer_core::store::MemoryStore::new());
         CallService::new(
             store,
-            Arc::new(dialer_core::store::MemoryStore::new()),
+            users.clone(),
             Arc::new(dialer_core::webhooks::AcceptAll),
             Arc::new(self.ari.clone()),
             policy,
             self.metrics.clone(),
+            dialer_core::service::Pacer::new(users, Default::default()),
         )
     }
 

@@ -120,6 +120,7 @@ pub fn router(
     sets: &[dialer_http::Routes],
 ) -> axum::Router {
     let parts = dialer_boot::ApiParts {
+        pacer: dialer_core::service::Pacer::new(store.clone(), Default::default()),
         store,
         tokens: std::sync::Arc::new(tokens()),
         metrics,

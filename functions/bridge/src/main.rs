@@ -34,6 +34,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         port,
         metrics,
         deliverer,
+        dispatcher,
     } = dialer_boot::bridge(&settings, &Platform::from_env().await).await?;
     let (stop, stopped) = watch::channel(false);
     let listener =
@@ -44,11 +45,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let _ = port_stopped.wait_for(|s| *s).await;
     }));
     let outbox = tokio::spawn(deliverer.drain(Default::default(), stopped.clone()));
+    let mut dispatch_stopped = stopped.clone();
+    let queue = tokio::spawn(dispatcher.run(async move {
+        let _ = dispatch_stopped.wait_for(|s| *s).await;
+    }));
     let events = tokio::spawn(source.run(stopped));
     let sampler = tokio::spawn(publish_every_minute(metrics));
     let signal = signal.await;
     tracing::info!("{signal}: stopping");
     let _ = stop.send(true);
+    queue.await?;
     events.await?;
     outbox.await?;
     sampler.abort();

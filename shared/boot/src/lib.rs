@@ -283,6 +283,9 @@ mod api {
         pub user_cache: std::time::Duration,
         /// What a `status_callback` must pass before a call with it is accepted.
         pub guard: Arc<dyn dialer_core::webhooks::CallbackGuard>,
+        /// The trunk's limits, counted in `store` (shared with the dispatcher where one
+        /// runs in the same process).
+        pub pacer: dialer_core::service::Pacer,
     }
 
     impl ApiParts {
@@ -321,6 +324,7 @@ mod api {
                     pbx,
                     policy,
                     self.metrics.clone(),
+                    self.pacer.clone(),
                 ),
                 auth: self.auth(),
             }
@@ -378,8 +382,10 @@ mod api {
         metrics_settings: &super::settings::MetricsSettings,
         platform: &Platform,
     ) -> Result<ApiParts, BootError> {
+        let store = open_store(store, platform).await?;
         Ok(ApiParts {
-            store: open_store(store, platform).await?,
+            pacer: dialer_core::service::Pacer::new(store.clone(), Default::default()),
+            store,
             tokens: tokens(auth, platform)?,
             metrics: metrics(metrics_settings),
             metrics_enabled: metrics_settings.enabled,
@@ -411,6 +417,7 @@ mod api {
     ) -> Result<axum::Router, BootError> {
         let mut parts = parts(&settings.store, &settings.auth, &settings.metrics, platform).await?;
         parts.guard = super::callback_guard(&settings.webhooks);
+        parts.pacer = dialer_core::service::Pacer::new(parts.store.clone(), settings.limits);
         let pbx = Arc::new(super::ari_client(&settings.pbx, platform)?);
         let state = parts.originate_state(pbx, settings.policy.clone());
         Ok(parts.api().originate(state).build())
@@ -461,6 +468,28 @@ mod bridge {
         }
     }
 
+    /// The dispatcher of queued calls: it dials through `pbx` while the bridge that
+    /// `health` reports on is connected (so that no call is placed that no bridge
+    /// follows), within the limits `pacer` counts.
+    pub fn dispatcher(
+        store: Arc<dyn dialer_core::store::Store>,
+        pbx: Arc<dyn dialer_core::pbx::Pbx>,
+        pacer: dialer_core::service::Pacer,
+        health: Arc<BridgeHealth>,
+        timing: dialer_core::service::DispatchTiming,
+        metrics: Arc<Metrics>,
+    ) -> dialer_core::service::Dispatcher {
+        let dialer = dialer_core::service::calls::Dialer::new(store.clone(), pbx, pacer);
+        dialer_core::service::Dispatcher::new(
+            store.clone(),
+            store,
+            dialer,
+            Arc::new(move || health.connected()),
+            timing,
+            metrics,
+        )
+    }
+
     /// The always-on bridge: its event source and its health port's router.
     pub struct BridgeProcess {
         pub source: EventSource,
@@ -468,6 +497,8 @@ mod bridge {
         pub metrics: Arc<Metrics>,
         /// Drains the webhook outbox (see [`dialer_core::service::Deliverer::drain`]).
         pub deliverer: dialer_core::service::Deliverer,
+        /// Dials queued calls (see [`dialer_core::service::Dispatcher::run`]).
+        pub dispatcher: dialer_core::service::Dispatcher,
     }
 
     pub async fn bridge(
@@ -487,13 +518,24 @@ mod bridge {
             ..EventSourceTiming::default()
         };
         let deliverer = super::deliverer(store.clone(), &settings.webhooks, metrics.clone())?;
-        let source = event_source(store, ari, metrics.clone(), timing);
+        let pacer = dialer_core::service::Pacer::new(store.clone(), settings.limits);
+        let mut source = event_source(store.clone(), ari.clone(), metrics.clone(), timing);
+        source.events = source.events.with_pacer(pacer.clone());
         let port = dialer_bridge::port::router(source.health.clone(), metrics.clone());
+        let dispatcher = dispatcher(
+            store,
+            Arc::new(ari),
+            pacer,
+            source.health.clone(),
+            settings.dispatch.clone(),
+            metrics.clone(),
+        );
         Ok(BridgeProcess {
             source,
             port,
             metrics,
             deliverer,
+            dispatcher,
         })
     }
 }

@@ -50,6 +50,12 @@ pub struct LocalSettings {
     pub bridge_timing: EventSourceTiming,
     /// `HTTP_HEADER_TIMEOUT_MS`, `HTTP_BODY_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`.
     pub http_limits: Limits,
+    /// `MAX_CALLS_PER_SECOND`, `MAX_CONCURRENT_CALLS`.
+    pub limits: dialer_core::domain::TrunkLimits,
+    /// `DISPATCH_POLL_MS`.
+    pub dispatch: dialer_core::service::DispatchTiming,
+    /// Run the dispatcher (tests turn it off to see calls wait queued).
+    pub dispatcher: bool,
 }
 
 impl LocalSettings {
@@ -98,6 +104,9 @@ impl LocalSettings {
                 ..EventSourceTiming::default()
             },
             http_limits: http_limits(env)?,
+            limits: crate::settings::trunk_limits(env)?,
+            dispatch: crate::settings::dispatch_timing(env)?,
+            dispatcher: true,
         })
     }
 }
@@ -113,6 +122,7 @@ pub struct LocalProcess {
     stop_bridge: watch::Sender<bool>,
     bridge: Option<JoinHandle<()>>,
     outbox: JoinHandle<()>,
+    dispatcher: Option<JoinHandle<()>>,
 }
 
 impl LocalProcess {
@@ -126,6 +136,9 @@ impl LocalProcess {
         let _ = self.stop_api.send(true);
         let _ = self.api.await;
         let _ = self.stop_bridge.send(true);
+        if let Some(dispatcher) = self.dispatcher {
+            let _ = dispatcher.await;
+        }
         if let Some(bridge) = self.bridge {
             let _ = bridge.await;
         }
@@ -147,12 +160,14 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
     .await?;
     let metrics = Arc::new(Metrics::new());
     let ari = crate::ari_client(&settings.pbx, &platform)?;
-    let source = crate::event_source(
+    let pacer = dialer_core::service::Pacer::new(store.clone(), settings.limits);
+    let mut source = crate::event_source(
         store.clone(),
         ari.clone(),
         metrics.clone(),
         settings.bridge_timing.clone(),
     );
+    source.events = source.events.with_pacer(pacer.clone());
     let health = source.health.clone();
     let (stop_bridge, bridge_stopped) = watch::channel(false);
     let deliverer = crate::deliverer(store.clone(), &settings.webhooks, metrics.clone())?;
@@ -160,6 +175,20 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         dialer_core::service::deliver::DrainTiming::default(),
         bridge_stopped.clone(),
     ));
+    let dispatcher = settings.dispatcher.then(|| {
+        let dispatcher = crate::dispatcher(
+            store.clone(),
+            Arc::new(ari.clone()),
+            pacer.clone(),
+            health.clone(),
+            settings.dispatch.clone(),
+            metrics.clone(),
+        );
+        let mut stopped = bridge_stopped.clone();
+        tokio::spawn(dispatcher.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    });
     let bridge = settings
         .bridge
         .then(|| tokio::spawn(source.run(bridge_stopped)));
@@ -171,6 +200,7 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         bridge: Some(health.clone()),
         user_cache: settings.auth.user_cache,
         guard: crate::callback_guard(&settings.webhooks),
+        pacer,
     };
     let app = parts.router(
         &Routes::ALL,
@@ -207,6 +237,7 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         stop_bridge,
         bridge,
         outbox,
+        dispatcher,
     })
 }
 

@@ -9,7 +9,8 @@ use dialer_core::auth::TokenSettings;
 use dialer_core::domain::validation::{
     self, CallerId, Extension, RingTimeout, ValidationError, endpoint_template,
 };
-use dialer_core::domain::{CallPolicy, ThrottlePolicy};
+use dialer_core::domain::{CallPolicy, ThrottlePolicy, TrunkLimits};
+use dialer_core::service::DispatchTiming;
 use dialer_core::secrets::Secret;
 
 /// Reads variables by name; the process environment in production, a list in tests.
@@ -126,6 +127,8 @@ pub struct OriginateFunction {
     pub policy: CallPolicy,
     pub webhooks: WebhookSettings,
     pub metrics: MetricsSettings,
+    /// `MAX_CALLS_PER_SECOND`, `MAX_CONCURRENT_CALLS`: a call over them is queued.
+    pub limits: TrunkLimits,
 }
 
 /// The status function: the call store and the signing key.
@@ -149,6 +152,10 @@ pub struct BridgeSettings {
     /// The bridge drains the webhook outbox (PostgreSQL, in-process; on DynamoDB the
     /// `notify` function delivers instead).
     pub webhooks: WebhookSettings,
+    /// `MAX_CALLS_PER_SECOND`, `MAX_CONCURRENT_CALLS`: what the dispatcher dials to.
+    pub limits: TrunkLimits,
+    /// `DISPATCH_POLL_MS`: how often the dispatcher reads the queue.
+    pub dispatch: DispatchTiming,
 }
 
 /// The notify function: the calls and users tables, webhook delivery, and the queue
@@ -192,6 +199,7 @@ impl OriginateFunction {
             policy: call_policy(env)?,
             webhooks: WebhookSettings::from_env(env)?,
             metrics: MetricsSettings::from_env(env)?,
+            limits: trunk_limits(env)?,
         })
     }
 }
@@ -215,6 +223,8 @@ impl BridgeSettings {
             port: parse(env, "BRIDGE_PORT", 8080)?,
             unconfirmed_grace: unconfirmed_grace(env)?,
             webhooks: WebhookSettings::from_env(env)?,
+            limits: trunk_limits(env)?,
+            dispatch: dispatch_timing(env)?,
         })
     }
 }
@@ -578,6 +588,49 @@ pub fn throttle_policy(env: &dyn Env) -> Result<ThrottlePolicy, ConfigError> {
 
 pub fn bcrypt_cost(env: &dyn Env) -> Result<u32, ConfigError> {
     Ok(u32::try_from(int(env, "BCRYPT_COST", 12, 4, 16)?).unwrap_or(12))
+}
+
+/// `MAX_CALLS_PER_SECOND` and `MAX_CONCURRENT_CALLS`, all users together; unset (or
+/// empty, as a template leaves an unset parameter) is unlimited.
+pub fn trunk_limits(env: &dyn Env) -> Result<TrunkLimits, ConfigError> {
+    use dialer_core::domain::pacing::{CALLS_PER_SECOND_RANGE, CONCURRENT_CALLS_RANGE};
+    let limit = |name: &'static str, range: std::ops::RangeInclusive<u32>| {
+        match env.get(name).as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|v| range.contains(v))
+                .map(Some)
+                .ok_or_else(|| {
+                    problem(
+                        name,
+                        format!(
+                            "must be an integer from {} to {} (or unset: unlimited), got {raw:?}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                }),
+        }
+    };
+    Ok(TrunkLimits {
+        calls_per_second: limit("MAX_CALLS_PER_SECOND", CALLS_PER_SECOND_RANGE)?,
+        concurrent_calls: limit("MAX_CONCURRENT_CALLS", CONCURRENT_CALLS_RANGE)?,
+    })
+}
+
+/// `DISPATCH_POLL_MS`, 10 ms to 10 s (default 100 ms): how often a dispatcher reads
+/// the queue when nothing in its own process signals work. A claimed call its
+/// dispatcher lost is settled after the ARI timeout plus the unconfirmed grace.
+pub fn dispatch_timing(env: &dyn Env) -> Result<DispatchTiming, ConfigError> {
+    let poll = int(env, "DISPATCH_POLL_MS", 100, 10, 10_000)?;
+    let ari_timeout = int(env, "ARI_TIMEOUT_MS", 10_000, 100, 120_000)?;
+    Ok(DispatchTiming {
+        poll: Duration::from_millis(poll.unsigned_abs()),
+        claim_timeout: Duration::from_millis(ari_timeout.unsigned_abs()) + unconfirmed_grace(env)?,
+        ..DispatchTiming::default()
+    })
 }
 
 /// `BRIDGE_UNCONFIRMED_GRACE_MS`, 1 s to 10 min (default 30 s).

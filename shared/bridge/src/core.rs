@@ -18,6 +18,8 @@ use dialer_core::domain::{
 };
 use dialer_core::metrics::Metrics;
 use dialer_core::pbx::{Pbx, PbxError};
+use dialer_core::service::Pacer;
+use dialer_core::service::calls::release_ended;
 use dialer_core::store::{CallStore, StoreError, TransitionResult};
 
 #[derive(Clone)]
@@ -25,6 +27,8 @@ pub struct CallEvents {
     store: Arc<dyn CallStore>,
     pbx: Arc<dyn Pbx>,
     metrics: Arc<Metrics>,
+    /// Frees an attempt's line when its end is written (when calls are paced).
+    pacer: Option<Pacer>,
 }
 
 /// What reconciliation did with the calls the store held as active.
@@ -41,7 +45,15 @@ impl CallEvents {
             store,
             pbx,
             metrics,
+            pacer: None,
         }
+    }
+
+    /// Frees each paced attempt's line in the store as its end is written, and wakes
+    /// the dispatcher of this process.
+    pub fn with_pacer(mut self, pacer: Pacer) -> Self {
+        self.pacer = Some(pacer);
+        self
     }
 
     /// Handles one event. A store error is returned so the caller can retry the event;
@@ -132,9 +144,11 @@ impl CallEvents {
         let mut behind = Vec::new();
         for call in self.store.active_calls().await? {
             // An unconfirmed originate's channel may not exist yet: the sweeper settles
-            // it after its own grace period.
-            if call.created_at >= connected_at
-                || (call.status == CallStatus::Pending && Utc::now() - call.created_at < grace)
+            // it after its own grace period. A queued call has no channel to look at.
+            if call.status == CallStatus::Queued
+                || call.attempt_started_at() >= connected_at
+                || (call.status == CallStatus::Pending
+                    && Utc::now() - call.attempt_started_at() < grace)
                 || (call.status == CallStatus::Dialing && call.originate_unconfirmed_at.is_some())
             {
                 continue;
@@ -196,6 +210,10 @@ impl CallEvents {
     ) -> Result<usize, StoreError> {
         let mut finished = 0;
         for call in self.store.active_calls().await? {
+            if call.status == CallStatus::Queued {
+                // Waiting for the dispatcher; no channel of it exists.
+                continue;
+            }
             if self.settle_unconfirmed(&call, unconfirmed_grace).await? {
                 finished += 1;
                 continue;
@@ -222,7 +240,7 @@ impl CallEvents {
                 .max_duration_ms
                 .map_or(talk_limit, Duration::from_millis);
             let lifetime = Duration::from_millis(call.timeout_ms) + talk + Duration::from_secs(60);
-            let deadline = call.created_at
+            let deadline = call.attempt_started_at()
                 + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
             if Utc::now() < deadline {
                 continue;
@@ -298,7 +316,9 @@ impl CallEvents {
         cause: Option<i64>,
         cause_txt: Option<String>,
     ) -> Result<bool, StoreError> {
-        if call.is_completed() {
+        if call.is_completed() || call.status == CallStatus::Queued {
+            // Final already, or waiting for its next attempt: the end of a channel
+            // (a late event of the attempt before) changes nothing.
             return Ok(false);
         }
         let ring_timeout =
@@ -386,6 +406,8 @@ impl CallEvents {
     fn end_if_unwanted(&self, call: &Call, seen: &'static str) -> bool {
         let why = if call.is_completed() {
             "its record is already final"
+        } else if call.status == CallStatus::Queued {
+            "its attempt already ended"
         } else if call.cancel_requested_at.is_some() {
             "its cancel was requested"
         } else {
@@ -408,8 +430,11 @@ impl CallEvents {
         };
         self.metrics
             .inc("dialer_bridge_status_writes_total", &[("result", label)]);
-        if let Ok(TransitionResult::Applied(call)) = &result {
+        if let Ok(applied @ TransitionResult::Applied(call)) = &result {
             debug!(call = %id, status = %call.status, "status written");
+            if let Some(pacer) = &self.pacer {
+                release_ended(pacer, applied).await;
+            }
         }
         result
     }

@@ -16,7 +16,8 @@ use dialer_core::domain::validation::{
     FieldRule, MAX_DURATION_RANGE_MS, Media, PRIORITY_RANGE, RingTimeout, Variables, rules,
 };
 use dialer_core::domain::webhook::EventType;
-use dialer_core::domain::{Call, CallRequest, FailureReason};
+use dialer_core::domain::schedule::{RetryRequest, WindowRequest};
+use dialer_core::domain::{Attempt, Call, CallRequest, FailureReason};
 
 /// A call request. On `POST /api/v2/calls` `phone_number` is required; on
 /// `POST /api/v2/interaction/{number}` the number is in the path and the body (which
@@ -59,6 +60,50 @@ pub struct CallBody {
     /// Which events to send: statuses and `dtmf`. Every one when left out.
     #[schema(example = json!(["answered", "completed", "busy", "no_answer", "failed", "canceled", "dtmf"]))]
     pub status_callback_events: Option<Vec<String>>,
+    /// Try the call again when an attempt ends in a listed outcome.
+    pub retry: Option<RetryBody>,
+    /// Do not dial before this time (RFC 3339 with offset, at most 30 days ahead); the
+    /// call is `queued` until then.
+    #[schema(example = "2026-12-01T14:30:00Z")]
+    pub send_at: Option<String>,
+    /// Dial (and retry) only within these local hours; outside them the call waits
+    /// `queued` until the window next opens.
+    pub window: Option<WindowBody>,
+}
+
+/// A call's retry policy.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBody {
+    /// Attempts in all, the first included: 1 to 5.
+    #[schema(minimum = 1, maximum = 5, example = 3)]
+    #[serde(default, deserialize_with = "whole_number")]
+    pub max_attempts: Option<i64>,
+    /// Outcomes that bring another attempt: `busy`, `no_answer`, `failed` (all three
+    /// when left out).
+    #[schema(example = json!(["busy", "no_answer"]))]
+    pub on: Option<Vec<String>>,
+    /// From an attempt's end to the next attempt, in milliseconds: 1000 to 86400000
+    /// (default 60000).
+    #[schema(minimum = 1000, maximum = 86_400_000, example = 60_000)]
+    #[serde(default, deserialize_with = "whole_number")]
+    pub delay_ms: Option<i64>,
+}
+
+/// A daily calling window in the callee's time zone; `end` before `start` spans
+/// midnight.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowBody {
+    /// `HH:MM`, 24-hour.
+    #[schema(example = "09:00")]
+    pub start: Option<String>,
+    /// `HH:MM`, 24-hour; the window closes at this minute.
+    #[schema(example = "20:00")]
+    pub end: Option<String>,
+    /// An IANA time zone name.
+    #[schema(example = "America/New_York")]
+    pub time_zone: Option<String>,
 }
 
 /// An integer field as JSON Schema defines one: `30000` and `30000.0` alike (many JSON
@@ -219,6 +264,17 @@ impl CallBody {
             max_duration: self.max_duration,
             status_callback: self.status_callback,
             status_callback_events: self.status_callback_events,
+            retry: self.retry.map(|r| RetryRequest {
+                max_attempts: r.max_attempts,
+                on: r.on,
+                delay_ms: r.delay_ms,
+            }),
+            send_at: self.send_at,
+            window: self.window.map(|w| WindowRequest {
+                start: w.start,
+                end: w.end,
+                time_zone: w.time_zone,
+            }),
         }
     }
 }
@@ -297,7 +353,8 @@ impl OriginateResponse {
 pub struct CallView {
     pub call_id: Uuid,
     pub phone_number: String,
-    /// pending, dialing, ringing, answered, completed, busy, no_answer, failed, canceled
+    /// queued, pending, dialing, ringing, answered, completed, busy, no_answer, failed,
+    /// canceled (the latest attempt's)
     pub status: String,
     pub channel: String,
     pub context: String,
@@ -349,6 +406,56 @@ pub struct CallView {
     pub status_callback: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_callback_events: Option<Vec<String>>,
+    /// Every attempt, the latest (the one the top-level fields describe) last.
+    pub attempts: Vec<AttemptView>,
+    /// While `queued`: the earliest time the call is dialed.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued_until: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryView>,
+}
+
+/// One attempt of a call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub attempt_number: u32,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub cause: Option<i64>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub dialed_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub answered_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<String>,
+}
+
+/// The retry policy a call was placed with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryView {
+    pub max_attempts: u32,
+    pub on: Vec<String>,
+    pub delay_ms: u64,
+}
+
+impl From<&Attempt> for AttemptView {
+    fn from(a: &Attempt) -> Self {
+        Self {
+            attempt_number: a.attempt_number,
+            status: a.status.as_str().to_owned(),
+            failure_reason: a.failure_reason.as_ref().map(FailureReason::to_text),
+            cause: a.cause,
+            dialed_at: a.dialed_at.map(rfc3339),
+            answered_at: a.answered_at.map(rfc3339),
+            ended_at: a.ended_at.map(rfc3339),
+        }
+    }
 }
 
 impl From<&Call> for CallView {
@@ -384,6 +491,19 @@ impl From<&Call> for CallView {
             status_callback_events: call.webhook.as_ref().map(|w| w.events.names()),
             is_active: call.is_active(),
             is_completed: call.is_completed(),
+            attempts: call.all_attempts().iter().map(AttemptView::from).collect(),
+            queued_until: call.queued_until.map(rfc3339),
+            send_at: call.send_at.map(rfc3339),
+            window: call.window.as_ref().map(|w| WindowBody {
+                start: Some(w.start.format("%H:%M").to_string()),
+                end: Some(w.end.format("%H:%M").to_string()),
+                time_zone: Some(w.time_zone.name().to_owned()),
+            }),
+            retry: call.retry.as_ref().map(|r| RetryView {
+                max_attempts: r.max_attempts,
+                on: r.on.iter().map(|o| o.as_str().to_owned()).collect(),
+                delay_ms: r.delay_ms,
+            }),
         }
     }
 }

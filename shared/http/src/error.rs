@@ -101,13 +101,19 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
-            ApiError::Service(ServiceError::Throttled {
-                retry_after_seconds,
-            }) => {
-                let detail = ServiceError::Throttled {
+            ApiError::Service(
+                e @ (ServiceError::Throttled { .. } | ServiceError::QueueFull { .. }),
+            ) => {
+                let (ServiceError::Throttled {
                     retry_after_seconds,
                 }
-                .to_string();
+                | ServiceError::QueueFull {
+                    retry_after_seconds,
+                }) = e
+                else {
+                    unreachable!("matched above")
+                };
+                let detail = e.to_string();
                 let mut response = (
                     StatusCode::TOO_MANY_REQUESTS,
                     Json(json!({ "detail": detail, "retry_after": retry_after_seconds })),
@@ -139,7 +145,7 @@ fn service_error(e: ServiceError) -> (StatusCode, Value) {
         ServiceError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "call not found" })),
         ServiceError::Conflict(_) => (StatusCode::CONFLICT, json!({ "detail": detail })),
         ServiceError::BadCredentials => (StatusCode::UNAUTHORIZED, json!({ "detail": detail })),
-        ServiceError::Throttled { .. } => {
+        ServiceError::Throttled { .. } | ServiceError::QueueFull { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, json!({ "detail": detail }))
         }
         ServiceError::BridgeDown => (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": detail })),

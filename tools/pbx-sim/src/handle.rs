@@ -72,6 +72,17 @@ impl SimHandle {
         self.shared.live_channels()
     }
 
+    /// The most channels that were alive at once.
+    pub fn max_live_channels(&self) -> usize {
+        self.shared.max_live_channels()
+    }
+
+    /// Every originate that created a channel, in order: its channel id and when it
+    /// reached the simulator.
+    pub fn originates(&self) -> Vec<(String, std::time::Instant)> {
+        self.shared.originate_log()
+    }
+
     /// Applications with an event WebSocket connected now, sorted.
     pub fn connected_apps(&self) -> Vec<String> {
         self.shared.connected_apps()

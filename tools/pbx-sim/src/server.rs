@@ -297,14 +297,14 @@ fn start_call(shared: &Arc<Shared>, plan: OriginatePlan) -> Response {
         };
         let snapshot = Arc::new(std::sync::Mutex::new(channel.clone()));
         channels.insert(
-            id,
+            id.clone(),
             CallEntry {
                 commands: tx,
                 snapshot: Arc::clone(&snapshot),
                 app,
             },
         );
-        shared.count_originate();
+        shared.count_originate(&id, channels.len());
         call::spawn(
             Arc::clone(shared),
             CallSpec {
@@ -487,6 +487,7 @@ async fn sim_stats(State(shared): State<Arc<Shared>>) -> Response {
     Json(json!({
         "originates": shared.originate_count(),
         "live_channels": shared.live_channels(),
+        "max_live_channels": shared.max_live_channels(),
         "apps": shared.connected_apps(),
     }))
     .into_response()

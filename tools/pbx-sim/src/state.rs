@@ -23,6 +23,11 @@ pub(crate) struct Shared {
     /// How long each originate and hang-up is held before it is acted on (a slow PBX).
     request_delay: Mutex<Duration>,
     originates: AtomicUsize,
+    /// Each originate that created a channel: its id and when, in order; for tests of
+    /// pacing (how many in any second, how many at once).
+    originate_log: Mutex<Vec<(String, std::time::Instant)>>,
+    /// The most channels alive at once since start.
+    max_live: AtomicUsize,
     sequence: AtomicU64,
     /// Media URIs each channel has started playing, in order; kept after the channel
     /// is gone, for tests.
@@ -84,6 +89,8 @@ impl Shared {
             refuse_until: Mutex::new(None),
             request_delay: Mutex::new(Duration::ZERO),
             originates: AtomicUsize::new(0),
+            originate_log: Mutex::new(Vec::new()),
+            max_live: AtomicUsize::new(0),
             sequence: AtomicU64::new(0),
             played: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
@@ -95,8 +102,20 @@ impl Shared {
         self.sequence.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub(crate) fn count_originate(&self) {
+    /// Notes a new channel `id`, with `live` channels alive now (it included).
+    pub(crate) fn count_originate(&self, id: &str, live: usize) {
         self.originates.fetch_add(1, Ordering::Relaxed);
+        self.max_live.fetch_max(live, Ordering::Relaxed);
+        lock(&self.originate_log).push((id.to_owned(), std::time::Instant::now()));
+    }
+
+    /// Every channel originated so far, in order, with when.
+    pub(crate) fn originate_log(&self) -> Vec<(String, std::time::Instant)> {
+        lock(&self.originate_log).clone()
+    }
+
+    pub(crate) fn max_live_channels(&self) -> usize {
+        self.max_live.load(Ordering::Relaxed)
     }
 
     pub(crate) fn originate_count(&self) -> usize {

@@ -161,6 +161,25 @@ impl Call {
         }
     }
 
+    /// The line of the attempt that just ended, if it held one: the current attempt's
+    /// when the call is final, the one before when the call went back to the queue.
+    pub fn ended_attempt_slot(&self) -> Option<super::pacing::Slot> {
+        if !self.paced {
+            return None;
+        }
+        let attempt = if self.status.is_final() {
+            self.attempt_number
+        } else if self.status == CallStatus::Queued && self.attempt_number > 1 {
+            self.attempt_number - 1
+        } else {
+            return None;
+        };
+        Some(super::pacing::Slot {
+            call: self.id,
+            attempt,
+        })
+    }
+
     /// When a new call may first be dialed, if not at once: its `send_at`, moved on to
     /// the next opening of its calling window.
     pub fn held_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -217,7 +236,7 @@ impl Call {
         self.dialstatus = None;
         self.originate_unconfirmed_at = None;
         self.claimed_at = None;
-        self.paced = false;
+        // `paced` stays: it says the attempt that just ended held a line, to be freed.
     }
 
     /// Seconds from answer to end, when the call was answered and has ended.

@@ -6,12 +6,15 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::ServiceError;
+use super::pacing::Pacer;
+use crate::domain::pacing::queue_full_retry_after;
 use crate::domain::{
-    Annotation, Call, CallPolicy, CallRequest, CallStatus, FailureReason, Transition,
+    Admission, Annotation, Call, CallPolicy, CallRequest, CallStatus, FailureReason, Transition,
+    User,
 };
 use crate::metrics::Metrics;
 use crate::pbx::{OriginateSpec, Pbx, PbxError};
-use crate::store::{CallPage, CallStore, PageCursor, UserStore};
+use crate::store::{CallPage, CallStore, PageCursor, TransitionResult, UserStore};
 use crate::webhooks::CallbackGuard;
 
 /// Placing and canceling calls: the use cases that talk to the PBX.
@@ -24,6 +27,17 @@ pub struct CallService {
     pbx: Arc<dyn Pbx>,
     policy: Arc<CallPolicy>,
     metrics: Arc<Metrics>,
+    pacer: Pacer,
+    dialer: Dialer,
+}
+
+/// Dialing a stored call: the originate and what its answer means for the record.
+/// The call service dials new calls with it, the dispatcher queued ones.
+#[derive(Clone)]
+pub struct Dialer {
+    store: Arc<dyn CallStore>,
+    pbx: Arc<dyn Pbx>,
+    pacer: Pacer,
 }
 
 /// Reading and listing a user's calls: the store alone, no PBX.
@@ -34,7 +48,8 @@ pub struct CallQueries {
 
 impl CallService {
     /// `users`: whose default `status_callback` and webhook secret a call takes;
-    /// `guard`: what a callback must pass before a call with it is accepted.
+    /// `guard`: what a callback must pass before a call with it is accepted;
+    /// `pacer`: the trunk's and the users' limits (a call over one is queued).
     pub fn new(
         store: Arc<dyn CallStore>,
         users: Arc<dyn UserStore>,
@@ -42,16 +57,23 @@ impl CallService {
         pbx: Arc<dyn Pbx>,
         policy: CallPolicy,
         metrics: Arc<Metrics>,
+        pacer: Pacer,
     ) -> Self {
         Self {
             queries: CallQueries::new(store.clone()),
+            dialer: Dialer::new(store.clone(), pbx.clone(), pacer.clone()),
             store,
             users,
             guard,
             pbx,
             policy: Arc::new(policy),
             metrics,
+            pacer,
         }
+    }
+
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
     }
 
     pub fn queries(&self) -> &CallQueries {
@@ -75,7 +97,9 @@ impl CallService {
         let result = self.try_place_call(owner, request, idempotency_key).await;
         let label = match &result {
             Ok(call) if call.originate_unconfirmed_at.is_some() => "unconfirmed",
+            Ok(call) if call.status == CallStatus::Queued => "queued",
             Ok(_) => "accepted",
+            Err(ServiceError::QueueFull { .. }) => "queue_full",
             Err(ServiceError::Invalid(_)) => "invalid",
             Err(ServiceError::BridgeDown) => "no_bridge",
             Err(ServiceError::PbxRejected { .. }) => "pbx_rejected",
@@ -104,18 +128,54 @@ impl CallService {
         if request.status_callback.is_none() {
             request.status_callback = user.as_ref().and_then(|u| u.webhook_url.clone());
         }
-        let mut call =
-            request.validate(&self.policy, owner, Uuid::new_v4(), crate::domain::now())?;
+        let now = crate::domain::now();
+        let mut call = request.validate(&self.policy, owner, Uuid::new_v4(), now)?;
+        let idempotency_key = idempotency_key.map(idempotency_key_of).transpose()?;
         if let Some(webhook) = &call.webhook {
             self.guard.check(&webhook.url).await?;
-            if let Some(mut user) = user.filter(|u| u.webhook_secret.is_none()) {
+            if let Some(mut user) = user.clone().filter(|u| u.webhook_secret.is_none()) {
                 // A user from before webhooks: given a secret the first time one is needed.
                 user.webhook_secret = Some(crate::domain::user::new_webhook_secret());
                 self.users.update_user(&user).await?;
             }
         }
-        call.record_created_event();
-        let idempotency_key = idempotency_key.map(idempotency_key_of).transpose()?;
+        let limits = user.as_ref().map(|u| u.limits).unwrap_or_default();
+        let admission = match call.held_until(now) {
+            Some(due) => Err(due),
+            None if self.pacer.applies(limits) => {
+                match self.pacer.admit(owner, limits, call.slot(), now).await? {
+                    Admission::Granted => {
+                        call.paced = true;
+                        Ok(())
+                    }
+                    Admission::RateLimited { .. } | Admission::TrunkFull | Admission::UserFull => {
+                        Err(now)
+                    }
+                }
+            }
+            None => Ok(()),
+        };
+        match admission {
+            Ok(()) => {
+                let placed = self.place_now(owner, call.clone(), idempotency_key).await;
+                if call.paced && !matches!(&placed, Ok(c) if c.id == call.id) {
+                    // Not dialed after all (no bridge, a repeat, a store error): its line
+                    // goes back.
+                    self.pacer.release(owner, call.slot()).await?;
+                }
+                placed
+            }
+            Err(due) => self.enqueue(user.as_ref(), call, due, idempotency_key).await,
+        }
+    }
+
+    /// Records the call and originates it at once.
+    async fn place_now(
+        &self,
+        owner: &str,
+        mut call: Call,
+        idempotency_key: Option<&str>,
+    ) -> Result<Call, ServiceError> {
         // An originate nobody listens to is a doomed call: it would ring, be answered
         // and then fail. Refuse it before anything is dialed.
         match self.pbx.app_connected().await {
@@ -123,67 +183,83 @@ impl CallService {
             Ok(false) => return Err(ServiceError::BridgeDown),
             Err(e) => return Err(pbx_error(e, None)),
         }
-        if let Some(key) = idempotency_key
-            && let Some(existing) = self
-                .store
-                .claim_idempotency_key(owner, key, call.id, IDEMPOTENCY_TTL_SECONDS)
-                .await?
-        {
-            return self.queries.call_of(owner, &existing.to_string()).await;
+        if let Some(existing) = self.repeat_of(owner, call.id, idempotency_key).await? {
+            return Ok(existing);
         }
+        call.record_created_event();
         self.store.insert_call(&call).await?;
-        let spec = OriginateSpec {
-            call_id: call.id,
-            endpoint: &call.channel,
-            app_args: call.mode.as_str(),
-            caller_id: call.caller_id.as_ref(),
-            timeout_seconds: call.timeout_ms.div_ceil(1000),
-            variables: &call.variables,
-        };
-        match self.pbx.originate(&spec).await {
-            Ok(()) => {
-                info!(call = %call.id, "call originated");
-                self.mark_dialing(call).await
+        self.dialer.dial(call).await
+    }
+
+    /// Accepts the call as `queued` until `due`: over a limit, before its `send_at`, or
+    /// outside its calling window. The dispatcher dials it when it may.
+    async fn enqueue(
+        &self,
+        user: Option<&User>,
+        mut call: Call,
+        due: chrono::DateTime<chrono::Utc>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Call, ServiceError> {
+        let owner = call.owner.clone();
+        let limits = user.map(|u| u.limits).unwrap_or_default();
+        if let Err(full) = self.pacer.enqueue(&owner, limits).await? {
+            return Err(ServiceError::QueueFull {
+                retry_after_seconds: queue_full_retry_after(full.queued, self.pacer.limits()),
+            });
+        }
+        let counted = limits.max_queued_calls.is_some();
+        let stored = async {
+            if let Some(existing) = self.repeat_of(&owner, call.id, idempotency_key).await? {
+                return Ok::<_, ServiceError>(Some(existing));
             }
-            Err(e @ PbxError::Unconfirmed { .. }) => {
-                // The channel id is ours: the bridge finds out from the channel's own
-                // events, or from the PBX after a grace period, whether it exists.
-                warn!(call = %call.id, error = %e, "originate unconfirmed; the bridge will settle it");
-                self.store
-                    .annotate(
-                        call.id,
-                        &Annotation::OriginateUnconfirmed(crate::domain::now()),
-                    )
-                    .await?;
-                self.mark_dialing(call).await
+            call.enqueue(due);
+            call.record_created_event();
+            self.store.insert_call(&call).await?;
+            Ok(None)
+        }
+        .await;
+        match stored {
+            Ok(None) => {
+                info!(call = %call.id, due = %due, "call queued");
+                self.pacer.wake();
+                Ok(call)
+            }
+            Ok(Some(existing)) => {
+                if counted {
+                    self.pacer.dequeue(&owner).await?;
+                }
+                Ok(existing)
             }
             Err(e) => {
-                let reason = match &e {
-                    PbxError::Unreachable { .. } => FailureReason::PbxUnreachable,
-                    other => FailureReason::PbxRejected(short(other)),
-                };
-                warn!(call = %call.id, error = %e, "originate failed");
-                self.store
-                    .transition(
-                        call.id,
-                        &Transition::not_dialed(reason, crate::domain::now()),
-                    )
-                    .await?;
-                Err(pbx_error(e, Some(call.id)))
+                if counted {
+                    let _ = self.pacer.dequeue(&owner).await;
+                }
+                Err(e)
             }
         }
     }
 
-    /// `dialing`, and the record as it stands after that (the bridge may be ahead).
-    async fn mark_dialing(&self, call: Call) -> Result<Call, ServiceError> {
-        let result = self
+    /// The call an idempotency key already names (a repeat of a request), binding the
+    /// key to `id` when it names none.
+    async fn repeat_of(
+        &self,
+        owner: &str,
+        id: Uuid,
+        idempotency_key: Option<&str>,
+    ) -> Result<Option<Call>, ServiceError> {
+        let Some(key) = idempotency_key else {
+            return Ok(None);
+        };
+        match self
             .store
-            .transition(
-                call.id,
-                &Transition::to(CallStatus::Dialing, crate::domain::now()),
-            )
-            .await?;
-        Ok(result.call().cloned().unwrap_or(call))
+            .claim_idempotency_key(owner, key, id, IDEMPOTENCY_TTL_SECONDS)
+            .await?
+        {
+            Some(existing) => Ok(Some(
+                self.queries.call_of(owner, &existing.to_string()).await?,
+            )),
+            None => Ok(None),
+        }
     }
 
     /// Asks the PBX to hang the call up. Before an answer the call ends `canceled`;
@@ -192,6 +268,9 @@ impl CallService {
     /// honoured even when the PBX cannot be reached now, or the channel does not exist
     /// yet (an unconfirmed originate). The answer is the record a moment later, when the
     /// end has usually been written.
+    ///
+    /// A call still waiting in the queue (over a limit, scheduled, or between attempts)
+    /// ends `canceled` at once, without a dial.
     pub async fn cancel(&self, owner: &str, id: &str) -> Result<Call, ServiceError> {
         let call = self.queries.call_of(owner, id).await?;
         if call.is_completed() {
@@ -199,6 +278,24 @@ impl CallService {
                 "the call has already ended ({})",
                 call.status
             )));
+        }
+        if call.status == CallStatus::Queued {
+            let result = self
+                .store
+                .transition(
+                    call.id,
+                    &Transition::to(CallStatus::Canceled, crate::domain::now())
+                        .of_attempt(call.attempt_number),
+                )
+                .await?;
+            if let TransitionResult::Applied(canceled) = result {
+                if call.attempt_number == 1 {
+                    self.pacer.dequeue(owner).await?;
+                }
+                info!(call = %call.id, "queued call canceled");
+                return Ok(canceled);
+            }
+            // Claimed meanwhile: canceled like any call on its way.
         }
         let noted = self
             .store
@@ -238,6 +335,89 @@ impl CallService {
     }
 }
 
+impl Dialer {
+    pub fn new(store: Arc<dyn CallStore>, pbx: Arc<dyn Pbx>, pacer: Pacer) -> Self {
+        Self { store, pbx, pacer }
+    }
+
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    pub fn pbx(&self) -> &Arc<dyn Pbx> {
+        &self.pbx
+    }
+
+    /// Originates a stored call (new, or claimed from the queue) and marks it
+    /// `dialing`. An originate the PBX did not answer leaves it `dialing` with
+    /// `originate_unconfirmed_at`; one it refused ends the attempt `failed` (and may
+    /// queue the next attempt).
+    pub async fn dial(&self, call: Call) -> Result<Call, ServiceError> {
+        let spec = OriginateSpec {
+            call_id: call.id,
+            endpoint: &call.channel,
+            app_args: call.mode.as_str(),
+            caller_id: call.caller_id.as_ref(),
+            timeout_seconds: call.timeout_ms.div_ceil(1000),
+            variables: &call.variables,
+        };
+        match self.pbx.originate(&spec).await {
+            Ok(()) => {
+                info!(call = %call.id, attempt = call.attempt_number, "call originated");
+                self.mark_dialing(call).await
+            }
+            Err(e @ PbxError::Unconfirmed { .. }) => {
+                // The channel id is ours: the bridge finds out from the channel's own
+                // events, or from the PBX after a grace period, whether it exists.
+                warn!(call = %call.id, error = %e, "originate unconfirmed; the bridge will settle it");
+                self.store
+                    .annotate(
+                        call.id,
+                        &Annotation::OriginateUnconfirmed(crate::domain::now()),
+                    )
+                    .await?;
+                self.mark_dialing(call).await
+            }
+            Err(e) => {
+                let reason = match &e {
+                    PbxError::Unreachable { .. } => FailureReason::PbxUnreachable,
+                    other => FailureReason::PbxRejected(short(other)),
+                };
+                warn!(call = %call.id, error = %e, "originate failed");
+                let result = self
+                    .store
+                    .transition(
+                        call.id,
+                        &Transition::not_dialed(reason, crate::domain::now())
+                            .of_attempt(call.attempt_number),
+                    )
+                    .await?;
+                self.release_ended(&result).await;
+                Err(pbx_error(e, Some(call.id)))
+            }
+        }
+    }
+
+    /// Frees the line of the attempt a write just ended, if it held one.
+    pub async fn release_ended(&self, result: &TransitionResult) {
+        release_ended(&self.pacer, result).await;
+    }
+
+    /// `dialing`, and the record as it stands after that (the bridge may be ahead).
+    async fn mark_dialing(&self, call: Call) -> Result<Call, ServiceError> {
+        let result = self
+            .store
+            .transition(
+                call.id,
+                &Transition::to(CallStatus::Dialing, crate::domain::now())
+                    .of_attempt(call.attempt_number),
+            )
+            .await?;
+        Ok(result.call().cloned().unwrap_or(call))
+    }
+
+}
+
 /// How long a cancel waits for the bridge to write the call's end before answering.
 const CANCEL_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -265,6 +445,20 @@ impl CallQueries {
             .store
             .calls_of(owner, before, limit.clamp(1, 100))
             .await?)
+    }
+}
+
+/// Frees the line of the attempt a write just ended, if it held one. A store error is
+/// logged, not returned: the dispatcher's reconciliation frees a line left behind.
+pub async fn release_ended(pacer: &Pacer, result: &TransitionResult) {
+    let TransitionResult::Applied(call) = result else {
+        return;
+    };
+    let Some(slot) = call.ended_attempt_slot() else {
+        return;
+    };
+    if let Err(e) = pacer.release(&call.owner, slot).await {
+        warn!(call = %call.id, error = %e, "could not free the call's line; reconciliation will");
     }
 }
 

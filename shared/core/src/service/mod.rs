@@ -3,11 +3,15 @@
 
 pub mod calls;
 pub mod deliver;
+pub mod dispatch;
 pub mod login;
+pub mod pacing;
 
 pub use calls::{CallQueries, CallService};
 pub use deliver::Deliverer;
+pub use dispatch::{DispatchTiming, Dispatcher};
 pub use login::{AuthError, Authenticator, IssuedToken, LoginService};
+pub use pacing::Pacer;
 
 use uuid::Uuid;
 
@@ -27,6 +31,9 @@ pub enum ServiceError {
     /// Too many failed logins for this username or from this address.
     #[error("too many failed logins; try again in {retry_after_seconds} s")]
     Throttled { retry_after_seconds: u64 },
+    /// The user has `max_queued_calls` waiting already.
+    #[error("too many calls queued; try again in {retry_after_seconds} s")]
+    QueueFull { retry_after_seconds: u64 },
     #[error("no call bridge is listening for the PBX's events; the call was not placed")]
     BridgeDown,
     #[error("the PBX is unavailable: {reason}")]

@@ -1,0 +1,426 @@
+//! The dispatcher: dials queued calls as soon as their time has come and the limits
+//! allow. It runs in the always-on service (the bridge, the local server); any number
+//! may run at once, since each call is claimed with a conditional write and every limit
+//! is counted in the store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::calls::Dialer;
+use super::pacing::Pacer;
+use crate::domain::outcome::progress_of_channel_state;
+use crate::domain::{Admission, CallStatus, FailureReason, Transition, UserLimits};
+use crate::metrics::Metrics;
+use crate::store::{
+    CallStore, PACING_TRUNK, QueuedCall, StoreError, TransitionResult, UserStore,
+    pacing_user_key,
+};
+
+/// How a dispatcher runs.
+#[derive(Clone, Debug)]
+pub struct DispatchTiming {
+    /// How often the queue is read when nothing in this process signals work.
+    pub poll: Duration,
+    /// How often the pacing counts are brought in line with the store's active calls.
+    pub reconcile: Duration,
+    /// A claimed call that has not been dialed this long after its claim lost its
+    /// dispatcher (a crash): settled from what the PBX knows.
+    pub claim_timeout: Duration,
+    /// Queued calls read per round.
+    pub batch: usize,
+    /// Originates in flight at once, at most.
+    pub concurrency: usize,
+}
+
+impl Default for DispatchTiming {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_millis(100),
+            reconcile: Duration::from_secs(5),
+            claim_timeout: Duration::from_secs(60),
+            batch: 256,
+            concurrency: 64,
+        }
+    }
+}
+
+/// Whether the dispatcher may dial now: the bridge that will follow the calls is
+/// connected to the PBX.
+pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    calls: Arc<dyn CallStore>,
+    users: Arc<dyn UserStore>,
+    dialer: Dialer,
+    pacer: Pacer,
+    ready: Ready,
+    timing: DispatchTiming,
+    metrics: Arc<Metrics>,
+    /// The calls this dispatcher is dialing now.
+    in_flight: Arc<Mutex<HashSet<Uuid>>>,
+}
+
+/// What one round of the dispatcher did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    pub claimed: usize,
+    /// Why the round stopped early, if it did: when the next dial may go.
+    pub wait_until: Option<DateTime<Utc>>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        calls: Arc<dyn CallStore>,
+        users: Arc<dyn UserStore>,
+        dialer: Dialer,
+        ready: Ready,
+        timing: DispatchTiming,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            pacer: dialer.pacer().clone(),
+            calls,
+            users,
+            dialer,
+            ready,
+            timing,
+            metrics,
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Dials queued calls until `stop` resolves; then lets the originates in flight
+    /// finish. Store errors are logged and the loop goes on.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let wake = self.pacer.freed();
+        let mut dials = JoinSet::new();
+        let mut rotation = 0_usize;
+        let mut counts = ReconcileMemory::default();
+        let mut next_reconcile = tokio::time::Instant::now();
+        info!("dispatcher started");
+        loop {
+            while dials.try_join_next().is_some() {}
+            if tokio::time::Instant::now() >= next_reconcile {
+                if let Err(e) = self.reconcile(&mut counts).await {
+                    warn!(error = %e, "pacing reconciliation failed; trying again later");
+                }
+                next_reconcile = tokio::time::Instant::now() + self.timing.reconcile;
+            }
+            let mut pause = self.timing.poll;
+            if (self.ready)() {
+                rotation = rotation.wrapping_add(1);
+                match self.round(rotation, &mut dials).await {
+                    Ok(round) => {
+                        if let Some(until) = round.wait_until {
+                            let wait = (until - Utc::now()).to_std().unwrap_or_default();
+                            pause = wait.min(self.timing.poll);
+                        } else if round.claimed > 0 {
+                            // There may be more due right behind these.
+                            pause = Duration::ZERO;
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "dispatch round failed; trying again"),
+                }
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = wake.notified(), if !pause.is_zero() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        while dials.join_next().await.is_some() {}
+        info!("dispatcher stopped");
+    }
+
+    /// One pass over the calls due now, fair between users: each user's calls in the
+    /// order they were queued, the users taking turns (who goes first rotates).
+    pub async fn round(
+        &self,
+        rotation: usize,
+        dials: &mut JoinSet<()>,
+    ) -> Result<Round, StoreError> {
+        let now = crate::domain::now();
+        let due = self.calls.due_calls(now, self.timing.batch).await?;
+        let mut round = Round::default();
+        let mut full_users = HashSet::new();
+        let mut limits: HashMap<String, UserLimits> = HashMap::new();
+        for queued in fair_order(due, rotation) {
+            if full_users.contains(&queued.owner) {
+                continue;
+            }
+            if dials.len() >= self.timing.concurrency {
+                // Enough originates in flight; the next round takes the rest.
+                round.wait_until = Some(Utc::now());
+                break;
+            }
+            let user_limits = match limits.get(&queued.owner) {
+                Some(l) => *l,
+                None => {
+                    let l = self
+                        .users
+                        .get_user(&queued.owner)
+                        .await?
+                        .map(|u| u.limits)
+                        .unwrap_or_default();
+                    limits.insert(queued.owner.clone(), l);
+                    l
+                }
+            };
+            let slot = crate::domain::Slot {
+                call: queued.id,
+                attempt: queued.attempt_number,
+            };
+            let paced = self.pacer.applies(user_limits);
+            match self
+                .pacer
+                .admit(&queued.owner, user_limits, slot, crate::domain::now())
+                .await?
+            {
+                Admission::Granted => {}
+                Admission::RateLimited { until } => {
+                    round.wait_until = Some(until);
+                    break;
+                }
+                Admission::TrunkFull => {
+                    // A freed line wakes the loop; the poll covers other processes.
+                    round.wait_until = Some(Utc::now() + self.timing.poll);
+                    break;
+                }
+                Admission::UserFull => {
+                    full_users.insert(queued.owner.clone());
+                    continue;
+                }
+            }
+            if self.claim(&queued, paced, dials).await? {
+                round.claimed += 1;
+            } else if paced {
+                self.pacer.release(&queued.owner, slot).await?;
+            }
+        }
+        if round.claimed > 0 {
+            debug!(claimed = round.claimed, "dispatched queued calls");
+        }
+        Ok(round)
+    }
+
+    /// Takes the call out of the queue with a conditional write and dials it; `false`
+    /// when another dispatcher (or a cancel) came first.
+    async fn claim(
+        &self,
+        queued: &QueuedCall,
+        paced: bool,
+        dials: &mut JoinSet<()>,
+    ) -> Result<bool, StoreError> {
+        let claim = Transition::claim(queued.attempt_number, paced, crate::domain::now());
+        let TransitionResult::Applied(call) = self.calls.transition(queued.id, &claim).await?
+        else {
+            return Ok(false);
+        };
+        if queued.attempt_number == 1 {
+            self.pacer.dequeue(&queued.owner).await?;
+        }
+        let waited = (Utc::now() - queued.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+        self.metrics.observe("dialer_queue_wait_seconds", &[], waited);
+        self.metrics.inc("dialer_dispatched_total", &[]);
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(call.id);
+        let dialer = self.dialer.clone();
+        let in_flight = Arc::clone(&self.in_flight);
+        dials.spawn(async move {
+            let id = call.id;
+            if let Err(e) = dialer.dial(call).await {
+                warn!(call = %id, error = %e, "queued call not dialed");
+            }
+            in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        });
+        Ok(true)
+    }
+
+    /// Brings the pacing states in line with the calls the store holds as active:
+    /// lines of attempts that ended without freeing them (a crash between the two
+    /// writes) are dropped, and a user's queue count that disagrees with the queue is
+    /// set right once it has stood still for a whole interval (so that no count in
+    /// the middle of a change is overwritten). Settles claims whose dispatcher died
+    /// before dialing them.
+    pub async fn reconcile(&self, memory: &mut ReconcileMemory) -> Result<(), StoreError> {
+        let active = self.calls.active_calls().await?;
+        let now = crate::domain::now();
+        let holding: HashSet<(Uuid, u32)> = active
+            .iter()
+            .filter(|c| c.status != CallStatus::Queued)
+            .map(|c| (c.id, c.attempt_number))
+            .collect();
+        let holds = |slot: crate::domain::Slot| holding.contains(&(slot.call, slot.attempt));
+        let grace = chrono::Duration::from_std(self.timing.claim_timeout)
+            .unwrap_or(chrono::Duration::MAX);
+        let mut keys = vec![PACING_TRUNK.to_owned()];
+        let users = self.users.list_users().await?;
+        keys.extend(
+            users
+                .iter()
+                .filter(|u| u.limits.any())
+                .map(|u| pacing_user_key(&u.username)),
+        );
+        let mut queued_of: HashMap<String, u32> = HashMap::new();
+        for call in active
+            .iter()
+            .filter(|c| c.status == CallStatus::Queued && c.attempt_number == 1)
+        {
+            *queued_of.entry(pacing_user_key(&call.owner)).or_default() += 1;
+        }
+        let states = self.pacer.load(&keys).await?;
+        let mut freed = 0;
+        for (key, mut state) in keys.iter().zip(states) {
+            let before = state.value.clone();
+            freed += state.value.prune(now, grace, holds);
+            if key != PACING_TRUNK {
+                let actual = queued_of.get(key).copied().unwrap_or(0);
+                let still = memory.seen.get(key) == Some(&state.version);
+                if state.value.queued != actual && still {
+                    warn!(key, counted = state.value.queued, actual, "queue count set right");
+                    state.value.queued = actual;
+                }
+            }
+            let version = state.version;
+            if state.value != before {
+                if self.pacer.save(key, state).await? {
+                    memory.seen.insert(key.clone(), version + 1);
+                }
+            } else {
+                memory.seen.insert(key.clone(), version);
+            }
+        }
+        if freed > 0 {
+            warn!(freed, "freed lines whose attempts had ended");
+            self.pacer.wake();
+        }
+        self.settle_lost_claims(&active, now).await
+    }
+
+    /// A claimed call still `pending` long after its claim, and not being dialed here,
+    /// lost its dispatcher between the claim and the originate's answer. The PBX says
+    /// whether the originate got through: a channel goes on as usual; none means the
+    /// call cannot be known to have been placed, and ends as an unconfirmed originate
+    /// does (`failed`, `originate_unconfirmed`; its retry policy may try it again).
+    async fn settle_lost_claims(
+        &self,
+        active: &[crate::domain::Call],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let timeout = chrono::Duration::from_std(self.timing.claim_timeout)
+            .unwrap_or(chrono::Duration::MAX);
+        let in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for call in active.iter().filter(|c| {
+            c.status == CallStatus::Pending
+                && c.claimed_at.is_some_and(|at| now - at >= timeout)
+                && !in_flight.contains(&c.id)
+        }) {
+            let change = match self.dialer.pbx().channel_state(call.id).await {
+                Ok(Some(state)) => Transition::to(
+                    progress_of_channel_state(&state).unwrap_or(CallStatus::Dialing),
+                    now,
+                ),
+                Ok(None) => Transition::to(CallStatus::Failed, now)
+                    .with_reason(Some(FailureReason::OriginateUnconfirmed)),
+                Err(e) => {
+                    warn!(call = %call.id, error = %e, "cannot ask the PBX about a lost claim");
+                    continue;
+                }
+            }
+            .of_attempt(call.attempt_number);
+            let result = self.calls.transition(call.id, &change).await?;
+            if result.applied() {
+                warn!(call = %call.id, status = %change.status, "settled a claim its dispatcher lost");
+            }
+            self.dialer.release_ended(&result).await;
+        }
+        Ok(())
+    }
+}
+
+/// What reconciliation remembers between passes: the version each pacing state had.
+#[derive(Debug, Default)]
+pub struct ReconcileMemory {
+    seen: HashMap<String, u64>,
+}
+
+/// The queue in dispatch order: users take turns, each user's calls in queue order;
+/// the user who goes first moves on with `rotation`.
+pub fn fair_order(due: Vec<QueuedCall>, rotation: usize) -> Vec<QueuedCall> {
+    let mut owners: Vec<String> = Vec::new();
+    let mut per_owner: HashMap<String, std::collections::VecDeque<QueuedCall>> = HashMap::new();
+    let mut due = due;
+    due.sort_by_key(QueuedCall::order_key);
+    for call in due {
+        if !per_owner.contains_key(&call.owner) {
+            owners.push(call.owner.clone());
+        }
+        per_owner.entry(call.owner.clone()).or_default().push_back(call);
+    }
+    if !owners.is_empty() {
+        let turn = rotation % owners.len();
+        owners.rotate_left(turn);
+    }
+    let mut ordered = Vec::new();
+    loop {
+        let mut any = false;
+        for owner in &owners {
+            if let Some(call) = per_owner.get_mut(owner).and_then(|q| q.pop_front()) {
+                ordered.push(call);
+                any = true;
+            }
+        }
+        if !any {
+            return ordered;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(owner: &str, n: i64) -> QueuedCall {
+        let at = DateTime::from_timestamp_millis(1_800_000_000_000 + n).unwrap();
+        QueuedCall {
+            id: Uuid::from_u128(n as u128),
+            owner: owner.into(),
+            attempt_number: 1,
+            due_at: at,
+            created_at: at,
+        }
+    }
+
+    #[test]
+    fn users_take_turns_and_each_keeps_its_order() {
+        let due = vec![
+            queued("alice", 1),
+            queued("alice", 2),
+            queued("alice", 3),
+            queued("bob", 4),
+            queued("carol", 5),
+            queued("bob", 6),
+        ];
+        let order: Vec<i64> = fair_order(due.clone(), 0)
+            .iter()
+            .map(|q| q.id.as_u128() as i64)
+            .collect();
+        assert_eq!(order, vec![1, 4, 5, 2, 6, 3]);
+        let rotated: Vec<i64> = fair_order(due, 1)
+            .iter()
+            .map(|q| q.id.as_u128() as i64)
+            .collect();
+        assert_eq!(rotated, vec![4, 5, 1, 6, 2, 3]);
+    }
+}

@@ -1,0 +1,265 @@
+//! The pacer: the pacing rules ([`crate::domain::pacing`]) applied to the states the
+//! store keeps, by read, decide, conditional write, and again on a lost race. Every
+//! container that dials (the originate function, each dispatcher) goes through one, so
+//! the limits hold across all of them.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::domain::pacing::{self, Admission, Pacing, Slot, TrunkLimits, UserLimits};
+use crate::store::{PACING_TRUNK, PacingStore, StoreError, Versioned, pacing_user_key};
+
+#[derive(Clone)]
+pub struct Pacer {
+    store: Arc<dyn PacingStore>,
+    limits: TrunkLimits,
+    freed: Arc<Notify>,
+}
+
+/// Why a new call could not be queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueFull {
+    pub queued: u32,
+}
+
+impl Pacer {
+    pub fn new(store: Arc<dyn PacingStore>, limits: TrunkLimits) -> Self {
+        Self {
+            store,
+            limits,
+            freed: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn limits(&self) -> TrunkLimits {
+        self.limits
+    }
+
+    /// Whether a dial for a user with `user` limits is counted at all. With no limit
+    /// anywhere nothing is read or written: the unpaced path costs nothing.
+    pub fn applies(&self, user: UserLimits) -> bool {
+        self.limits.any() || user.max_concurrent_calls.is_some()
+    }
+
+    /// Signalled whenever a line is freed or work is queued in this process: what a
+    /// dispatcher waits on between its polls of the store.
+    pub fn freed(&self) -> Arc<Notify> {
+        Arc::clone(&self.freed)
+    }
+
+    /// May `slot` be dialed now? On `Granted` its line is held (and its dial counted)
+    /// in the store until [`Pacer::release`].
+    pub async fn admit(
+        &self,
+        owner: &str,
+        user: UserLimits,
+        slot: Slot,
+        now: DateTime<Utc>,
+    ) -> Result<Admission, StoreError> {
+        let track_trunk = self.limits.any();
+        let track_user = user.max_concurrent_calls.is_some();
+        let mut keys = Vec::new();
+        if track_trunk {
+            keys.push(PACING_TRUNK.to_owned());
+        }
+        if track_user {
+            keys.push(pacing_user_key(owner));
+        }
+        if keys.is_empty() {
+            return Ok(Admission::Granted);
+        }
+        let limits = self.limits;
+        self.update(keys, |states| {
+            let (trunk, user_state) = match (track_trunk, states) {
+                (true, [trunk, user_state]) => (Some(trunk), Some(user_state)),
+                (true, [trunk]) => (Some(trunk), None),
+                (false, [user_state]) => (None, Some(user_state)),
+                _ => (None, None),
+            };
+            pacing::admit(trunk, user_state, slot, now, limits, user)
+        })
+        .await
+    }
+
+    /// Frees `slot`'s line, wherever it is held. Freeing one not held is no error: the
+    /// end of an attempt may be written twice (an event and the sweeper).
+    pub async fn release(&self, owner: &str, slot: Slot) -> Result<(), StoreError> {
+        let keys = vec![PACING_TRUNK.to_owned(), pacing_user_key(owner)];
+        let freed = self
+            .update(keys, |states| {
+                states.iter_mut().fold(false, |any, s| s.release(slot) || any)
+            })
+            .await?;
+        if freed {
+            self.freed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Counts a new queued call for `owner`, unless `max_queued_calls` wait already.
+    pub async fn enqueue(&self, owner: &str, user: UserLimits) -> Result<Result<(), QueueFull>, StoreError> {
+        let Some(max) = user.max_queued_calls else {
+            return Ok(Ok(()));
+        };
+        self.update(vec![pacing_user_key(owner)], |states| {
+            let state = &mut states[0];
+            if state.enqueue(Some(max)) {
+                Ok(())
+            } else {
+                Err(QueueFull {
+                    queued: state.queued,
+                })
+            }
+        })
+        .await
+    }
+
+    /// A new call of `owner`'s left the queue (claimed, canceled, or never stored).
+    pub async fn dequeue(&self, owner: &str) -> Result<(), StoreError> {
+        self.update(vec![pacing_user_key(owner)], |states| states[0].dequeue())
+            .await?;
+        Ok(())
+    }
+
+    /// Wakes a dispatcher in this process: there is queued work.
+    pub fn wake(&self) {
+        self.freed.notify_one();
+    }
+
+    /// The states under `keys`, as the store holds them now.
+    pub async fn load(&self, keys: &[String]) -> Result<Vec<Versioned<Pacing>>, StoreError> {
+        self.store.load_pacing(keys).await
+    }
+
+    /// Writes `state` for `key` unless it moved on since `version`; returns whether it
+    /// wrote.
+    pub async fn save(&self, key: &str, state: Versioned<Pacing>) -> Result<bool, StoreError> {
+        self.store.save_pacing(&[(key.to_owned(), state)]).await
+    }
+
+    /// Read, apply `change`, write back if it changed anything, unless another writer
+    /// came first: then again from what that writer left.
+    async fn update<R>(
+        &self,
+        keys: Vec<String>,
+        mut change: impl FnMut(&mut [Pacing]) -> R,
+    ) -> Result<R, StoreError> {
+        for round in 0..UPDATE_ATTEMPTS {
+            let read = self.store.load_pacing(&keys).await?;
+            let mut states: Vec<Pacing> = read.iter().map(|v| v.value.clone()).collect();
+            let answer = change(&mut states);
+            let writes: Vec<(String, Versioned<Pacing>)> = keys
+                .iter()
+                .zip(read.iter().zip(states))
+                .filter(|(_, (before, after))| before.value != *after)
+                .map(|(key, (before, after))| {
+                    (
+                        key.clone(),
+                        Versioned {
+                            value: after,
+                            version: before.version,
+                        },
+                    )
+                })
+                .collect();
+            if writes.is_empty() || self.store.save_pacing(&writes).await? {
+                return Ok(answer);
+            }
+            back_off(round).await;
+        }
+        Err(StoreError::unavailable(
+            "the pacing state kept changing under concurrent writes",
+        ))
+    }
+}
+
+/// Lost races before giving up; with the back-off below, about two seconds of trying.
+const UPDATE_ATTEMPTS: u32 = 40;
+
+/// A random pause, longer after each lost race (up to 64 ms), so that writers who
+/// collided spread out instead of colliding again in step.
+async fn back_off(round: u32) {
+    let ceiling = 1_u128 << round.min(6);
+    let micros = uuid::Uuid::new_v4().as_u128() % (ceiling * 1_000);
+    tokio::time::sleep(std::time::Duration::from_micros(micros as u64)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn slot(n: u128) -> Slot {
+        Slot {
+            call: uuid::Uuid::from_u128(n),
+            attempt: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_admissions_never_exceed_the_trunk_limit() {
+        let pacer = Pacer::new(
+            Arc::new(MemoryStore::new()),
+            TrunkLimits {
+                calls_per_second: None,
+                concurrent_calls: Some(8),
+            },
+        );
+        let mut tasks = Vec::new();
+        for n in 0..64 {
+            let pacer = pacer.clone();
+            tasks.push(tokio::spawn(async move {
+                pacer
+                    .admit("alice", UserLimits::default(), slot(n), crate::domain::now())
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut granted = 0;
+        for task in tasks {
+            if task.await.unwrap() == Admission::Granted {
+                granted += 1;
+            }
+        }
+        assert_eq!(granted, 8);
+        pacer.release("alice", slot(0)).await.unwrap();
+        let state = pacer.load(&[PACING_TRUNK.to_owned()]).await.unwrap();
+        assert_eq!(state[0].value.lines.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_until_a_call_leaves_it() {
+        let pacer = Pacer::new(Arc::new(MemoryStore::new()), TrunkLimits::default());
+        let limits = UserLimits {
+            max_concurrent_calls: None,
+            max_queued_calls: Some(2),
+        };
+        assert_eq!(pacer.enqueue("bob", limits).await.unwrap(), Ok(()));
+        assert_eq!(pacer.enqueue("bob", limits).await.unwrap(), Ok(()));
+        assert_eq!(
+            pacer.enqueue("bob", limits).await.unwrap(),
+            Err(QueueFull { queued: 2 })
+        );
+        assert_eq!(pacer.enqueue("carol", limits).await.unwrap(), Ok(()));
+        pacer.dequeue("bob").await.unwrap();
+        assert_eq!(pacer.enqueue("bob", limits).await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn without_limits_nothing_is_written() {
+        let store = Arc::new(MemoryStore::new());
+        let pacer = Pacer::new(store.clone(), TrunkLimits::default());
+        assert!(!pacer.applies(UserLimits::default()));
+        assert_eq!(
+            pacer
+                .admit("alice", UserLimits::default(), slot(1), crate::domain::now())
+                .await
+                .unwrap(),
+            Admission::Granted
+        );
+        let state = pacer.load(&[PACING_TRUNK.to_owned()]).await.unwrap();
+        assert_eq!(state[0].version, 0);
+    }
+}

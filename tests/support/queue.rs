@@ -1,0 +1,220 @@
+//! A paced trunk for the queue tests: a simulated PBX that notes the time of every
+//! originate, the real bridge (which frees each attempt's line), the call service and
+//! any number of dispatchers, all on one store chosen by the test.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dialer_ari::AriClient;
+use dialer_bridge::BridgeHealth;
+use dialer_core::domain::{Call, CallPolicy, CallRequest, TrunkLimits};
+use dialer_core::metrics::Metrics;
+use dialer_core::service::calls::Dialer;
+use dialer_core::service::{CallService, DispatchTiming, Dispatcher, Pacer};
+use dialer_core::store::Store;
+use pbx_sim::{SimConfig, SimHandle};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::bridge::event_source;
+use super::wait_until;
+
+pub struct Trunk {
+    pub sim: SimHandle,
+    pub store: Arc<dyn Store>,
+    pub service: CallService,
+    pub pacer: Pacer,
+    pub health: Arc<BridgeHealth>,
+    pub ari: AriClient,
+    stop_bridge: watch::Sender<bool>,
+    bridge: JoinHandle<()>,
+    dispatchers: Vec<RunningDispatcher>,
+}
+
+/// A dispatcher task; `kill` aborts it where it stands, as a crash would.
+pub struct RunningDispatcher {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningDispatcher {
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Dispatcher timing for tests: quick polls, and lost claims settled after 2 s.
+pub fn fast_dispatch() -> DispatchTiming {
+    DispatchTiming {
+        poll: Duration::from_millis(20),
+        reconcile: Duration::from_millis(500),
+        claim_timeout: Duration::from_secs(2),
+        ..DispatchTiming::default()
+    }
+}
+
+impl Trunk {
+    pub async fn start(store: Arc<dyn Store>, limits: TrunkLimits, time_scale: f64) -> Self {
+        let sim = pbx_sim::start(SimConfig {
+            time_scale,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("sim starts");
+        let pacer = Pacer::new(store.clone(), limits);
+        let (mut source, health) = event_source(store.clone(), sim.base_url()).await;
+        source.events = source.events.with_pacer(pacer.clone());
+        let ari = source.ari.clone();
+        let (stop_bridge, stopped) = watch::channel(false);
+        let bridge = tokio::spawn(source.run(stopped));
+        wait_until(Duration::from_secs(10), || health.connected()).await;
+        let service = CallService::new(
+            store.clone(),
+            store.clone(),
+            Arc::new(dialer_core::webhooks::AcceptAll),
+            Arc::new(ari.clone()),
+            CallPolicy {
+                dial_endpoint: "Local/{number}@test-pstn".into(),
+                ..CallPolicy::default()
+            },
+            Arc::new(Metrics::new()),
+            pacer.clone(),
+        );
+        Self {
+            sim,
+            store,
+            service,
+            pacer,
+            health,
+            ari,
+            stop_bridge,
+            bridge,
+            dispatchers: Vec::new(),
+        }
+    }
+
+    /// A dispatcher on this trunk's store, PBX and pacer, not yet running.
+    pub fn dispatcher(&self) -> Dispatcher {
+        let health = self.health.clone();
+        Dispatcher::new(
+            self.store.clone(),
+            self.store.clone(),
+            Dialer::new(
+                self.store.clone(),
+                Arc::new(self.ari.clone()),
+                self.pacer.clone(),
+            ),
+            Arc::new(move || health.connected()),
+            fast_dispatch(),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    /// Starts a dispatcher that runs until the trunk stops (or it is killed).
+    pub fn run_dispatcher(&mut self) {
+        let running = self.spawn_dispatcher();
+        self.dispatchers.push(running);
+    }
+
+    pub fn spawn_dispatcher(&self) -> RunningDispatcher {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(self.dispatcher().run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        RunningDispatcher { stop, task }
+    }
+
+    /// Places `count` calls to `number` at once, as one user, through the call service.
+    pub async fn place_at_once(&self, owner: &str, number: &str, count: usize) -> Vec<Call> {
+        self.place_many(owner, count, |_| CallRequest {
+            phone_number: number.into(),
+            ..CallRequest::default()
+        })
+        .await
+    }
+
+    pub async fn place_many(
+        &self,
+        owner: &str,
+        count: usize,
+        request: impl Fn(usize) -> CallRequest,
+    ) -> Vec<Call> {
+        let mut tasks = Vec::new();
+        for n in 0..count {
+            let service = self.service.clone();
+            let owner = owner.to_owned();
+            let request = request(n);
+            tasks.push(tokio::spawn(async move {
+                service.place_call(&owner, request, None).await
+            }));
+        }
+        let mut calls = Vec::new();
+        for task in tasks {
+            calls.push(task.await.expect("task").expect("accepted"));
+        }
+        calls
+    }
+
+    /// Waits until every call is final; returns them as stored.
+    pub async fn all_final(&self, calls: &[Call], limit: Duration) -> Vec<Call> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let mut stored = Vec::new();
+            for call in calls {
+                stored.push(
+                    self.store
+                        .get_call(call.id)
+                        .await
+                        .expect("get")
+                        .expect("stored"),
+                );
+            }
+            let open: Vec<_> = stored.iter().filter(|c| !c.is_completed()).collect();
+            if open.is_empty() {
+                return stored;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {} calls not final, e.g. {:?}",
+                open.len(),
+                calls.len(),
+                open[0]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The originates the PBX saw, as (channel id, time).
+    pub fn originates(&self) -> Vec<(String, Instant)> {
+        self.sim.originates()
+    }
+
+    pub async fn stop(self) {
+        for dispatcher in self.dispatchers {
+            dispatcher.stop().await;
+        }
+        let _ = self.stop_bridge.send(true);
+        let _ = self.bridge.await;
+        self.sim.shutdown().await;
+    }
+}
+
+/// The most originates that fell within any one `window`.
+pub fn most_within(times: &[Instant], window: Duration) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let mut most = 0;
+    let mut start = 0;
+    for end in 0..sorted.len() {
+        while sorted[end] - sorted[start] >= window {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
+}
