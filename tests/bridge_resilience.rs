@@ -406,6 +406,14 @@ impl CallStore for FlakyStore {
         self.check()?;
         self.inner.release_call(id).await
     }
+    async fn due_calls(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<dialer_core::store::QueuedCall>, StoreError> {
+        self.check()?;
+        self.inner.due_calls(now, limit).await
+    }
 }
 
 #[tokio::test]

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::Body;
-use dialer_core::domain::{Annotation, Call, FailureCount, Transition, User};
+use dialer_core::domain::{Annotation, Call, FailureCount, Pacing, Transition, User};
 use dialer_core::metrics::Metrics;
 use dialer_core::store::{
-    CallPage, CallStore, StoreError, ThrottleStore, TransitionResult, UserStore,
+    CallPage, CallStore, PacingStore, QueuedCall, StoreError, ThrottleStore, TransitionResult,
+    UserStore, Versioned,
 };
 use dialer_http::Routes;
 use http::Request;
@@ -71,6 +72,23 @@ impl CallStore for BrokenStore {
     }
     async fn release_call(&self, _: Uuid) -> Result<(), StoreError> {
         Ok(())
+    }
+    async fn due_calls(
+        &self,
+        _: chrono::DateTime<chrono::Utc>,
+        _: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl PacingStore for BrokenStore {
+    async fn load_pacing(&self, keys: &[String]) -> Result<Vec<Versioned<Pacing>>, StoreError> {
+        Ok(vec![Versioned::default(); keys.len()])
+    }
+    async fn save_pacing(&self, _: &[(String, Versioned<Pacing>)]) -> Result<bool, StoreError> {
+        Ok(true)
     }
 }
 

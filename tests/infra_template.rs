@@ -374,3 +374,151 @@ fn notify_is_fed_by_the_calls_stream_with_bisect_and_a_dead_letter_queue_and_by_
         assert_ne!(statement["Resource"].as_str(), Some("*"), "{statement:?}");
     }
 }
+
+/// The statements of an IAM role's inline policies.
+fn role_statements(role: &Value) -> Vec<&Value> {
+    role["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|policy| {
+            policy["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+        })
+        .collect()
+}
+
+fn allows(statements: &[&Value], resource: &str, action: &str) -> bool {
+    statements.iter().any(|s| {
+        format!("{:?}", s["Resource"]).contains(resource)
+            && format!("{:?}", s["Action"]).contains(action)
+    })
+}
+
+/// The statements limited to items whose key starts with `prefix`.
+fn on_items<'a>(statements: &[&'a Value], prefix: &str) -> Vec<&'a Value> {
+    statements
+        .iter()
+        .copied()
+        .filter(|s| {
+            s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                .as_sequence()
+                .is_some_and(|keys| keys.contains(&Value::from(prefix)))
+        })
+        .collect()
+}
+
+#[test]
+fn the_calls_table_has_the_queue_index_the_store_queries() {
+    use dialer_store_dynamo::{QUEUE_INDEX, QUEUE_INDEX_ATTRIBUTES};
+    let template = template();
+    let table = &template["Resources"]["CallsTable"]["Properties"];
+    let index = table["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .expect("GlobalSecondaryIndexes")
+        .iter()
+        .find(|i| i["IndexName"].as_str() == Some(QUEUE_INDEX))
+        .unwrap_or_else(|| panic!("no {QUEUE_INDEX} on the calls table"));
+    let key: Vec<(&str, &str)> = index["KeySchema"]
+        .as_sequence()
+        .expect("KeySchema")
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap_or_default(),
+                k["KeyType"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(key, [("queue", "HASH"), ("queue_at", "RANGE")]);
+    assert_eq!(
+        index["Projection"]["ProjectionType"].as_str(),
+        Some("INCLUDE")
+    );
+    let projected: BTreeSet<&str> = index["Projection"]["NonKeyAttributes"]
+        .as_sequence()
+        .expect("NonKeyAttributes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(projected, QUEUE_INDEX_ATTRIBUTES.into_iter().collect());
+    let defined: BTreeSet<&str> = table["AttributeDefinitions"]
+        .as_sequence()
+        .expect("AttributeDefinitions")
+        .iter()
+        .filter(|a| a["AttributeType"].as_str() == Some("S"))
+        .filter_map(|a| a["AttributeName"].as_str())
+        .collect();
+    assert!(defined.contains("queue") && defined.contains("queue_at"));
+}
+
+#[test]
+fn originate_and_the_bridge_get_the_pacing_limits_and_may_use_the_pacing_state() {
+    let template = template();
+    let resources = &template["Resources"];
+    let originate = &resources["OriginateFunction"];
+    let variables = &originate["Properties"]["Environment"]["Variables"];
+    let bridge_env: BTreeMap<String, &Value> =
+        resources["BridgeTask"]["Properties"]["ContainerDefinitions"][0]["Environment"]
+            .as_sequence()
+            .expect("bridge environment")
+            .iter()
+            .filter_map(|e| Some((e["Name"].as_str()?.to_owned(), &e["Value"])))
+            .collect();
+    for (var, parameter) in [
+        ("MAX_CALLS_PER_SECOND", "MaxCallsPerSecond"),
+        ("MAX_CONCURRENT_CALLS", "MaxConcurrentCalls"),
+    ] {
+        assert_eq!(
+            named(&variables[var]),
+            Some(parameter),
+            "originate: {var} from the {parameter} parameter"
+        );
+        assert_eq!(
+            bridge_env.get(var).and_then(|v| named(v)),
+            Some(parameter),
+            "bridge: {var} from the {parameter} parameter"
+        );
+        assert_eq!(
+            template["Parameters"][parameter]["Default"].as_str(),
+            Some(""),
+            "{parameter}: unlimited unless set"
+        );
+    }
+
+    let originate_statements = statements_on(originate, "CallsTable.Arn");
+    let originate_pace = on_items(&originate_statements, "pace#*");
+    for action in ["dynamodb:GetItem", "dynamodb:PutItem"] {
+        assert!(
+            allows(&originate_pace, "CallsTable.Arn", action),
+            "originate: {action} on pace# items"
+        );
+    }
+
+    let bridge = role_statements(&resources["BridgeTaskRole"]);
+    assert!(
+        allows(&bridge, "/index/queue-index", "dynamodb:Query"),
+        "the dispatcher lists the queue"
+    );
+    assert!(
+        allows(&bridge, "CallsTable.Arn", "dynamodb:PutItem"),
+        "call writes (a claim, a status) are conditional puts"
+    );
+    let bridge_pace = on_items(&bridge, "pace#*");
+    for action in [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:ConditionCheckItem",
+    ] {
+        assert!(
+            allows(&bridge_pace, "CallsTable.Arn", action),
+            "bridge: {action} on pace# items (TransactWriteItems is authorized by them)"
+        );
+    }
+    assert!(
+        allows(&bridge, "UsersTable.Arn", "dynamodb:GetItem"),
+        "the dispatcher reads each user's limits"
+    );
+}

@@ -4,11 +4,15 @@
 use std::sync::Arc;
 
 use chrono::Duration;
+use dialer_core::domain::schedule::{RetryRequest, WindowRequest};
 use dialer_core::domain::webhook::{Delivery, EventType, SendOutcome};
 use dialer_core::domain::{
-    Annotation, Call, CallPolicy, CallRequest, CallStatus, FailureReason, Transition, User, now,
+    Annotation, Attempt, Call, CallPolicy, CallRequest, CallStatus, CallingWindow, FailureReason,
+    Pacing, RetryPolicy, Slot, Transition, User, UserLimits, now,
 };
-use dialer_core::store::{Store, StoreError, TransitionResult};
+use dialer_core::store::{
+    PACING_TRUNK, QueuedCall, Store, StoreError, TransitionResult, Versioned, pacing_user_key,
+};
 use uuid::Uuid;
 
 fn new_call(owner: &str) -> Call {
@@ -429,6 +433,7 @@ pub async fn users_are_created_once_and_updated_in_place(store: Arc<dyn Store>) 
         webhook_url: None,
         webhook_secret: None,
         previous_webhook_secret: None,
+        limits: UserLimits::default(),
     };
     store.insert_user(&user).await.expect("insert");
     assert!(matches!(
@@ -1098,6 +1103,500 @@ pub async fn a_users_webhook_settings_are_kept(store: Arc<dyn Store>) {
     assert_eq!(store.get_user(&name).await.expect("get"), Some(cleared));
 }
 
+fn retry_on_busy(max_attempts: i64) -> RetryPolicy {
+    RetryPolicy::parse(&RetryRequest {
+        max_attempts: Some(max_attempts),
+        on: Some(vec!["busy".into()]),
+        delay_ms: Some(1_000),
+    })
+    .expect("valid retry")
+}
+
+/// A call waiting in the queue until `due`, created at `created`.
+fn queued_call(
+    owner: &str,
+    created: chrono::DateTime<chrono::Utc>,
+    due: chrono::DateTime<chrono::Utc>,
+) -> Call {
+    let mut call = new_call(owner);
+    call.created_at = created;
+    call.enqueue(due);
+    call
+}
+
+pub async fn a_queued_call_with_every_scheduling_field_reads_back_exactly(store: Arc<dyn Store>) {
+    let at = now();
+    let mut call = queued_call("alice", at, at + Duration::minutes(5));
+    call.retry = Some(retry_on_busy(3));
+    call.send_at = Some(at + Duration::minutes(5));
+    call.window = Some(
+        CallingWindow::parse(&WindowRequest {
+            start: Some("09:00".into()),
+            end: Some("17:30".into()),
+            time_zone: Some("America/New_York".into()),
+        })
+        .expect("valid window"),
+    );
+    call.attempt_number = 2;
+    call.attempts = vec![Attempt {
+        attempt_number: 1,
+        status: CallStatus::Busy,
+        failure_reason: None,
+        cause: Some(17),
+        dialed_at: Some(at - Duration::minutes(2)),
+        answered_at: None,
+        ended_at: Some(at - Duration::minutes(1)),
+    }];
+    insert(&*store, &call).await;
+    assert_eq!(
+        store.get_call(call.id).await.expect("get"),
+        Some(call.clone())
+    );
+
+    // Claimed: `claimed_at` and `paced` are set, `queued_until` is gone.
+    let claim = Transition::claim(2, true, at + Duration::minutes(6));
+    let mut expected = call.clone();
+    assert!(claim.apply(&mut expected));
+    assert!(expected.paced && expected.claimed_at.is_some());
+    assert_eq!(
+        store.transition(call.id, &claim).await.expect("write"),
+        TransitionResult::Applied(expected.clone())
+    );
+    assert_eq!(store.get_call(call.id).await.expect("get"), Some(expected));
+}
+
+pub async fn due_calls_lists_the_queued_calls_due_in_queue_order(store: Arc<dyn Store>) {
+    let at = now();
+    let ago = |s: i64| at - Duration::seconds(s);
+    let first = queued_call("alice", ago(60), ago(30));
+    let second = queued_call("bob", ago(50), ago(10));
+    // Due at the same time as `second`, created later.
+    let third = queued_call("alice", ago(40), ago(10));
+    // Same due time and creation time: the call id decides.
+    let (mut fourth, mut fifth) = (
+        queued_call("carol", ago(35), ago(10)),
+        queued_call("carol", ago(35), ago(10)),
+    );
+    if fifth.id < fourth.id {
+        std::mem::swap(&mut fourth, &mut fifth);
+    }
+    let due_now = queued_call("alice", ago(20), at);
+    let later = queued_call("alice", ago(70), at + Duration::hours(1));
+    let pending = new_call("alice");
+    let mut retried = queued_call("dave", ago(30), ago(5));
+    retried.attempt_number = 3;
+    for call in [
+        &later, &fifth, &third, &pending, &first, &due_now, &fourth, &second, &retried,
+    ] {
+        insert(&*store, call).await;
+    }
+    let order: Vec<QueuedCall> = [&first, &second, &third, &fourth, &fifth, &retried, &due_now]
+        .into_iter()
+        .map(|c| QueuedCall::of(c).expect("queued"))
+        .collect();
+    assert_eq!(store.due_calls(at, 100).await.expect("due"), order);
+    assert_eq!(
+        store.due_calls(at, 3).await.expect("due"),
+        order[..3].to_vec(),
+        "the limit keeps the first ones"
+    );
+    assert_eq!(
+        store
+            .due_calls(at - Duration::milliseconds(1), 100)
+            .await
+            .expect("due"),
+        order[..6].to_vec(),
+        "a call due after `now` waits"
+    );
+    assert_eq!(store.due_calls(ago(3_600), 100).await.expect("due"), []);
+
+    let claimed = store
+        .transition(first.id, &Transition::claim(1, false, at))
+        .await
+        .expect("claim");
+    assert!(claimed.applied(), "{claimed:?}");
+    let canceled = store
+        .transition(second.id, &to(CallStatus::Canceled))
+        .await
+        .expect("cancel");
+    assert!(canceled.applied(), "{canceled:?}");
+    assert_eq!(
+        store.due_calls(at, 100).await.expect("due"),
+        order[2..].to_vec(),
+        "claimed and canceled calls leave the queue"
+    );
+    let whole = store
+        .due_calls(at + Duration::hours(2), 100)
+        .await
+        .expect("due");
+    assert_eq!(whole.len(), order.len() - 2 + 1, "{whole:?}");
+    assert_eq!(whole.last().map(|q| q.id), Some(later.id));
+}
+
+pub async fn concurrent_claims_of_one_queued_call_apply_once(store: Arc<dyn Store>) {
+    for _ in 0..3 {
+        let at = now();
+        let call = queued_call("alice", at, at);
+        insert(&*store, &call).await;
+        let claimers: Vec<_> = (0..2)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .transition(call.id, &Transition::claim(1, true, now()))
+                        .await
+                        .expect("claim")
+                })
+            })
+            .collect();
+        let mut applied = 0;
+        for claimer in claimers {
+            applied += usize::from(claimer.await.expect("join").applied());
+        }
+        assert_eq!(applied, 1, "exactly one dispatcher dials the call");
+        let stored = store.get_call(call.id).await.expect("get").expect("exists");
+        assert_eq!(stored.status, CallStatus::Pending);
+        assert!(stored.paced && stored.queued_until.is_none());
+    }
+}
+
+pub async fn a_retried_attempt_goes_back_to_the_queue_and_late_news_of_it_is_refused(
+    store: Arc<dyn Store>,
+) {
+    let mut call = new_call("alice");
+    call.retry = Some(retry_on_busy(2));
+    insert(&*store, &call).await;
+    let at = now();
+    let busy = Transition::to(CallStatus::Busy, at).with_cause(Some(17), Some("User busy".into()));
+    let mut expected = call.clone();
+    assert!(busy.apply(&mut expected));
+    let result = store.transition(call.id, &busy).await.expect("write");
+    assert_eq!(result, TransitionResult::Applied(expected.clone()));
+    let requeued = result.call().expect("a call").clone();
+    assert_eq!(requeued.status, CallStatus::Queued);
+    assert_eq!(requeued.attempt_number, 2);
+    assert_eq!(requeued.attempts.len(), 1);
+    assert_eq!(
+        (
+            requeued.attempts[0].attempt_number,
+            requeued.attempts[0].status
+        ),
+        (1, CallStatus::Busy)
+    );
+    assert_eq!(requeued.queued_until, Some(at + Duration::seconds(1)));
+    assert_eq!(
+        store.get_call(call.id).await.expect("get"),
+        Some(requeued.clone())
+    );
+
+    // A second word of the first attempt's end changes nothing.
+    let late = Transition::to(CallStatus::Busy, now()).of_attempt(1);
+    assert_eq!(
+        store.transition(call.id, &late).await.expect("write"),
+        TransitionResult::Refused(requeued.clone())
+    );
+    assert_eq!(store.due_calls(at, 10).await.expect("due"), []);
+    assert_eq!(
+        store
+            .due_calls(at + Duration::seconds(1), 10)
+            .await
+            .expect("due"),
+        vec![QueuedCall::of(&requeued).expect("queued")]
+    );
+
+    // The second attempt is the last: its busy is final.
+    let claimed = store
+        .transition(call.id, &Transition::claim(2, false, now()))
+        .await
+        .expect("claim");
+    assert!(claimed.applied(), "{claimed:?}");
+    let ended = store
+        .transition(call.id, &to(CallStatus::Busy).of_attempt(2))
+        .await
+        .expect("write");
+    let ended = ended.call().expect("a call");
+    assert_eq!((ended.status, ended.attempt_number), (CallStatus::Busy, 2));
+    assert_eq!(ended.attempts.len(), 1);
+}
+
+fn pacing_state(queued: u32) -> Pacing {
+    let slot = Slot {
+        call: Uuid::new_v4(),
+        attempt: 1,
+    };
+    Pacing {
+        lines: [(slot.key(), now())].into(),
+        recent: [now() - Duration::milliseconds(300), now()].into(),
+        queued,
+    }
+}
+
+fn fresh_key() -> String {
+    pacing_user_key(&format!("user-{}", Uuid::new_v4().simple()))
+}
+
+pub async fn a_pacing_state_is_written_only_at_the_version_it_was_read(store: Arc<dyn Store>) {
+    let key = fresh_key();
+    let loaded = store
+        .load_pacing(std::slice::from_ref(&key))
+        .await
+        .expect("load");
+    assert_eq!(loaded, vec![Versioned::<Pacing>::default()]);
+
+    let state = pacing_state(3);
+    let first = Versioned {
+        value: state.clone(),
+        version: 0,
+    };
+    assert!(
+        store
+            .save_pacing(&[(key.clone(), first.clone())])
+            .await
+            .expect("save")
+    );
+    let stored = Versioned {
+        value: state.clone(),
+        version: 1,
+    };
+    assert_eq!(
+        store
+            .load_pacing(std::slice::from_ref(&key))
+            .await
+            .expect("load"),
+        vec![stored.clone()]
+    );
+
+    // A save at a version that is no longer current is refused and changes nothing.
+    let stale = Versioned {
+        value: pacing_state(9),
+        version: 0,
+    };
+    assert!(
+        !store
+            .save_pacing(&[(key.clone(), stale)])
+            .await
+            .expect("save")
+    );
+    let ahead = Versioned {
+        value: pacing_state(9),
+        version: 7,
+    };
+    assert!(
+        !store
+            .save_pacing(&[(key.clone(), ahead)])
+            .await
+            .expect("save")
+    );
+    assert_eq!(
+        store
+            .load_pacing(std::slice::from_ref(&key))
+            .await
+            .expect("load"),
+        vec![stored]
+    );
+
+    // Pacing states are no calls: neither the queue nor reconciliation sees them.
+    assert_eq!(
+        store
+            .due_calls(now() + Duration::days(1), 10)
+            .await
+            .expect("due"),
+        []
+    );
+    assert_eq!(store.active_calls().await.expect("active"), []);
+}
+
+pub async fn a_pacing_save_of_two_keys_writes_both_or_neither(store: Arc<dyn Store>) {
+    let (trunk, user) = (
+        format!("{PACING_TRUNK}-{}", Uuid::new_v4().simple()),
+        fresh_key(),
+    );
+    let keys = [trunk.clone(), user.clone()];
+    let both = |a: u32, b: u32, version: u64| {
+        [
+            (
+                trunk.clone(),
+                Versioned {
+                    value: pacing_state(a),
+                    version,
+                },
+            ),
+            (
+                user.clone(),
+                Versioned {
+                    value: pacing_state(b),
+                    version,
+                },
+            ),
+        ]
+    };
+    let first = both(1, 2, 0);
+    assert!(store.save_pacing(&first).await.expect("save"));
+    let loaded = store.load_pacing(&keys).await.expect("load");
+    assert_eq!(
+        loaded,
+        first
+            .iter()
+            .map(|(_, v)| Versioned {
+                value: v.value.clone(),
+                version: 1,
+            })
+            .collect::<Vec<_>>()
+    );
+
+    // The user's state moves on alone; a save of both from the old read is refused.
+    let moved = Versioned {
+        value: pacing_state(5),
+        version: 1,
+    };
+    assert!(
+        store
+            .save_pacing(&[(user.clone(), moved.clone())])
+            .await
+            .expect("save")
+    );
+    let after_move = store.load_pacing(&keys).await.expect("load");
+    assert_eq!(after_move[1].version, 2);
+    let stale = both(7, 8, 1);
+    assert!(!store.save_pacing(&stale).await.expect("save"));
+    let mut reversed = stale.to_vec();
+    reversed.reverse();
+    assert!(!store.save_pacing(&reversed).await.expect("save"));
+    assert_eq!(
+        store.load_pacing(&keys).await.expect("load"),
+        after_move,
+        "neither state was written"
+    );
+
+    // A new key and a stale one: the new one is not created either.
+    let fresh = fresh_key();
+    let mixed = [
+        (
+            fresh.clone(),
+            Versioned {
+                value: pacing_state(1),
+                version: 0,
+            },
+        ),
+        (
+            trunk.clone(),
+            Versioned {
+                value: pacing_state(1),
+                version: 0,
+            },
+        ),
+    ];
+    assert!(!store.save_pacing(&mixed).await.expect("save"));
+    assert_eq!(
+        store
+            .load_pacing(std::slice::from_ref(&fresh))
+            .await
+            .expect("load"),
+        vec![Versioned::<Pacing>::default()]
+    );
+
+    // Both at their current versions: both written.
+    let current = [
+        (
+            trunk.clone(),
+            Versioned {
+                value: pacing_state(10),
+                version: after_move[0].version,
+            },
+        ),
+        (
+            user.clone(),
+            Versioned {
+                value: pacing_state(20),
+                version: after_move[1].version,
+            },
+        ),
+    ];
+    assert!(store.save_pacing(&current).await.expect("save"));
+    let last = store.load_pacing(&keys).await.expect("load");
+    assert_eq!(
+        (
+            last[0].value.queued,
+            last[0].version,
+            last[1].value.queued,
+            last[1].version
+        ),
+        (10, 2, 20, 3)
+    );
+}
+
+/// `writers` read-modify-save loops at once, each adding one to `queued` of every key.
+async fn count_up_concurrently(store: &Arc<dyn Store>, keys: Vec<String>, writers: u32) {
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let store = store.clone();
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                for _ in 0..1_000 {
+                    let states = store.load_pacing(&keys).await.expect("load");
+                    let writes: Vec<(String, Versioned<Pacing>)> = keys
+                        .iter()
+                        .cloned()
+                        .zip(states)
+                        .map(|(key, mut state)| {
+                            state.value.enqueue(None);
+                            (key, state)
+                        })
+                        .collect();
+                    if store.save_pacing(&writes).await.expect("save") {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                panic!("a pacing write kept losing");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("joined");
+    }
+    for state in store.load_pacing(&keys).await.expect("load") {
+        assert_eq!(
+            (state.value.queued, state.version),
+            (writers, u64::from(writers)),
+            "every writer's change landed, once"
+        );
+    }
+}
+
+pub async fn concurrent_pacing_updates_all_land(store: Arc<dyn Store>) {
+    count_up_concurrently(&store, vec![fresh_key()], 12).await;
+    let trunk = format!("{PACING_TRUNK}-{}", Uuid::new_v4().simple());
+    count_up_concurrently(&store, vec![trunk, fresh_key()], 8).await;
+}
+
+pub async fn a_users_limits_are_kept(store: Arc<dyn Store>) {
+    let name = format!("user-{}", Uuid::new_v4().simple());
+    let mut user = User::new(name.clone(), "$2b$04$hash");
+    user.limits = UserLimits {
+        max_concurrent_calls: Some(3),
+        max_queued_calls: None,
+    };
+    store.insert_user(&user).await.expect("insert");
+    assert_eq!(
+        store.get_user(&name).await.expect("get"),
+        Some(user.clone())
+    );
+    user.limits = UserLimits {
+        max_concurrent_calls: None,
+        max_queued_calls: Some(100_000),
+    };
+    assert!(store.update_user(&user).await.expect("update"));
+    assert_eq!(
+        store.get_user(&name).await.expect("get"),
+        Some(user.clone())
+    );
+    assert!(store.list_users().await.expect("list").contains(&user));
+    user.limits = UserLimits::default();
+    assert!(store.update_user(&user).await.expect("update"));
+    assert_eq!(store.get_user(&name).await.expect("get"), Some(user));
+}
+
 /// `polled`: checks of the deliverers' poll, which DynamoDB does not serve (its stream
 /// does the work); `streamed`: what DynamoDB does instead.
 macro_rules! contract {
@@ -1170,7 +1669,15 @@ contract!(
     racing_writers_number_events_without_gaps,
     a_call_at_every_limit_keeps_all_its_events,
     a_delivery_is_recorded_once_and_a_settled_event_cannot_be_undone,
-    a_users_webhook_settings_are_kept;
+    a_users_webhook_settings_are_kept,
+    a_queued_call_with_every_scheduling_field_reads_back_exactly,
+    due_calls_lists_the_queued_calls_due_in_queue_order,
+    concurrent_claims_of_one_queued_call_apply_once,
+    a_retried_attempt_goes_back_to_the_queue_and_late_news_of_it_is_refused,
+    a_pacing_state_is_written_only_at_the_version_it_was_read,
+    a_pacing_save_of_two_keys_writes_both_or_neither,
+    concurrent_pacing_updates_all_land,
+    a_users_limits_are_kept;
     polled: due_calls_are_claimed_by_one_deliverer_at_a_time;
     streamed: a_store_delivering_by_stream_claims_nothing,
 );

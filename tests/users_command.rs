@@ -4,6 +4,7 @@
 use std::io::Cursor;
 
 use dialer_core::auth::accepts;
+use dialer_core::domain::UserLimits;
 use dialer_core::store::{MemoryStore, UserStore};
 use dialer_passwords::Bcrypt;
 
@@ -75,6 +76,128 @@ async fn manage_users(store: &dyn UserStore) {
             .expect_err("usage")
             .contains("usage")
     );
+}
+
+async fn set_limits(store: &dyn UserStore) {
+    run(store, &["create", "erin"], "erin-password\n")
+        .await
+        .expect("create");
+    let out = run(
+        store,
+        &[
+            "set-limits",
+            "erin",
+            "--max-concurrent-calls",
+            "5",
+            "--max-queued-calls=1000",
+        ],
+        "",
+    )
+    .await
+    .expect("set-limits");
+    assert!(
+        out.contains("max_concurrent_calls=5 max_queued_calls=1000"),
+        "{out}"
+    );
+    let user = store.get_user("erin").await.expect("get").expect("erin");
+    assert_eq!(
+        user.limits,
+        UserLimits {
+            max_concurrent_calls: Some(5),
+            max_queued_calls: Some(1000),
+        }
+    );
+    assert!(
+        run(store, &["list"], "")
+            .await
+            .expect("list")
+            .contains("erin\tenabled\tmax_concurrent_calls=5 max_queued_calls=1000")
+    );
+
+    // A limit not named keeps its value; `none` lifts one.
+    run(
+        store,
+        &["set-limits", "erin", "--max-concurrent-calls", "none"],
+        "",
+    )
+    .await
+    .expect("set-limits");
+    let user = store.get_user("erin").await.expect("get").expect("erin");
+    assert_eq!(
+        user.limits,
+        UserLimits {
+            max_concurrent_calls: None,
+            max_queued_calls: Some(1000),
+        }
+    );
+    assert!(
+        run(store, &["list"], "")
+            .await
+            .expect("list")
+            .contains("erin\tenabled\tmax_concurrent_calls=none max_queued_calls=1000")
+    );
+
+    // Bad values are refused with a message naming the option and its range, and
+    // change nothing, even when another option in the same command is good.
+    for (args, says) in [
+        (
+            vec!["--max-concurrent-calls", "0"],
+            "--max-concurrent-calls must be a whole number from 1 to 5000",
+        ),
+        (vec!["--max-concurrent-calls", "5001"], "from 1 to 5000"),
+        (
+            vec!["--max-queued-calls", "100001"],
+            "--max-queued-calls must be a whole number from 1 to 100000",
+        ),
+        (vec!["--max-queued-calls", "-3"], "from 1 to 100000"),
+        (vec!["--max-queued-calls", "lots"], "or none"),
+        (
+            vec!["--max-concurrent-calls", "7", "--max-queued-calls", "0"],
+            "from 1 to 100000",
+        ),
+        (vec!["--max-queued-calls"], "needs a value"),
+        (vec!["--max-calls", "3"], "unknown option --max-calls"),
+        (vec![], "name a limit"),
+    ] {
+        let mut command = vec!["set-limits", "erin"];
+        command.extend(args.iter().copied());
+        let err = run(store, &command, "").await.expect_err("refused");
+        assert!(err.contains(says), "{command:?}: {err}");
+    }
+    let user = store.get_user("erin").await.expect("get").expect("erin");
+    assert_eq!(
+        user.limits,
+        UserLimits {
+            max_concurrent_calls: None,
+            max_queued_calls: Some(1000),
+        },
+        "refused commands changed nothing"
+    );
+    let err = run(
+        store,
+        &["set-limits", "nobody", "--max-queued-calls", "5"],
+        "",
+    )
+    .await
+    .expect_err("no such user");
+    assert!(err.contains("no user nobody"), "{err}");
+}
+
+#[tokio::test]
+async fn set_limits_sets_and_lifts_a_users_limits_in_the_in_process_store() {
+    set_limits(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn set_limits_sets_and_lifts_a_users_limits_in_dynamodb() {
+    let (store, _, _) = integration::aws::dynamo_store().await;
+    set_limits(&store).await;
+}
+
+#[tokio::test]
+async fn set_limits_sets_and_lifts_a_users_limits_in_postgres() {
+    let (store, _schema) = integration::pg::pg_store().await;
+    set_limits(&store).await;
 }
 
 #[tokio::test]

@@ -28,7 +28,9 @@ use dialer_core::domain::webhook::Delivery;
 use dialer_core::domain::{Annotation, Call, Transition};
 use dialer_core::metrics::Metrics;
 use dialer_core::service::Deliverer;
-use dialer_core::store::{CallPage, CallStore, PageCursor, Store, StoreError, TransitionResult};
+use dialer_core::store::{
+    CallPage, CallStore, PageCursor, QueuedCall, Store, StoreError, TransitionResult,
+};
 use dialer_core::webhooks::WebhookSender;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
@@ -436,6 +438,14 @@ impl CallStore for Watched {
 
     async fn release_call(&self, id: Uuid) -> Result<(), StoreError> {
         self.calls.release_call(id).await
+    }
+
+    async fn due_calls(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
+        self.calls.due_calls(now, limit).await
     }
 }
 

@@ -1,6 +1,8 @@
-//! The DynamoDB store. Calls are keyed by `call_id`; two sparse or secondary indexes
-//! serve listing (`owner` + `created_at`, newest first) and reconciliation (`active`,
-//! present only while a call is not final). `expires_at` carries the DynamoDB TTL.
+//! The DynamoDB store. Calls are keyed by `call_id`; three sparse or secondary indexes
+//! serve listing (`owner` + `created_at`, newest first), reconciliation (`active`,
+//! present only while a call is not final) and the queue (`queue` + `queue_at`, present
+//! only while a call is `queued`). `expires_at` carries the DynamoDB TTL. Pacing states
+//! live in the calls table too, under `pace#` keys (see [`PacingStore`]).
 //!
 //! A change to a call is computed by the domain, not by an update expression: the
 //! store reads the record, applies [`Transition::apply`] or [`Annotation::apply`] to it,
@@ -17,11 +19,12 @@ use async_trait::async_trait;
 pub use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::AsyncSleep;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, StreamSpecification,
-    StreamViewType, TimeToLiveSpecification,
+    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification, TransactWriteItem,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
@@ -31,14 +34,22 @@ use dialer_core::domain::validation::{
 };
 use dialer_core::domain::webhook::{CallEvent, Delivery};
 use dialer_core::domain::{
-    Annotation, Call, CallMode, CallStatus, FailureCount, FailureReason, Transition, User,
+    Annotation, Call, CallMode, CallStatus, FailureCount, FailureReason, Pacing, Transition, User,
+    UserLimits,
 };
 use dialer_core::store::{
-    CallPage, CallStore, PageCursor, StoreError, ThrottleStore, TransitionResult, UserStore,
+    CallPage, CallStore, PacingStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
+    TransitionResult, UserStore, Versioned as Stored,
 };
 
 pub const OWNER_INDEX: &str = "owner-created-index";
 pub const ACTIVE_INDEX: &str = "active-index";
+/// The queue: a sparse index of the `queued` calls, partition `queue` (always "1"),
+/// sorted by `queue_at` (see [`queue_at`]), projecting what [`QueuedCall`] needs.
+pub const QUEUE_INDEX: &str = "queue-index";
+/// The attributes [`QUEUE_INDEX`] projects besides its keys and the table's.
+pub const QUEUE_INDEX_ATTRIBUTES: [&str; 4] =
+    ["owner", "attempt_number", "created_at", "queued_until"];
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -91,7 +102,8 @@ impl DynamoStore {
         }
     }
 
-    /// Creates both tables with their indexes and TTL, and the calls table's stream
+    /// Creates both tables with their indexes ([`OWNER_INDEX`], [`ACTIVE_INDEX`],
+    /// [`QUEUE_INDEX`]) and TTL, and the calls table's stream
     /// (what feeds webhook delivery in AWS), for tests and first-time local setup; in
     /// AWS the stack creates them.
     pub async fn create_tables(&self) -> Result<(), StoreError> {
@@ -130,9 +142,27 @@ impl DynamoStore {
             .attribute_definitions(s("owner")?)
             .attribute_definitions(s("created_at")?)
             .attribute_definitions(s("active")?)
+            .attribute_definitions(s("queue")?)
+            .attribute_definitions(s("queue_at")?)
             .key_schema(key("call_id", KeyType::Hash)?)
             .global_secondary_indexes(index(OWNER_INDEX, "owner")?)
             .global_secondary_indexes(index(ACTIVE_INDEX, "active")?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(QUEUE_INDEX)
+                    .key_schema(key("queue", KeyType::Hash)?)
+                    .key_schema(key("queue_at", KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .set_non_key_attributes(Some(
+                                QUEUE_INDEX_ATTRIBUTES.map(str::to_owned).to_vec(),
+                            ))
+                            .build(),
+                    )
+                    .build()
+                    .map_err(unavailable)?,
+            )
             .stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
@@ -501,6 +531,258 @@ impl CallStore for DynamoStore {
     async fn release_call(&self, _id: Uuid) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// A range of [`QUEUE_INDEX`], which holds the `queued` calls alone, in queue order.
+    /// The index is eventually consistent: a call just claimed may still be listed (the
+    /// claim's conditional write settles it) and one just queued may wait a poll.
+    async fn due_calls(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
+        let mut due = Vec::new();
+        if limit == 0 {
+            return Ok(due);
+        }
+        let mut start: Option<Item> = None;
+        loop {
+            let want = limit - due.len();
+            let output = self
+                .client
+                .query()
+                .table_name(&self.calls_table)
+                .index_name(QUEUE_INDEX)
+                .key_condition_expression("#pk = :queue AND queue_at <= :upper")
+                .expression_attribute_names("#pk", "queue")
+                .expression_attribute_values(":queue", s("1".to_owned()))
+                .expression_attribute_values(":upper", s(queue_upper_bound(now)))
+                .scan_index_forward(true)
+                .limit(i32::try_from(want).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items() {
+                let queued = queued_call_from_item(item)?;
+                // The bound is by the millisecond; the time itself decides.
+                if queued.due_at <= now {
+                    due.push(queued);
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if due.len() < limit => start = Some(key),
+                _ => break,
+            }
+        }
+        due.sort_by_key(QueuedCall::order_key);
+        due.truncate(limit);
+        Ok(due)
+    }
+}
+
+/// Pacing states live in the calls table under `pace#` keys, like the throttle's
+/// counts: each holds its state as JSON and a `version`, and no `status`, `owner`,
+/// `active` or `queue`, so no call read and no index sees them. A save is conditional
+/// on every version it names: one `PutItem`, or a `TransactWriteItems` of conditional
+/// puts when it writes several (all or none).
+#[async_trait]
+impl PacingStore for DynamoStore {
+    async fn load_pacing(&self, keys: &[String]) -> Result<Vec<Stored<Pacing>>, StoreError> {
+        let mut states = Vec::with_capacity(keys.len());
+        for key in keys {
+            let output = self
+                .client
+                .get_item()
+                .table_name(&self.calls_table)
+                .key("call_id", s(pacing_slot(key)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            states.push(match output.item {
+                Some(item) => pacing_from_item(&item)?,
+                None => Stored::default(),
+            });
+        }
+        Ok(states)
+    }
+
+    async fn save_pacing(&self, writes: &[(String, Stored<Pacing>)]) -> Result<bool, StoreError> {
+        match writes {
+            [] => Ok(true),
+            [(key, state)] => {
+                let (item, condition, values) = pacing_put(key, state)?;
+                let mut request = self
+                    .client
+                    .put_item()
+                    .table_name(&self.calls_table)
+                    .set_item(Some(item))
+                    .condition_expression(condition);
+                if let Some(values) = values {
+                    request = request.set_expression_attribute_values(Some(values));
+                }
+                match request.send().await {
+                    Ok(_) => Ok(true),
+                    Err(SdkError::ServiceError(e))
+                        if e.err().is_conditional_check_failed_exception() =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(unavailable(e)),
+                }
+            }
+            _ => self.save_pacing_together(writes).await,
+        }
+    }
+}
+
+/// How many times a pacing transaction that met another one in progress on its items
+/// is tried again before it is reported as lost (the caller reads again).
+const PACING_CONFLICT_ATTEMPTS: u32 = 3;
+
+impl DynamoStore {
+    async fn save_pacing_together(
+        &self,
+        writes: &[(String, Stored<Pacing>)],
+    ) -> Result<bool, StoreError> {
+        let mut items = Vec::with_capacity(writes.len());
+        for (key, state) in writes {
+            let (item, condition, values) = pacing_put(key, state)?;
+            let put = Put::builder()
+                .table_name(&self.calls_table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(unavailable)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for attempt in 0..PACING_CONFLICT_ATTEMPTS {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(true),
+                Err(SdkError::ServiceError(e)) => match e.err() {
+                    TransactWriteItemsError::TransactionCanceledException(cancel) => {
+                        let codes: Vec<&str> = cancel
+                            .cancellation_reasons()
+                            .iter()
+                            .filter_map(|r| r.code())
+                            .collect();
+                        if codes.contains(&"ConditionalCheckFailed") {
+                            return Ok(false);
+                        }
+                        if !codes.contains(&"TransactionConflict") {
+                            return Err(StoreError::unavailable(format!(
+                                "a pacing write was canceled: {codes:?}"
+                            )));
+                        }
+                    }
+                    _ => return Err(unavailable(SdkError::ServiceError(e))),
+                },
+                Err(e) => return Err(unavailable(e)),
+            }
+            // Another transaction held an item: it may or may not have changed its
+            // version. Once more finds out (a lost race fails its condition then).
+            if attempt + 1 < PACING_CONFLICT_ATTEMPTS {
+                self.back_off(attempt).await;
+            }
+        }
+        // Still contended: report the race as lost; the caller reads again.
+        Ok(false)
+    }
+}
+
+fn pacing_slot(key: &str) -> String {
+    format!("pace#{key}")
+}
+
+/// The item, condition and values of a conditional put of `state` under `key`.
+fn pacing_put(
+    key: &str,
+    state: &Stored<Pacing>,
+) -> Result<(Item, &'static str, Option<Item>), StoreError> {
+    let next = i64::try_from(state.version.saturating_add(1)).map_err(unavailable)?;
+    let item = HashMap::from([
+        ("call_id".to_owned(), s(pacing_slot(key))),
+        (
+            "state".to_owned(),
+            s(serde_json::to_string(&state.value).map_err(unavailable)?),
+        ),
+        ("version".to_owned(), n(next)),
+    ]);
+    Ok(if state.version == 0 {
+        (item, "attribute_not_exists(call_id)", None)
+    } else {
+        let version = i64::try_from(state.version).map_err(unavailable)?;
+        (
+            item,
+            "version = :version",
+            Some(HashMap::from([(":version".to_owned(), n(version))])),
+        )
+    })
+}
+
+fn pacing_from_item(item: &Item) -> Result<Stored<Pacing>, StoreError> {
+    let bad = || StoreError::unavailable("stored pacing state is bad or incomplete");
+    let state = text(item, "state").ok_or_else(bad)?;
+    Ok(Stored {
+        value: serde_json::from_str(&state).map_err(|_| bad())?,
+        version: number(item, "version")
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or_else(bad)?,
+    })
+}
+
+/// The queue's sort key: (due time, creation time, call id) as fixed-width text, so
+/// that text order is queue order. A call queued with no `queued_until` is due at its
+/// creation, as [`QueuedCall::of`] has it.
+fn queue_at(call: &Call) -> String {
+    let due = call.queued_until.unwrap_or(call.created_at);
+    format!(
+        "{}#{}#{}",
+        queue_millis(due),
+        queue_millis(call.created_at),
+        call.id
+    )
+}
+
+/// The highest [`queue_at`] of a call due in `now`'s millisecond: `~` sorts after the
+/// `#` that follows every key's first field.
+fn queue_upper_bound(now: DateTime<Utc>) -> String {
+    format!("{}~", queue_millis(now))
+}
+
+fn queue_millis(at: DateTime<Utc>) -> String {
+    format!("{:015}", at.timestamp_millis().max(0))
+}
+
+fn queued_call_from_item(item: &Item) -> Result<QueuedCall, StoreError> {
+    let time = |key: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        text(item, key)
+            .map(|t| {
+                DateTime::parse_from_rfc3339(&t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| corrupt(key))
+            })
+            .transpose()
+    };
+    let created_at = time("created_at")?.ok_or_else(|| corrupt("created_at"))?;
+    Ok(QueuedCall {
+        id: text(item, "call_id")
+            .and_then(|id| Uuid::try_parse(&id).ok())
+            .ok_or_else(|| corrupt("call_id"))?,
+        owner: text(item, "owner").ok_or_else(|| corrupt("owner"))?,
+        attempt_number: number(item, "attempt_number")
+            .and_then(|a| u32::try_from(a).ok())
+            .unwrap_or(1),
+        due_at: time("queued_until")?.unwrap_or(created_at),
+        created_at,
+    })
 }
 
 #[async_trait]
@@ -711,6 +993,13 @@ fn call_to_item(call: &Call) -> Result<Item, StoreError> {
     if call.is_active() {
         put("active", s("1".to_owned()));
     }
+    if call.status == CallStatus::Queued {
+        put("queue", s("1".to_owned()));
+        put("queue_at", s(queue_at(call)));
+    }
+    if call.paced {
+        put("paced", AttributeValue::Bool(true));
+    }
     if !call.variables.is_empty() {
         put(
             "variables",
@@ -764,6 +1053,9 @@ fn call_to_item(call: &Call) -> Result<Item, StoreError> {
             "media_failed",
             (!call.media_failed.is_empty()).then(|| AttributeValue::Ss(call.media_failed.clone())),
         ),
+        ("send_at", call.send_at.map(timestamp).map(s)),
+        ("queued_until", call.queued_until.map(timestamp).map(s)),
+        ("claimed_at", call.claimed_at.map(timestamp).map(s)),
     ];
     for (key, value) in optional {
         if let Some(value) = value {
@@ -774,6 +1066,24 @@ fn call_to_item(call: &Call) -> Result<Item, StoreError> {
         put(
             "webhook",
             s(serde_json::to_string(webhook).map_err(unavailable)?),
+        );
+    }
+    if let Some(retry) = &call.retry {
+        put(
+            "retry",
+            s(serde_json::to_string(retry).map_err(unavailable)?),
+        );
+    }
+    if let Some(window) = &call.window {
+        put(
+            "window",
+            s(serde_json::to_string(window).map_err(unavailable)?),
+        );
+    }
+    if !call.attempts.is_empty() {
+        put(
+            "attempts",
+            s(serde_json::to_string(&call.attempts).map_err(unavailable)?),
         );
     }
     if !call.events.is_empty() {
@@ -867,11 +1177,15 @@ pub fn call_from_item(item: &Item) -> Result<Call, StoreError> {
             }
             _ => Vec::new(),
         },
-        webhook: text(item, "webhook")
-            .map(|w| serde_json::from_str(&w))
-            .transpose()
-            .map_err(|_| corrupt("webhook"))?,
+        webhook: json(item, "webhook")?,
         events: Vec::new(),
+        retry: json(item, "retry")?,
+        send_at: time("send_at")?,
+        window: json(item, "window")?,
+        queued_until: time("queued_until")?,
+        claimed_at: time("claimed_at")?,
+        paced: matches!(item.get("paced"), Some(AttributeValue::Bool(true))),
+        attempts: json(item, "attempts")?.unwrap_or_default(),
     };
     if let Some(events) = text(item, "events") {
         call.events = events_from_text(&events, &call).map_err(|_| corrupt("events"))?;
@@ -957,6 +1271,14 @@ fn user_to_item(user: &User) -> Item {
             AttributeValue::N(user.token_version.to_string()),
         ),
     ]);
+    for (key, value) in [
+        ("max_concurrent_calls", user.limits.max_concurrent_calls),
+        ("max_queued_calls", user.limits.max_queued_calls),
+    ] {
+        if let Some(value) = value {
+            item.insert(key.to_owned(), n(i64::from(value)));
+        }
+    }
     let previous = user.previous_webhook_secret.as_ref();
     for (key, value) in [
         ("webhook_url", user.webhook_url.clone()),
@@ -998,7 +1320,21 @@ fn user_from_item(item: &Item) -> Result<User, StoreError> {
             )),
             _ => None,
         },
+        limits: UserLimits {
+            max_concurrent_calls: limit(item, "max_concurrent_calls")?,
+            max_queued_calls: limit(item, "max_queued_calls")?,
+        },
     })
+}
+
+fn limit(item: &Item, key: &str) -> Result<Option<u32>, StoreError> {
+    item.get(key)
+        .map(|_| {
+            number(item, key)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| corrupt(key))
+        })
+        .transpose()
 }
 
 /// Fixed-width UTC timestamps, so that string order is time order in the indexes.
@@ -1020,6 +1356,14 @@ fn text(item: &Item, key: &str) -> Option<String> {
 
 fn number(item: &Item, key: &str) -> Option<i64> {
     item.get(key)?.as_n().ok()?.parse().ok()
+}
+
+/// An attribute that holds a value as JSON text, when present.
+fn json<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<Option<T>, StoreError> {
+    text(item, key)
+        .map(|value| serde_json::from_str(&value))
+        .transpose()
+        .map_err(|_| corrupt(key))
 }
 
 fn corrupt(field: &str) -> StoreError {

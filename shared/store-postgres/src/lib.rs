@@ -22,10 +22,12 @@ use dialer_core::domain::validation::{
 };
 use dialer_core::domain::webhook::{CallEvent, Delivery, Webhook};
 use dialer_core::domain::{
-    Annotation, Call, CallMode, CallStatus, FailureCount, FailureReason, Transition, User,
+    Annotation, Attempt, Call, CallMode, CallStatus, CallingWindow, FailureCount, FailureReason,
+    Pacing, RetryPolicy, Transition, User, UserLimits,
 };
 use dialer_core::store::{
-    CallPage, CallStore, PageCursor, StoreError, ThrottleStore, TransitionResult, UserStore,
+    CallPage, CallStore, PacingStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
+    TransitionResult, UserStore, Versioned,
 };
 
 /// The columns of a call, as a literal: every statement here is a `&'static str` built
@@ -36,7 +38,7 @@ macro_rules! call_columns {
          caller_id, timeout_ms, max_duration_ms, variables, media, gather_dtmf, dtmf, created_at, \
          dialed_at, ringing_at, answered_at, ended_at, failure_reason, cause, cause_txt, dialstatus, \
          attempt_number, cancel_requested_at, originate_unconfirmed_at, media_failed, webhook, \
-         events"
+         events, retry, send_at, calling_window, queued_until, claimed_at, paced, attempts"
     };
 }
 
@@ -44,7 +46,8 @@ macro_rules! call_columns {
 macro_rules! user_columns {
     () => {
         "username, password_hash, disabled, token_version, webhook_url, webhook_secret, \
-         previous_webhook_secret, previous_webhook_secret_at"
+         previous_webhook_secret, previous_webhook_secret_at, max_concurrent_calls, \
+         max_queued_calls"
     };
 }
 
@@ -129,8 +132,8 @@ impl PgStore {
             "UPDATE calls SET (",
             call_columns!(),
             ", next_event_at, version) = ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,\
-             $16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32, version + 1) \
-             WHERE call_id = $1"
+             $16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,$33,$34,$35,\
+             $36,$37,$38,$39, version + 1) WHERE call_id = $1"
         );
         bind_call(sqlx::query(sql), &next)
             .execute(&mut *tx)
@@ -212,6 +215,13 @@ fn bind_call<'q>(
         .bind(&call.media_failed)
         .bind(call.webhook.as_ref().map(Json))
         .bind(Json(&call.events))
+        .bind(call.retry.as_ref().map(Json))
+        .bind(call.send_at)
+        .bind(call.window.as_ref().map(Json))
+        .bind(call.queued_until)
+        .bind(call.claimed_at)
+        .bind(call.paced)
+        .bind(Json(&call.attempts))
         .bind(next_event_at(call))
 }
 
@@ -222,7 +232,10 @@ fn next_event_at(call: &Call) -> Option<DateTime<Utc>> {
     Some(head.delivery.next_attempt_at.unwrap_or(head.at))
 }
 
-const ACTIVE: [&str; 4] = ["pending", "dialing", "ringing", "answered"];
+/// The statuses a call can still leave (`queued` among them), as stored.
+fn active_statuses() -> Vec<&'static str> {
+    CallStatus::ACTIVE.iter().map(|s| s.as_str()).collect()
+}
 
 #[async_trait]
 impl CallStore for PgStore {
@@ -231,7 +244,8 @@ impl CallStore for PgStore {
             "INSERT INTO calls (",
             call_columns!(),
             ", next_event_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,\
-             $17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32)"
+             $17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,$33,$34,$35,$36,\
+             $37,$38,$39)"
         );
         let result = bind_call(sqlx::query(sql), call).execute(&self.pool).await;
         match result {
@@ -311,7 +325,7 @@ impl CallStore for PgStore {
             " FROM calls WHERE status = ANY($1) ORDER BY created_at"
         );
         let rows = sqlx::query(sql)
-            .bind(&ACTIVE[..])
+            .bind(active_statuses())
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -399,6 +413,113 @@ impl CallStore for PgStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    /// The queue by its index (`calls_queue`), in its order.
+    async fn due_calls(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT call_id, owner, attempt_number, created_at,",
+            " COALESCE(queued_until, created_at) AS due_at FROM calls",
+            " WHERE status = 'queued' AND COALESCE(queued_until, created_at) <= $1",
+            " ORDER BY COALESCE(queued_until, created_at), created_at, call_id LIMIT $2"
+        ))
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(QueuedCall {
+                    id: row.try_get("call_id").map_err(unavailable)?,
+                    owner: row.try_get("owner").map_err(unavailable)?,
+                    attempt_number: u32::try_from(
+                        row.try_get::<i32, _>("attempt_number")
+                            .map_err(unavailable)?,
+                    )
+                    .unwrap_or(1),
+                    due_at: row.try_get("due_at").map_err(unavailable)?,
+                    created_at: row.try_get("created_at").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Pacing states are rows of `pacing`, each with the version its next write must find.
+/// A save writes every row in one transaction, each only at its expected version (an
+/// `INSERT … ON CONFLICT DO NOTHING` for version 0, an `UPDATE … WHERE version = $v`
+/// otherwise); a row not written rolls the whole of it back. Rows are written in key
+/// order, so two saves of the same keys lock them in the same order and cannot
+/// deadlock.
+#[async_trait]
+impl PacingStore for PgStore {
+    async fn load_pacing(&self, keys: &[String]) -> Result<Vec<Versioned<Pacing>>, StoreError> {
+        let rows = sqlx::query("SELECT key, state, version FROM pacing WHERE key = ANY($1)")
+            .bind(keys)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = row.try_get("key").map_err(unavailable)?;
+            let Json(value): Json<Pacing> = row.try_get("state").map_err(unavailable)?;
+            let version: i64 = row.try_get("version").map_err(unavailable)?;
+            found.insert(
+                key,
+                Versioned {
+                    value,
+                    version: u64::try_from(version).map_err(unavailable)?,
+                },
+            );
+        }
+        Ok(keys
+            .iter()
+            .map(|key| found.get(key).cloned().unwrap_or_default())
+            .collect())
+    }
+
+    async fn save_pacing(
+        &self,
+        writes: &[(String, Versioned<Pacing>)],
+    ) -> Result<bool, StoreError> {
+        let mut ordered: Vec<&(String, Versioned<Pacing>)> = writes.iter().collect();
+        ordered.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for (key, state) in ordered {
+            let version = version_column(state.version)?;
+            let written = if state.version == 0 {
+                sqlx::query(
+                    "INSERT INTO pacing (key, state, version) VALUES ($1, $2, 1)
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(key)
+                .bind(Json(&state.value))
+                .execute(&mut *tx)
+                .await
+            } else {
+                sqlx::query(
+                    "UPDATE pacing SET state = $2, version = version + 1
+                     WHERE key = $1 AND version = $3",
+                )
+                .bind(key)
+                .bind(Json(&state.value))
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+            }
+            .map_err(unavailable)?;
+            if written.rows_affected() != 1 {
+                // Dropping the transaction rolls back what it wrote so far.
+                return Ok(false);
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -420,7 +541,7 @@ impl UserStore for PgStore {
         let sql = concat!(
             "INSERT INTO users (",
             user_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
         let result = bind_user(sqlx::query(sql), user)?.execute(&self.pool).await;
         match result {
@@ -434,7 +555,7 @@ impl UserStore for PgStore {
         let sql = concat!(
             "UPDATE users SET (",
             user_columns!(),
-            ") = ($1, $2, $3, $4, $5, $6, $7, $8) WHERE username = $1"
+            ") = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) WHERE username = $1"
         );
         let result = bind_user(sqlx::query(sql), user)?
             .execute(&self.pool)
@@ -529,6 +650,22 @@ fn call_from_row(row: &PgRow) -> Result<Call, StoreError> {
             .try_get::<Json<Vec<CallEvent>>, _>("events")
             .map_err(unavailable)?
             .0,
+        retry: row
+            .try_get::<Option<Json<RetryPolicy>>, _>("retry")
+            .map_err(unavailable)?
+            .map(|Json(retry)| retry),
+        send_at: get("send_at")?,
+        window: row
+            .try_get::<Option<Json<CallingWindow>>, _>("calling_window")
+            .map_err(unavailable)?
+            .map(|Json(window)| window),
+        queued_until: get("queued_until")?,
+        claimed_at: get("claimed_at")?,
+        paced: row.try_get("paced").map_err(unavailable)?,
+        attempts: row
+            .try_get::<Json<Vec<Attempt>>, _>("attempts")
+            .map_err(unavailable)?
+            .0,
     })
 }
 
@@ -612,7 +749,24 @@ fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
             (Some(secret), Some(at)) => Some((secret, at)),
             _ => None,
         },
+        limits: UserLimits {
+            max_concurrent_calls: limit_from_row(row, "max_concurrent_calls")?,
+            max_queued_calls: limit_from_row(row, "max_queued_calls")?,
+        },
     })
+}
+
+fn limit_from_row(row: &PgRow, column: &str) -> Result<Option<u32>, StoreError> {
+    row.try_get::<Option<i32>, _>(column)
+        .map_err(unavailable)?
+        .map(|limit| u32::try_from(limit).map_err(unavailable))
+        .transpose()
+}
+
+fn limit_column(limit: Option<u32>) -> Result<Option<i32>, StoreError> {
+    limit
+        .map(|limit| i32::try_from(limit).map_err(unavailable))
+        .transpose()
 }
 
 /// Binds a user's columns in [`user_columns!`] order.
@@ -629,7 +783,9 @@ fn bind_user<'q>(
         .bind(&user.webhook_url)
         .bind(&user.webhook_secret)
         .bind(previous.map(|(secret, _)| secret.as_str()))
-        .bind(previous.map(|(_, at)| *at)))
+        .bind(previous.map(|(_, at)| *at))
+        .bind(limit_column(user.limits.max_concurrent_calls)?)
+        .bind(limit_column(user.limits.max_queued_calls)?))
 }
 
 fn version_column(version: u64) -> Result<i64, StoreError> {

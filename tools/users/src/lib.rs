@@ -5,9 +5,10 @@
 use std::io::{BufRead, Write};
 
 use dialer_core::auth::PasswordHasher;
+use dialer_core::domain::pacing::{CONCURRENT_CALLS_RANGE, QUEUED_CALLS_RANGE};
 use dialer_core::domain::user::{new_webhook_secret, valid_username};
 use dialer_core::domain::webhook::CallbackUrl;
-use dialer_core::domain::{Password, User};
+use dialer_core::domain::{Password, User, UserLimits};
 use dialer_core::store::{StoreError, UserStore};
 
 pub const USAGE: &str = "usage: dialer-users <command>
@@ -17,7 +18,7 @@ pub const USAGE: &str = "usage: dialer-users <command>
   revoke-tokens USERNAME    end every token issued to the user so far
   disable USERNAME          refuse the user's logins and tokens at once
   enable USERNAME           allow the user's logins again
-  list                      list users and whether they are enabled
+  list                      list users, whether they are enabled, and their limits
   set-webhook USERNAME URL  the status_callback the user's calls take when a request
                             names none (https, unless WEBHOOK_ALLOW_INSECURE=true where
                             the calls are placed)
@@ -26,6 +27,10 @@ pub const USAGE: &str = "usage: dialer-users <command>
   rotate-webhook-secret USERNAME
                             a new secret; events carry a signature under the old one
                             too for 24 hours
+  set-limits USERNAME [--max-concurrent-calls N|none] [--max-queued-calls N|none]
+                            the user's share of the trunk: calls dialing or up at once
+                            (1 to 5000) and calls waiting in the queue (1 to 100000);
+                            `none` lifts a limit, a limit left out stays as it is
   create-tables             create the DynamoDB tables (CALLS_TABLE, USERS_TABLE)";
 
 /// Runs one user command. `create-tables` is handled by the binary, which knows the
@@ -106,16 +111,114 @@ pub async fn run(
             save(users, &user).await?;
             say(out, user.webhook_secret.as_deref().unwrap_or_default())
         }
+        ["set-limits", name, options @ ..] => {
+            // Every option is checked before the user is read: a bad one changes nothing.
+            let changes = limit_changes(options)?;
+            let mut user = existing(users, name).await?;
+            for change in changes {
+                change.apply(&mut user.limits);
+            }
+            save(users, &user).await?;
+            say(
+                out,
+                &format!("limits of {name}: {}", describe_limits(&user.limits)),
+            )
+        }
         ["list"] => {
             let all = users.list_users().await.map_err(|e| e.to_string())?;
             for user in all {
                 let state = if user.disabled { "disabled" } else { "enabled" };
-                say(out, &format!("{}\t{state}", user.username))?;
+                say(
+                    out,
+                    &format!(
+                        "{}\t{state}\t{}",
+                        user.username,
+                        describe_limits(&user.limits)
+                    ),
+                )?;
             }
             Ok(())
         }
         _ => Err(USAGE.to_owned()),
     }
+}
+
+/// One `set-limits` option: which limit, and its new value (`None`: no limit).
+enum LimitChange {
+    Concurrent(Option<u32>),
+    Queued(Option<u32>),
+}
+
+impl LimitChange {
+    fn apply(&self, limits: &mut UserLimits) {
+        match *self {
+            LimitChange::Concurrent(value) => limits.max_concurrent_calls = value,
+            LimitChange::Queued(value) => limits.max_queued_calls = value,
+        }
+    }
+}
+
+const SET_LIMITS_USAGE: &str = "usage: dialer-users set-limits USERNAME \
+     [--max-concurrent-calls N|none] [--max-queued-calls N|none]";
+
+fn limit_changes(options: &[&str]) -> Result<Vec<LimitChange>, String> {
+    if options.is_empty() {
+        return Err(format!("name a limit to set\n{SET_LIMITS_USAGE}"));
+    }
+    let mut changes = Vec::new();
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        let (flag, inline) = match option.split_once('=') {
+            Some((flag, value)) => (flag, Some(value)),
+            None => (*option, None),
+        };
+        let range = match flag {
+            "--max-concurrent-calls" => CONCURRENT_CALLS_RANGE,
+            "--max-queued-calls" => QUEUED_CALLS_RANGE,
+            _ => return Err(format!("unknown option {option}\n{SET_LIMITS_USAGE}")),
+        };
+        let value = inline
+            .or_else(|| rest.next().copied())
+            .ok_or_else(|| format!("{flag} needs a value: a number or none"))?;
+        let limit = parse_limit(flag, value, &range)?;
+        changes.push(if flag == "--max-concurrent-calls" {
+            LimitChange::Concurrent(limit)
+        } else {
+            LimitChange::Queued(limit)
+        });
+    }
+    Ok(changes)
+}
+
+fn parse_limit(
+    flag: &str,
+    value: &str,
+    range: &std::ops::RangeInclusive<u32>,
+) -> Result<Option<u32>, String> {
+    if value == "none" {
+        return Ok(None);
+    }
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "{flag} must be a whole number from {} to {}, or none (no limit); got {value:?}",
+                range.start(),
+                range.end()
+            )
+        })
+}
+
+fn describe_limits(limits: &UserLimits) -> String {
+    let show = |limit: Option<u32>| limit.map_or_else(|| "none".to_owned(), |n| n.to_string());
+    format!(
+        "max_concurrent_calls={} max_queued_calls={}",
+        show(limits.max_concurrent_calls),
+        show(limits.max_queued_calls)
+    )
 }
 
 fn check_name(name: &str) -> Result<(), String> {
