@@ -18,6 +18,7 @@ mod lambda_events;
 mod login_safety;
 mod notify_events;
 mod postgres;
+mod queue;
 mod routes;
 mod secrets_manager;
 mod sim_matches_traces;

@@ -5,6 +5,7 @@ pub mod api;
 pub mod aws;
 pub mod bridge;
 pub mod pg;
+pub mod queue;
 pub mod receiver;
 pub mod recording;
 pub mod traces;

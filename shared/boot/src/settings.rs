@@ -10,8 +10,8 @@ use dialer_core::domain::validation::{
     self, CallerId, Extension, RingTimeout, ValidationError, endpoint_template,
 };
 use dialer_core::domain::{CallPolicy, ThrottlePolicy, TrunkLimits};
-use dialer_core::service::DispatchTiming;
 use dialer_core::secrets::Secret;
+use dialer_core::service::DispatchTiming;
 
 /// Reads variables by name; the process environment in production, a list in tests.
 pub trait Env {
@@ -594,25 +594,27 @@ pub fn bcrypt_cost(env: &dyn Env) -> Result<u32, ConfigError> {
 /// empty, as a template leaves an unset parameter) is unlimited.
 pub fn trunk_limits(env: &dyn Env) -> Result<TrunkLimits, ConfigError> {
     use dialer_core::domain::pacing::{CALLS_PER_SECOND_RANGE, CONCURRENT_CALLS_RANGE};
-    let limit = |name: &'static str, range: std::ops::RangeInclusive<u32>| {
-        match env.get(name).as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|v| range.contains(v))
-                .map(Some)
-                .ok_or_else(|| {
-                    problem(
-                        name,
-                        format!(
-                            "must be an integer from {} to {} (or unset: unlimited), got {raw:?}",
-                            range.start(),
-                            range.end()
-                        ),
-                    )
-                }),
-        }
+    let limit = |name: &'static str, range: std::ops::RangeInclusive<u32>| match env
+        .get(name)
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("") => Ok(None),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|v| range.contains(v))
+            .map(Some)
+            .ok_or_else(|| {
+                problem(
+                    name,
+                    format!(
+                        "must be an integer from {} to {} (or unset: unlimited), got {raw:?}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
     };
     Ok(TrunkLimits {
         calls_per_second: limit("MAX_CALLS_PER_SECOND", CALLS_PER_SECOND_RANGE)?,

@@ -12,11 +12,11 @@ use utoipa::openapi::schema::{
 };
 use uuid::Uuid;
 
+use dialer_core::domain::schedule::{RetryRequest, WindowRequest};
 use dialer_core::domain::validation::{
     FieldRule, MAX_DURATION_RANGE_MS, Media, PRIORITY_RANGE, RingTimeout, Variables, rules,
 };
 use dialer_core::domain::webhook::EventType;
-use dialer_core::domain::schedule::{RetryRequest, WindowRequest};
 use dialer_core::domain::{Attempt, Call, CallRequest, FailureReason};
 
 /// A call request. On `POST /api/v2/calls` `phone_number` is required; on

@@ -38,6 +38,17 @@ pub const QUEUED_CALLS_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
 /// closer together than that.
 pub const RATE_WINDOW: Duration = Duration::milliseconds(1_100);
 
+/// How far ahead a rate-limited dial is booked: its grant is for this long after the
+/// decision, and the dial waits for that moment to leave. The work between a decision
+/// and its originate (a claim, a record) takes a varying time; booked ahead, dials
+/// leave at the times the log holds, whatever that work took, as long as it took less.
+pub const DIAL_LEAD: Duration = Duration::milliseconds(50);
+
+/// A rate-limited dial ready to leave more than this after its booked time (a slow
+/// store, a loaded host) is booked again ([`restamp`]), so that its lateness cannot
+/// crowd it into the next window.
+pub const LATE_AFTER: Duration = Duration::milliseconds(20);
+
 /// One attempt of one call, as it holds a line: the key it is counted under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Slot {
@@ -65,7 +76,8 @@ pub struct Pacing {
     /// The attempts holding a line, by [`Slot::key`], with when each was granted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lines: BTreeMap<String, DateTime<Utc>>,
-    /// When the latest dials were granted, oldest first; at most `calls_per_second`.
+    /// The times dials are booked for, in order: the past [`RATE_WINDOW`]'s and any
+    /// ahead. No `calls_per_second + 1` of them lie within one window.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub recent: VecDeque<DateTime<Utc>>,
     /// New calls waiting in the queue (a user's, for `max_queued_calls`).
@@ -123,14 +135,11 @@ pub fn admit(
         {
             return Admission::TrunkFull;
         }
-        if let Some(rate) = trunk_limits.calls_per_second
-            && trunk.recent.len() >= rate as usize
-            && let Some(oldest) = trunk.recent.iter().rev().nth(rate as usize - 1)
-            && now - *oldest < RATE_WINDOW
-        {
-            return Admission::RateLimited {
-                until: *oldest + RATE_WINDOW,
-            };
+        if let Some(rate) = trunk_limits.calls_per_second {
+            let free = earliest_free(&trunk.recent, now, rate);
+            if free > now {
+                return Admission::RateLimited { until: free };
+            }
         }
     }
     if let (Some(user), Some(max)) = (user.as_ref(), user_limits.max_concurrent_calls)
@@ -140,11 +149,8 @@ pub fn admit(
     }
     if let Some(trunk) = trunk {
         trunk.lines.insert(key.clone(), now);
-        if let Some(rate) = trunk_limits.calls_per_second {
-            trunk.recent.push_back(now);
-            while trunk.recent.len() > rate as usize {
-                trunk.recent.pop_front();
-            }
+        if trunk_limits.calls_per_second.is_some() {
+            book(&mut trunk.recent, now);
         } else {
             trunk.recent.clear();
         }
@@ -153,6 +159,74 @@ pub fn admit(
         user.lines.insert(key, now);
     }
     Admission::Granted
+}
+
+/// Books a late dial again: drops its booking for `granted` and books the earliest
+/// time from `at` on that keeps the rate in every window, before and after it (other
+/// dials may be booked ahead already). Returns that time; it always finds one, so a
+/// late dial cannot be starved by the dials granted after it.
+pub fn restamp(
+    trunk: &mut Pacing,
+    granted: DateTime<Utc>,
+    at: DateTime<Utc>,
+    limits: TrunkLimits,
+) -> DateTime<Utc> {
+    let Some(rate) = limits.calls_per_second else {
+        return at;
+    };
+    if let Some(found) = trunk.recent.iter().position(|t| *t == granted) {
+        trunk.recent.remove(found);
+    }
+    let booked = earliest_free(&trunk.recent, at, rate);
+    book(&mut trunk.recent, booked);
+    booked
+}
+
+/// The earliest time from `from` on at which one more dial keeps every window of
+/// [`RATE_WINDOW`] to at most `rate` dials: any `rate + 1` bookings in a row, the new
+/// one among them, must span a whole window. Candidates are `from` and the moments
+/// bookings leave a window; the last one always fits.
+fn earliest_free(
+    booked: &VecDeque<DateTime<Utc>>,
+    from: DateTime<Utc>,
+    rate: u32,
+) -> DateTime<Utc> {
+    let rate = rate.max(1) as usize;
+    let fits = |t: DateTime<Utc>| {
+        let mut times: Vec<DateTime<Utc>> = booked.iter().copied().collect();
+        times.push(t);
+        times.sort();
+        times
+            .windows(rate + 1)
+            .all(|run| run[rate] - run[0] >= RATE_WINDOW)
+    };
+    let mut candidates: Vec<DateTime<Utc>> = std::iter::once(from)
+        .chain(
+            booked
+                .iter()
+                .map(|t| *t + RATE_WINDOW)
+                .filter(|t| *t > from),
+        )
+        .collect();
+    candidates.sort();
+    candidates
+        .into_iter()
+        .find(|t| fits(*t))
+        .unwrap_or_else(|| booked.iter().max().map_or(from, |t| *t + RATE_WINDOW))
+}
+
+/// Adds a booking, and forgets those that can no longer share a window with any new
+/// one (older than a window before the newest).
+fn book(booked: &mut VecDeque<DateTime<Utc>>, at: DateTime<Utc>) {
+    booked.push_back(at);
+    booked.make_contiguous().sort();
+    let newest = booked.back().copied().unwrap_or(at);
+    while booked
+        .front()
+        .is_some_and(|t| newest - *t >= RATE_WINDOW + RATE_WINDOW)
+    {
+        booked.pop_front();
+    }
 }
 
 impl Pacing {
@@ -295,6 +369,70 @@ mod tests {
             ),
             Admission::Granted
         );
+    }
+
+    #[test]
+    fn a_late_dial_is_booked_again_where_the_rate_has_room() {
+        let mut trunk = Pacing::default();
+        for n in 0..5 {
+            admit(
+                Some(&mut trunk),
+                None,
+                slot(n),
+                at(n as i64 * 10),
+                RATE_5,
+                UserLimits::default(),
+            );
+        }
+        // The first dial is 300 ms late: booked again at once (there is room then).
+        assert_eq!(restamp(&mut trunk, at(0), at(300), RATE_5), at(300));
+        // So the next grant waits a window after the second dial, not the first.
+        assert_eq!(
+            admit(
+                Some(&mut trunk),
+                None,
+                slot(9),
+                at(1_105),
+                RATE_5,
+                UserLimits::default()
+            ),
+            Admission::RateLimited {
+                until: at(10) + RATE_WINDOW
+            }
+        );
+        // With a window ahead full of bookings, a late dial is booked after them.
+        let mut full = Pacing::default();
+        full.recent.push_back(at(0));
+        for n in 0..5 {
+            full.recent.push_back(at(1_000 + n));
+        }
+        let booked = restamp(&mut full, at(0), at(1_050), RATE_5);
+        assert_eq!(booked, at(1_000) + RATE_WINDOW);
+        let times: Vec<_> = full.recent.iter().copied().collect();
+        for run in times.windows(6) {
+            assert!(run[5] - run[0] >= RATE_WINDOW, "{run:?}");
+        }
+    }
+
+    #[test]
+    fn a_grant_between_bookings_ahead_keeps_every_window() {
+        let mut trunk = Pacing::default();
+        // Five dials booked ahead, half a window from now.
+        for n in 0..5 {
+            trunk.recent.push_back(at(600 + n));
+        }
+        // Now itself would put six within one window with them.
+        match admit(
+            Some(&mut trunk),
+            None,
+            slot(9),
+            at(0),
+            RATE_5,
+            UserLimits::default(),
+        ) {
+            Admission::RateLimited { until } => assert!(until > at(0)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

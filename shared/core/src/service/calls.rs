@@ -143,21 +143,24 @@ impl CallService {
         let admission = match call.held_until(now) {
             Some(due) => Err(due),
             None if self.pacer.applies(limits) => {
-                match self.pacer.admit(owner, limits, call.slot(), now).await? {
-                    Admission::Granted => {
+                match self.pacer.admit(owner, limits, call.slot()).await? {
+                    (Admission::Granted, granted_at) => {
                         call.paced = true;
-                        Ok(())
+                        Ok(self.pacer.limits().calls_per_second.map(|_| granted_at))
                     }
-                    Admission::RateLimited { .. } | Admission::TrunkFull | Admission::UserFull => {
-                        Err(now)
-                    }
+                    (
+                        Admission::RateLimited { .. } | Admission::TrunkFull | Admission::UserFull,
+                        _,
+                    ) => Err(now),
                 }
             }
-            None => Ok(()),
+            None => Ok(None),
         };
         match admission {
-            Ok(()) => {
-                let placed = self.place_now(owner, call.clone(), idempotency_key).await;
+            Ok(rate_granted_at) => {
+                let placed = self
+                    .place_now(owner, call.clone(), idempotency_key, rate_granted_at)
+                    .await;
                 if call.paced && !matches!(&placed, Ok(c) if c.id == call.id) {
                     // Not dialed after all (no bridge, a repeat, a store error): its line
                     // goes back.
@@ -165,7 +168,10 @@ impl CallService {
                 }
                 placed
             }
-            Err(due) => self.enqueue(user.as_ref(), call, due, idempotency_key).await,
+            Err(due) => {
+                self.enqueue(user.as_ref(), call, due, idempotency_key)
+                    .await
+            }
         }
     }
 
@@ -175,6 +181,7 @@ impl CallService {
         owner: &str,
         mut call: Call,
         idempotency_key: Option<&str>,
+        rate_granted_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Call, ServiceError> {
         // An originate nobody listens to is a doomed call: it would ring, be answered
         // and then fail. Refuse it before anything is dialed.
@@ -188,6 +195,9 @@ impl CallService {
         }
         call.record_created_event();
         self.store.insert_call(&call).await?;
+        if let Some(granted_at) = rate_granted_at {
+            self.pacer.before_dial(granted_at).await?;
+        }
         self.dialer.dial(call).await
     }
 
@@ -415,7 +425,6 @@ impl Dialer {
             .await?;
         Ok(result.call().cloned().unwrap_or(call))
     }
-
 }
 
 /// How long a cancel waits for the bridge to write the call's end before answering.

@@ -18,8 +18,7 @@ use crate::domain::outcome::progress_of_channel_state;
 use crate::domain::{Admission, CallStatus, FailureReason, Transition, UserLimits};
 use crate::metrics::Metrics;
 use crate::store::{
-    CallStore, PACING_TRUNK, QueuedCall, StoreError, TransitionResult, UserStore,
-    pacing_user_key,
+    CallStore, PACING_TRUNK, QueuedCall, StoreError, TransitionResult, UserStore, pacing_user_key,
 };
 
 /// How a dispatcher runs.
@@ -179,11 +178,9 @@ impl Dispatcher {
                 attempt: queued.attempt_number,
             };
             let paced = self.pacer.applies(user_limits);
-            match self
-                .pacer
-                .admit(&queued.owner, user_limits, slot, crate::domain::now())
-                .await?
-            {
+            let (admission, granted_at) =
+                self.pacer.admit(&queued.owner, user_limits, slot).await?;
+            match admission {
                 Admission::Granted => {}
                 Admission::RateLimited { until } => {
                     round.wait_until = Some(until);
@@ -199,10 +196,16 @@ impl Dispatcher {
                     continue;
                 }
             }
-            if self.claim(&queued, paced, dials).await? {
-                round.claimed += 1;
-            } else if paced {
-                self.pacer.release(&queued.owner, slot).await?;
+            match self.claim(&queued, paced, granted_at, dials).await? {
+                Claim::Won => round.claimed += 1,
+                // The line is the attempt's, not this dispatcher's: while another
+                // dispatcher dials the attempt it keeps the line this one also admitted.
+                Claim::Lost { dialing: true } => {}
+                Claim::Lost { dialing: false } => {
+                    if paced {
+                        self.pacer.release(&queued.owner, slot).await?;
+                    }
+                }
             }
         }
         if round.claimed > 0 {
@@ -211,36 +214,63 @@ impl Dispatcher {
         Ok(round)
     }
 
-    /// Takes the call out of the queue with a conditional write and dials it; `false`
+    /// Takes the call out of the queue with a conditional write and dials it; `Lost`
     /// when another dispatcher (or a cancel) came first.
     async fn claim(
         &self,
         queued: &QueuedCall,
         paced: bool,
+        granted_at: DateTime<Utc>,
         dials: &mut JoinSet<()>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Claim, StoreError> {
         let claim = Transition::claim(queued.attempt_number, paced, crate::domain::now());
-        let TransitionResult::Applied(call) = self.calls.transition(queued.id, &claim).await?
-        else {
-            return Ok(false);
+        let call = match self.calls.transition(queued.id, &claim).await? {
+            TransitionResult::Applied(call) => call,
+            TransitionResult::Refused(now) => {
+                return Ok(Claim::Lost {
+                    dialing: now.attempt_number == queued.attempt_number
+                        && now.is_active()
+                        && now.status != CallStatus::Queued,
+                });
+            }
+            TransitionResult::NotFound => return Ok(Claim::Lost { dialing: false }),
         };
-        if queued.attempt_number == 1 {
-            self.pacer.dequeue(&queued.owner).await?;
-        }
         let waited = (Utc::now() - queued.due_at).num_milliseconds().max(0) as f64 / 1000.0;
-        self.metrics.observe("dialer_queue_wait_seconds", &[], waited);
+        self.metrics
+            .observe("dialer_queue_wait_seconds", &[], waited);
         self.metrics.inc("dialer_dispatched_total", &[]);
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(call.id);
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(call.id);
         let dialer = self.dialer.clone();
         let in_flight = Arc::clone(&self.in_flight);
+        let first_attempt = queued.attempt_number == 1;
+        let owner = queued.owner.clone();
+        let rate_limited = paced && self.pacer.limits().calls_per_second.is_some();
         dials.spawn(async move {
             let id = call.id;
+            if rate_limited && let Err(e) = dialer.pacer().before_dial(granted_at).await {
+                // Dialing anyway would break the rate; the claim is settled as lost.
+                warn!(call = %id, error = %e, "could not pace the dial; left to reconciliation");
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                return;
+            }
             if let Err(e) = dialer.dial(call).await {
                 warn!(call = %id, error = %e, "queued call not dialed");
             }
-            in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            if first_attempt && let Err(e) = dialer.pacer().dequeue(&owner).await {
+                warn!(call = %id, error = %e, "queue count not lowered; reconciliation will");
+            }
         });
-        Ok(true)
+        Ok(Claim::Won)
     }
 
     /// Brings the pacing states in line with the calls the store holds as active:
@@ -258,8 +288,8 @@ impl Dispatcher {
             .map(|c| (c.id, c.attempt_number))
             .collect();
         let holds = |slot: crate::domain::Slot| holding.contains(&(slot.call, slot.attempt));
-        let grace = chrono::Duration::from_std(self.timing.claim_timeout)
-            .unwrap_or(chrono::Duration::MAX);
+        let grace =
+            chrono::Duration::from_std(self.timing.claim_timeout).unwrap_or(chrono::Duration::MAX);
         let mut keys = vec![PACING_TRUNK.to_owned()];
         let users = self.users.list_users().await?;
         keys.extend(
@@ -284,7 +314,12 @@ impl Dispatcher {
                 let actual = queued_of.get(key).copied().unwrap_or(0);
                 let still = memory.seen.get(key) == Some(&state.version);
                 if state.value.queued != actual && still {
-                    warn!(key, counted = state.value.queued, actual, "queue count set right");
+                    warn!(
+                        key,
+                        counted = state.value.queued,
+                        actual,
+                        "queue count set right"
+                    );
                     state.value.queued = actual;
                 }
             }
@@ -314,8 +349,8 @@ impl Dispatcher {
         active: &[crate::domain::Call],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let timeout = chrono::Duration::from_std(self.timing.claim_timeout)
-            .unwrap_or(chrono::Duration::MAX);
+        let timeout =
+            chrono::Duration::from_std(self.timing.claim_timeout).unwrap_or(chrono::Duration::MAX);
         let in_flight = self
             .in_flight
             .lock()
@@ -349,6 +384,14 @@ impl Dispatcher {
     }
 }
 
+enum Claim {
+    Won,
+    /// Another came first; `dialing`: someone is dialing this very attempt now.
+    Lost {
+        dialing: bool,
+    },
+}
+
 /// What reconciliation remembers between passes: the version each pacing state had.
 #[derive(Debug, Default)]
 pub struct ReconcileMemory {
@@ -366,7 +409,10 @@ pub fn fair_order(due: Vec<QueuedCall>, rotation: usize) -> Vec<QueuedCall> {
         if !per_owner.contains_key(&call.owner) {
             owners.push(call.owner.clone());
         }
-        per_owner.entry(call.owner.clone()).or_default().push_back(call);
+        per_owner
+            .entry(call.owner.clone())
+            .or_default()
+            .push_back(call);
     }
     if !owners.is_empty() {
         let turn = rotation % owners.len();

@@ -50,14 +50,17 @@ impl Pacer {
     }
 
     /// May `slot` be dialed now? On `Granted` its line is held (and its dial counted)
-    /// in the store until [`Pacer::release`].
+    /// in the store until [`Pacer::release`]. Returns the answer and the grant's time:
+    /// with a rate limit, the moment the dial is booked for ([`pacing::DIAL_LEAD`]
+    /// ahead; see [`Pacer::before_dial`]). It is taken afresh for every try of the
+    /// conditional write: a grant stamped at a first, lost try would look older than it
+    /// is, and let the next window open early.
     pub async fn admit(
         &self,
         owner: &str,
         user: UserLimits,
         slot: Slot,
-        now: DateTime<Utc>,
-    ) -> Result<Admission, StoreError> {
+    ) -> Result<(Admission, DateTime<Utc>), StoreError> {
         let track_trunk = self.limits.any();
         let track_user = user.max_concurrent_calls.is_some();
         let mut keys = Vec::new();
@@ -68,19 +71,58 @@ impl Pacer {
             keys.push(pacing_user_key(owner));
         }
         if keys.is_empty() {
-            return Ok(Admission::Granted);
+            return Ok((Admission::Granted, crate::domain::now()));
         }
         let limits = self.limits;
+        let lead = if limits.calls_per_second.is_some() {
+            pacing::DIAL_LEAD
+        } else {
+            chrono::Duration::zero()
+        };
         self.update(keys, |states| {
+            let now = crate::domain::now() + lead;
             let (trunk, user_state) = match (track_trunk, states) {
                 (true, [trunk, user_state]) => (Some(trunk), Some(user_state)),
                 (true, [trunk]) => (Some(trunk), None),
                 (false, [user_state]) => (None, Some(user_state)),
                 _ => (None, None),
             };
-            pacing::admit(trunk, user_state, slot, now, limits, user)
+            (
+                pacing::admit(trunk, user_state, slot, now, limits, user),
+                now,
+            )
         })
         .await
+    }
+
+    /// Before a rate-limited dial booked for `granted_at` leaves: waits for that
+    /// moment; when it has passed by more than [`pacing::LATE_AFTER`] (the work since
+    /// the booking took longer than [`pacing::DIAL_LEAD`]), books the dial again (the
+    /// earliest time with room, which always exists) and waits for that. So a dial
+    /// leaves within `LATE_AFTER` of a time the log holds.
+    pub async fn before_dial(&self, granted_at: DateTime<Utc>) -> Result<(), StoreError> {
+        if self.limits.calls_per_second.is_none() {
+            return Ok(());
+        }
+        let limits = self.limits;
+        let mut booked = granted_at;
+        loop {
+            let now = Utc::now();
+            if let Ok(wait) = (booked - now).to_std() {
+                tokio::time::sleep(wait).await;
+                return Ok(());
+            }
+            if now - booked <= pacing::LATE_AFTER {
+                return Ok(());
+            }
+            let from = booked;
+            booked = self
+                .update(vec![PACING_TRUNK.to_owned()], |states| {
+                    let at = crate::domain::now() + pacing::DIAL_LEAD;
+                    pacing::restamp(&mut states[0], from, at, limits)
+                })
+                .await?;
+        }
     }
 
     /// Frees `slot`'s line, wherever it is held. Freeing one not held is no error: the
@@ -89,7 +131,9 @@ impl Pacer {
         let keys = vec![PACING_TRUNK.to_owned(), pacing_user_key(owner)];
         let freed = self
             .update(keys, |states| {
-                states.iter_mut().fold(false, |any, s| s.release(slot) || any)
+                states
+                    .iter_mut()
+                    .fold(false, |any, s| s.release(slot) || any)
             })
             .await?;
         if freed {
@@ -99,7 +143,11 @@ impl Pacer {
     }
 
     /// Counts a new queued call for `owner`, unless `max_queued_calls` wait already.
-    pub async fn enqueue(&self, owner: &str, user: UserLimits) -> Result<Result<(), QueueFull>, StoreError> {
+    pub async fn enqueue(
+        &self,
+        owner: &str,
+        user: UserLimits,
+    ) -> Result<Result<(), QueueFull>, StoreError> {
         let Some(max) = user.max_queued_calls else {
             return Ok(Ok(()));
         };
@@ -175,8 +223,8 @@ impl Pacer {
     }
 }
 
-/// Lost races before giving up; with the back-off below, about two seconds of trying.
-const UPDATE_ATTEMPTS: u32 = 40;
+/// Lost races before giving up; with the back-off below, about six seconds of trying.
+const UPDATE_ATTEMPTS: u32 = 100;
 
 /// A random pause, longer after each lost race (up to 64 ms), so that writers who
 /// collided spread out instead of colliding again in step.
@@ -212,9 +260,10 @@ mod tests {
             let pacer = pacer.clone();
             tasks.push(tokio::spawn(async move {
                 pacer
-                    .admit("alice", UserLimits::default(), slot(n), crate::domain::now())
+                    .admit("alice", UserLimits::default(), slot(n))
                     .await
                     .unwrap()
+                    .0
             }));
         }
         let mut granted = 0;
@@ -254,9 +303,10 @@ mod tests {
         assert!(!pacer.applies(UserLimits::default()));
         assert_eq!(
             pacer
-                .admit("alice", UserLimits::default(), slot(1), crate::domain::now())
+                .admit("alice", UserLimits::default(), slot(1))
                 .await
-                .unwrap(),
+                .unwrap()
+                .0,
             Admission::Granted
         );
         let state = pacer.load(&[PACING_TRUNK.to_owned()]).await.unwrap();

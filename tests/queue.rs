@@ -1,0 +1,371 @@
+//! The queue, pacing, retries and scheduled calls, against the simulated PBX (which
+//! notes the time of every originate), on the in-process store, DynamoDB and
+//! PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use dialer_core::domain::schedule::RetryRequest;
+use dialer_core::domain::{CallRequest, CallStatus, FailureReason, TrunkLimits, UserLimits};
+use dialer_core::store::{MemoryStore, Store};
+use integration::queue::{Trunk, most_within};
+
+const LIMIT: Duration = Duration::from_secs(60);
+/// Busy at once: an attempt that ends as soon as it is dialed.
+const BUSY: &str = "+15550020001";
+/// Answers after a simulated second and hangs up two later.
+const ANSWERS: &str = "+15550010001";
+
+fn memory() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::new())
+}
+
+async fn dynamodb() -> Arc<dyn Store> {
+    let (store, _, _) = integration::aws::dynamo_store().await;
+    Arc::new(store)
+}
+
+async fn postgres() -> (Arc<dyn Store>, integration::pg::Schema) {
+    let (store, schema) = integration::pg::pg_store().await;
+    (Arc::new(store), schema)
+}
+
+/// Originates per channel id: how often the PBX was asked to dial each call.
+fn dials_per_call(trunk: &Trunk) -> HashMap<String, usize> {
+    let mut dials = HashMap::new();
+    for (id, _) in trunk.originates() {
+        *dials.entry(id).or_default() += 1;
+    }
+    dials
+}
+
+async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store: Arc<dyn Store>) {
+    let limits = TrunkLimits {
+        calls_per_second: Some(5),
+        concurrent_calls: None,
+    };
+    let mut trunk = Trunk::start(store, limits, 0.02).await;
+    // Two dispatchers at once, as two bridge tasks would be.
+    trunk.run_dispatcher();
+    trunk.run_dispatcher();
+    let placing = std::time::Instant::now();
+    let calls = trunk.place_at_once("alice", BUSY, 60).await;
+    // Calls within the rate while the requests arrive are dialed at once; on a slow
+    // store the requests take a few seconds, so a few windows' worth may be.
+    let windows = (placing.elapsed().as_secs_f64() / 1.1).ceil() as usize + 1;
+    let queued = calls
+        .iter()
+        .filter(|c| c.status == CallStatus::Queued)
+        .count();
+    assert!(
+        queued >= 60_usize.saturating_sub(5 * windows) && queued > 0,
+        "only {queued} of 60 were queued"
+    );
+    let ended = trunk.all_final(&calls, LIMIT).await;
+    assert!(
+        ended.iter().all(|c| c.status == CallStatus::Busy),
+        "{:?}",
+        ended.iter().find(|c| c.status != CallStatus::Busy)
+    );
+    let times: Vec<_> = trunk.originates().into_iter().map(|(_, at)| at).collect();
+    assert_eq!(times.len(), 60, "each call dialed once");
+    let most = most_within(&times, Duration::from_secs(1));
+    assert!(most <= 5, "{most} originates within one second");
+    let dials = dials_per_call(&trunk);
+    assert!(dials.values().all(|n| *n == 1), "a call dialed twice");
+    assert!(calls.iter().all(|c| dials.contains_key(&c.id.to_string())));
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second_in_process() {
+    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second_on_dynamodb() {
+    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(dynamodb().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second_on_postgres() {
+    let (store, _schema) = postgres().await;
+    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store).await;
+}
+
+async fn never_more_than_eight_calls_at_once_at_the_pbx(store: Arc<dyn Store>) {
+    let limits = TrunkLimits {
+        calls_per_second: None,
+        concurrent_calls: Some(8),
+    };
+    // Calls of about 750 ms: long enough for the limit to be reached on a slow store.
+    let mut trunk = Trunk::start(store, limits, 0.25).await;
+    trunk.run_dispatcher();
+    trunk.run_dispatcher();
+    let calls = trunk.place_at_once("alice", ANSWERS, 40).await;
+    let ended = trunk.all_final(&calls, LIMIT).await;
+    let wrong: Vec<_> = ended
+        .iter()
+        .filter(|c| c.status != CallStatus::Completed)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} not completed, e.g. {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    assert!(
+        trunk.sim.max_live_channels() <= 8,
+        "{} channels at once",
+        trunk.sim.max_live_channels()
+    );
+    assert!(
+        trunk.sim.max_live_channels() >= 4,
+        "the limit was never reached"
+    );
+    assert_eq!(trunk.originates().len(), 40);
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn never_more_than_eight_calls_at_once_at_the_pbx_in_process() {
+    never_more_than_eight_calls_at_once_at_the_pbx(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn never_more_than_eight_calls_at_once_at_the_pbx_on_dynamodb() {
+    never_more_than_eight_calls_at_once_at_the_pbx(dynamodb().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn never_more_than_eight_calls_at_once_at_the_pbx_on_postgres() {
+    let (store, _schema) = postgres().await;
+    never_more_than_eight_calls_at_once_at_the_pbx(store).await;
+}
+
+async fn a_dispatcher_killed_mid_run_loses_no_call_and_dials_none_twice(store: Arc<dyn Store>) {
+    let limits = TrunkLimits {
+        calls_per_second: Some(5),
+        concurrent_calls: None,
+    };
+    let trunk = Trunk::start(store, limits, 0.02).await;
+    let calls = trunk.place_at_once("alice", BUSY, 40).await;
+    let first = trunk.spawn_dispatcher();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    first.kill();
+    let dialed_before_restart = trunk.originates().len();
+    assert!(
+        dialed_before_restart < 40,
+        "{dialed_before_restart} dialed before the kill"
+    );
+    let second = trunk.spawn_dispatcher();
+    let ended = trunk.all_final(&calls, LIMIT).await;
+    let dials = dials_per_call(&trunk);
+    assert!(dials.values().all(|n| *n == 1), "a call dialed twice");
+    for call in &ended {
+        // A call claimed in the instant of the kill, before its originate went out, is
+        // settled as an unconfirmed originate: final, and truthful about it.
+        let truthful = call.status == CallStatus::Busy
+            || (call.status == CallStatus::Failed
+                && call.failure_reason == Some(FailureReason::OriginateUnconfirmed)
+                && !dials.contains_key(&call.id.to_string()));
+        assert!(truthful, "{call:?}");
+    }
+    second.stop().await;
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dispatcher_killed_mid_run_loses_no_call_and_dials_none_twice_in_process() {
+    a_dispatcher_killed_mid_run_loses_no_call_and_dials_none_twice(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dispatcher_killed_mid_run_loses_no_call_and_dials_none_twice_on_dynamodb() {
+    a_dispatcher_killed_mid_run_loses_no_call_and_dials_none_twice(dynamodb().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dispatcher_killed_mid_run_loses_no_call_and_dials_none_twice_on_postgres() {
+    let (store, _schema) = postgres().await;
+    a_dispatcher_killed_mid_run_loses_no_call_and_dials_none_twice(store).await;
+}
+
+async fn a_busy_number_tried_three_times_ends_busy_after_three_attempts(store: Arc<dyn Store>) {
+    let mut trunk = Trunk::start(store, TrunkLimits::default(), 0.02).await;
+    trunk.run_dispatcher();
+    let calls = trunk
+        .place_many("alice", 1, |_| CallRequest {
+            phone_number: BUSY.into(),
+            retry: Some(RetryRequest {
+                max_attempts: Some(3),
+                on: Some(vec!["busy".into()]),
+                delay_ms: Some(1_000),
+            }),
+            ..CallRequest::default()
+        })
+        .await;
+    let call = trunk.all_final(&calls, LIMIT).await.remove(0);
+    assert_eq!(call.status, CallStatus::Busy);
+    assert_eq!(call.attempt_number, 3);
+    let attempts = call.all_attempts();
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    for (n, attempt) in attempts.iter().enumerate() {
+        assert_eq!(attempt.attempt_number, n as u32 + 1);
+        assert_eq!(attempt.status, CallStatus::Busy);
+        assert!(attempt.dialed_at.is_some() && attempt.ended_at.is_some());
+    }
+    // Each attempt waited its delay after the one before.
+    for pair in attempts.windows(2) {
+        let gap = pair[1].dialed_at.unwrap() - pair[0].ended_at.unwrap();
+        assert!(gap >= chrono::Duration::milliseconds(1_000), "{gap}");
+    }
+    assert_eq!(dials_per_call(&trunk)[&call.id.to_string()], 3);
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_number_tried_three_times_ends_busy_after_three_attempts_in_process() {
+    a_busy_number_tried_three_times_ends_busy_after_three_attempts(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_number_tried_three_times_ends_busy_after_three_attempts_on_dynamodb() {
+    a_busy_number_tried_three_times_ends_busy_after_three_attempts(dynamodb().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_number_tried_three_times_ends_busy_after_three_attempts_on_postgres() {
+    let (store, _schema) = postgres().await;
+    a_busy_number_tried_three_times_ends_busy_after_three_attempts(store).await;
+}
+
+async fn a_scheduled_call_is_dialed_within_a_second_of_its_send_at(store: Arc<dyn Store>) {
+    let mut trunk = Trunk::start(store, TrunkLimits::default(), 0.02).await;
+    trunk.run_dispatcher();
+    let send_at = Utc::now() + chrono::Duration::seconds(2);
+    let calls = trunk
+        .place_many("alice", 1, |_| CallRequest {
+            phone_number: BUSY.into(),
+            send_at: Some(send_at.to_rfc3339()),
+            ..CallRequest::default()
+        })
+        .await;
+    assert_eq!(calls[0].status, CallStatus::Queued);
+    let started = std::time::Instant::now();
+    let call = trunk.all_final(&calls, LIMIT).await.remove(0);
+    assert_eq!(call.status, CallStatus::Busy);
+    let dialed = call.dialed_at.expect("dialed");
+    let late = dialed - send_at;
+    assert!(
+        late >= chrono::Duration::zero() && late < chrono::Duration::seconds(1),
+        "dialed {late} after send_at"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1_500));
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_call_is_dialed_within_a_second_of_its_send_at_in_process() {
+    a_scheduled_call_is_dialed_within_a_second_of_its_send_at(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_call_is_dialed_within_a_second_of_its_send_at_on_dynamodb() {
+    a_scheduled_call_is_dialed_within_a_second_of_its_send_at(dynamodb().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_call_is_dialed_within_a_second_of_its_send_at_on_postgres() {
+    let (store, _schema) = postgres().await;
+    a_scheduled_call_is_dialed_within_a_second_of_its_send_at(store).await;
+}
+
+async fn a_users_own_limit_holds_while_other_users_go_on(store: Arc<dyn Store>) {
+    let mut alice = dialer_core::domain::User::new("alice", "x");
+    alice.limits = UserLimits {
+        max_concurrent_calls: Some(2),
+        max_queued_calls: None,
+    };
+    store.insert_user(&alice).await.expect("alice");
+    let mut trunk = Trunk::start(store, TrunkLimits::default(), 0.05).await;
+    trunk.run_dispatcher();
+    let alices = trunk.place_at_once("alice", ANSWERS, 8).await;
+    let bobs = trunk.place_at_once("bob", ANSWERS, 8).await;
+    assert!(
+        bobs.iter().all(|c| c.status != CallStatus::Queued),
+        "bob has no limit: dialed at once"
+    );
+    assert_eq!(
+        alices
+            .iter()
+            .filter(|c| c.status != CallStatus::Queued)
+            .count(),
+        2
+    );
+    let ended = trunk.all_final(&alices, LIMIT).await;
+    assert!(ended.iter().all(|c| c.status == CallStatus::Completed));
+    // Never more than two of alice's calls between dial and end.
+    let mut spans: Vec<_> = ended
+        .iter()
+        .map(|c| (c.dialed_at.unwrap(), c.ended_at.unwrap()))
+        .collect();
+    spans.sort();
+    for (i, (start, _)) in spans.iter().enumerate() {
+        let overlapping = spans[..i].iter().filter(|(_, end)| end > start).count();
+        assert!(overlapping < 2, "{overlapping} of alice's calls already up");
+    }
+    trunk.all_final(&bobs, LIMIT).await;
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_users_own_limit_holds_while_other_users_go_on_in_process() {
+    a_users_own_limit_holds_while_other_users_go_on(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_users_own_limit_holds_while_other_users_go_on_on_postgres() {
+    let (store, _schema) = postgres().await;
+    a_users_own_limit_holds_while_other_users_go_on(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_left_held_by_a_crash_is_freed_by_reconciliation() {
+    let store = memory();
+    let limits = TrunkLimits {
+        calls_per_second: None,
+        concurrent_calls: Some(1),
+    };
+    let mut trunk = Trunk::start(store.clone(), limits, 0.02).await;
+    // A container that took the only line and died before recording any call.
+    let lost = dialer_core::domain::Slot {
+        call: uuid::Uuid::new_v4(),
+        attempt: 1,
+    };
+    let mut state = trunk
+        .pacer
+        .load(&[dialer_core::store::PACING_TRUNK.to_owned()])
+        .await
+        .expect("load")
+        .remove(0);
+    state
+        .value
+        .lines
+        .insert(lost.key(), Utc::now() - chrono::Duration::seconds(10));
+    assert!(
+        trunk
+            .pacer
+            .save(dialer_core::store::PACING_TRUNK, state)
+            .await
+            .expect("save")
+    );
+    let calls = trunk.place_at_once("alice", BUSY, 1).await;
+    assert_eq!(calls[0].status, CallStatus::Queued, "the trunk looks full");
+    trunk.run_dispatcher();
+    let ended = trunk.all_final(&calls, Duration::from_secs(10)).await;
+    assert_eq!(ended[0].status, CallStatus::Busy);
+    trunk.stop().await;
+}
