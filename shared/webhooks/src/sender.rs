@@ -195,17 +195,8 @@ fn build_request(
     body: Vec<u8>,
     signature: String,
 ) -> Result<Request<Full<Bytes>>, String> {
-    let parsed =
-        url::Url::parse(url.as_str()).map_err(|e| format!("the callback URL is unusable ({e})"))?;
-    let target = &parsed[url::Position::BeforePath..url::Position::AfterQuery];
-    let target = if target.is_empty() { "/" } else { target };
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| "the callback URL has no host".to_owned())?;
-    let host = match parsed.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    };
+    let target = url.request_target();
+    let host = url.authority();
     Request::post(target)
         .header(HOST, host)
         .header(CONTENT_TYPE, "application/json")

@@ -2,6 +2,7 @@
 //! no HTTP, AWS or Asterisk types.
 
 pub mod call;
+mod callback_url;
 pub mod outcome;
 pub mod pacing;
 pub mod schedule;

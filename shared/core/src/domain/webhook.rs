@@ -54,32 +54,12 @@ impl CallbackUrl {
         if raw.len() > Self::MAX_LEN {
             return Err(refused("may be at most 2048 characters"));
         }
-        let parsed = url::Url::parse(raw).map_err(|e| refused(&format!("is not a URL: {e}")))?;
-        let https = match parsed.scheme() {
-            "https" => true,
-            "http" => false,
-            _ => return Err(refused("must be an http or https URL")),
-        };
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(refused("may not carry a user name or password"));
-        }
-        if parsed.fragment().is_some() {
-            return Err(refused("may not carry a #fragment"));
-        }
-        let host = match parsed.host() {
-            Some(url::Host::Domain(name)) => CallbackHost::Name(name.to_ascii_lowercase()),
-            Some(url::Host::Ipv4(v4)) => CallbackHost::Address(IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => CallbackHost::Address(IpAddr::V6(v6)),
-            None => return Err(refused("must name a host")),
-        };
-        let port = parsed
-            .port_or_known_default()
-            .ok_or_else(|| refused("must have a port"))?;
+        let parsed = super::callback_url::parse(raw).map_err(|why| refused(&why))?;
         Ok(Self {
-            url: parsed.to_string(),
-            host,
-            port,
-            https,
+            url: parsed.url,
+            host: parsed.host,
+            port: parsed.port,
+            https: parsed.https,
         })
     }
 
