@@ -19,6 +19,7 @@ mod login_safety;
 mod notify_events;
 mod postgres;
 mod queue;
+mod queue_api;
 mod routes;
 mod secrets_manager;
 mod sim_matches_traces;

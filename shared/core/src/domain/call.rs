@@ -473,6 +473,15 @@ impl Transition {
         }
     }
 
+    /// A call canceled while it waited in the queue: it ends without a dial.
+    pub fn canceled_in_queue(attempt: u32, at: DateTime<Utc>) -> Self {
+        Self {
+            dialed: false,
+            attempt: Some(attempt),
+            ..Self::to(CallStatus::Canceled, at)
+        }
+    }
+
     pub fn of_attempt(mut self, attempt: u32) -> Self {
         self.attempt = Some(attempt);
         self

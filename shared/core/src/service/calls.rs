@@ -294,8 +294,7 @@ impl CallService {
                 .store
                 .transition(
                     call.id,
-                    &Transition::to(CallStatus::Canceled, crate::domain::now())
-                        .of_attempt(call.attempt_number),
+                    &Transition::canceled_in_queue(call.attempt_number, crate::domain::now()),
                 )
                 .await?;
             if let TransitionResult::Applied(canceled) = result {
