@@ -307,7 +307,7 @@ async fn stats_report_originates_live_channels_and_apps() {
     let stats = body(sim.http.get(sim.url("/_sim/stats")).send().await.unwrap()).await;
     assert_eq!(
         stats,
-        json!({"originates": 1, "live_channels": 1, "apps": ["dialer"]})
+        json!({"originates": 1, "live_channels": 1, "max_live_channels": 1, "apps": ["dialer"]})
     );
     let applications = body(sim.get("/ari/applications/dialer").await).await;
     assert_eq!(applications["channel_ids"], json!(["s1"]));

@@ -49,6 +49,9 @@ impl Default for DispatchTiming {
     }
 }
 
+/// The longest a dispatcher sleeps when told to wait (a spent rate).
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
 /// Whether the dispatcher may dial now: the bridge that will follow the calls is
 /// connected to the PBX.
 pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -119,8 +122,10 @@ impl Dispatcher {
                 match self.round(rotation, &mut dials).await {
                     Ok(round) => {
                         if let Some(until) = round.wait_until {
+                            // Nothing can be dialed before then (a freed line or new
+                            // work in this process still wakes the loop).
                             let wait = (until - Utc::now()).to_std().unwrap_or_default();
-                            pause = wait.min(self.timing.poll);
+                            pause = wait.min(MAX_PAUSE);
                         } else if round.claimed > 0 {
                             // There may be more due right behind these.
                             pause = Duration::ZERO;
