@@ -219,7 +219,7 @@ async fn a_busy_number_tried_three_times_ends_busy_after_three_attempts(store: A
     }
     // Each attempt waited its delay after the one before.
     for pair in attempts.windows(2) {
-        let gap = pair[1].dialed_at.unwrap() - pair[0].ended_at.unwrap();
+        let gap = pair[1].dialed_at.expect("recorded") - pair[0].ended_at.expect("recorded");
         assert!(gap >= chrono::Duration::milliseconds(1_000), "{gap}");
     }
     assert_eq!(dials_per_call(&trunk)[&call.id.to_string()], 3);
@@ -310,7 +310,7 @@ async fn a_users_own_limit_holds_while_other_users_go_on(store: Arc<dyn Store>) 
     // Never more than two of alice's calls between dial and end.
     let mut spans: Vec<_> = ended
         .iter()
-        .map(|c| (c.dialed_at.unwrap(), c.ended_at.unwrap()))
+        .map(|c| (c.dialed_at.expect("recorded"), c.ended_at.expect("recorded")))
         .collect();
     spans.sort();
     for (i, (start, _)) in spans.iter().enumerate() {

@@ -290,7 +290,7 @@ mod tests {
     }
 
     fn at(ms: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).expect("a valid time")
     }
 
     const RATE_5: TrunkLimits = TrunkLimits {

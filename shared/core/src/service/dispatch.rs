@@ -75,6 +75,9 @@ pub struct Round {
     pub claimed: usize,
     /// Why the round stopped early, if it did: when the next dial may go.
     pub wait_until: Option<DateTime<Utc>>,
+    /// The earliest call falling due before the next poll: the loop wakes for it
+    /// instead of finding it a poll late.
+    pub next_due: Option<DateTime<Utc>>,
 }
 
 impl Dispatcher {
@@ -130,6 +133,10 @@ impl Dispatcher {
                             // There may be more due right behind these.
                             pause = Duration::ZERO;
                         }
+                        if let Some(due) = round.next_due {
+                            let wait = (due - Utc::now()).to_std().unwrap_or_default();
+                            pause = pause.min(wait);
+                        }
                     }
                     Err(e) => warn!(error = %e, "dispatch round failed; trying again"),
                 }
@@ -152,8 +159,17 @@ impl Dispatcher {
         dials: &mut JoinSet<()>,
     ) -> Result<Round, StoreError> {
         let now = crate::domain::now();
-        let due = self.calls.due_calls(now, self.timing.batch).await?;
-        let mut round = Round::default();
+        let horizon = now + chrono::Duration::from_std(self.timing.poll).unwrap_or_default();
+        let (due, soon): (Vec<_>, Vec<_>) = self
+            .calls
+            .due_calls(horizon, self.timing.batch)
+            .await?
+            .into_iter()
+            .partition(|q| q.due_at <= now);
+        let mut round = Round {
+            next_due: soon.iter().map(|q| q.due_at).min(),
+            ..Round::default()
+        };
         let mut full_users = HashSet::new();
         let mut limits: HashMap<String, UserLimits> = HashMap::new();
         for queued in fair_order(due, rotation) {
@@ -443,7 +459,7 @@ mod tests {
     use super::*;
 
     fn queued(owner: &str, n: i64) -> QueuedCall {
-        let at = DateTime::from_timestamp_millis(1_800_000_000_000 + n).unwrap();
+        let at = DateTime::from_timestamp_millis(1_800_000_000_000 + n).expect("a valid time");
         QueuedCall {
             id: Uuid::from_u128(n as u128),
             owner: owner.into(),

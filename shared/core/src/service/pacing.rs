@@ -131,9 +131,12 @@ impl Pacer {
         let keys = vec![PACING_TRUNK.to_owned(), pacing_user_key(owner)];
         let freed = self
             .update(keys, |states| {
-                states
-                    .iter_mut()
-                    .fold(false, |any, s| s.release(slot) || any)
+                // Every state, not just the first that held it.
+                let mut freed = false;
+                for state in states.iter_mut() {
+                    freed |= state.release(slot);
+                }
+                freed
             })
             .await?;
         if freed {
@@ -262,19 +265,19 @@ mod tests {
                 pacer
                     .admit("alice", UserLimits::default(), slot(n))
                     .await
-                    .unwrap()
+                    .expect("the store answers")
                     .0
             }));
         }
         let mut granted = 0;
         for task in tasks {
-            if task.await.unwrap() == Admission::Granted {
+            if task.await.expect("the store answers") == Admission::Granted {
                 granted += 1;
             }
         }
         assert_eq!(granted, 8);
-        pacer.release("alice", slot(0)).await.unwrap();
-        let state = pacer.load(&[PACING_TRUNK.to_owned()]).await.unwrap();
+        pacer.release("alice", slot(0)).await.expect("the store answers");
+        let state = pacer.load(&[PACING_TRUNK.to_owned()]).await.expect("the store answers");
         assert_eq!(state[0].value.lines.len(), 7);
     }
 
@@ -285,15 +288,15 @@ mod tests {
             max_concurrent_calls: None,
             max_queued_calls: Some(2),
         };
-        assert_eq!(pacer.enqueue("bob", limits).await.unwrap(), Ok(()));
-        assert_eq!(pacer.enqueue("bob", limits).await.unwrap(), Ok(()));
+        assert_eq!(pacer.enqueue("bob", limits).await.expect("the store answers"), Ok(()));
+        assert_eq!(pacer.enqueue("bob", limits).await.expect("the store answers"), Ok(()));
         assert_eq!(
-            pacer.enqueue("bob", limits).await.unwrap(),
+            pacer.enqueue("bob", limits).await.expect("the store answers"),
             Err(QueueFull { queued: 2 })
         );
-        assert_eq!(pacer.enqueue("carol", limits).await.unwrap(), Ok(()));
-        pacer.dequeue("bob").await.unwrap();
-        assert_eq!(pacer.enqueue("bob", limits).await.unwrap(), Ok(()));
+        assert_eq!(pacer.enqueue("carol", limits).await.expect("the store answers"), Ok(()));
+        pacer.dequeue("bob").await.expect("the store answers");
+        assert_eq!(pacer.enqueue("bob", limits).await.expect("the store answers"), Ok(()));
     }
 
     #[tokio::test]
@@ -305,11 +308,11 @@ mod tests {
             pacer
                 .admit("alice", UserLimits::default(), slot(1))
                 .await
-                .unwrap()
+                .expect("the store answers")
                 .0,
             Admission::Granted
         );
-        let state = pacer.load(&[PACING_TRUNK.to_owned()]).await.unwrap();
+        let state = pacer.load(&[PACING_TRUNK.to_owned()]).await.expect("the store answers");
         assert_eq!(state[0].version, 0);
     }
 }
