@@ -310,7 +310,12 @@ async fn a_users_own_limit_holds_while_other_users_go_on(store: Arc<dyn Store>) 
     // Never more than two of alice's calls between dial and end.
     let mut spans: Vec<_> = ended
         .iter()
-        .map(|c| (c.dialed_at.expect("recorded"), c.ended_at.expect("recorded")))
+        .map(|c| {
+            (
+                c.dialed_at.expect("recorded"),
+                c.ended_at.expect("recorded"),
+            )
+        })
         .collect();
     spans.sort();
     for (i, (start, _)) in spans.iter().enumerate() {

@@ -765,6 +765,39 @@ mod tests {
     }
 
     #[test]
+    fn trunk_limits_are_read_by_originate_and_the_bridge_and_empty_is_unlimited() {
+        let env = Vars(&[
+            KEY,
+            ("MAX_CALLS_PER_SECOND", "5"),
+            ("MAX_CONCURRENT_CALLS", "8"),
+            ("DISPATCH_POLL_MS", "50"),
+        ]);
+        let originate = OriginateFunction::from_env(&env).expect("loads");
+        assert_eq!(originate.limits.calls_per_second, Some(5));
+        assert_eq!(originate.limits.concurrent_calls, Some(8));
+        let bridge = BridgeSettings::from_env(&env).expect("loads");
+        assert_eq!(bridge.limits, originate.limits);
+        assert_eq!(bridge.dispatch.poll, Duration::from_millis(50));
+        // A template leaves an unset parameter empty: unlimited, as unset is.
+        let empty = Vars(&[
+            KEY,
+            ("MAX_CALLS_PER_SECOND", ""),
+            ("MAX_CONCURRENT_CALLS", " "),
+        ]);
+        let limits = OriginateFunction::from_env(&empty).expect("loads").limits;
+        assert!(!limits.any());
+        for (var, value) in [
+            ("MAX_CALLS_PER_SECOND", "0"),
+            ("MAX_CALLS_PER_SECOND", "fast"),
+            ("MAX_CONCURRENT_CALLS", "5001"),
+            ("DISPATCH_POLL_MS", "1"),
+        ] {
+            let err = BridgeSettings::from_env(&Vars(&[(var, value)])).expect_err(var);
+            assert_eq!(err.var, var);
+        }
+    }
+
+    #[test]
     fn each_part_reads_only_what_it_uses() {
         // No SECRET_KEY: the bridge signs no tokens, dialer-users neither.
         assert!(BridgeSettings::from_env(&Vars(&[])).is_ok());

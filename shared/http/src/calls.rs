@@ -32,6 +32,8 @@ use crate::{OriginateState, StatusState};
         (status = 413, body = ErrorBody, description = "The body is over 16 KiB"),
         (status = 415, body = ErrorBody, description = "A body that is not declared application/json"),
         (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds")),
+            description = "The user has max_queued_calls calls waiting in the queue already"),
         (status = 502, body = ErrorBody), (status = 503, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -79,7 +81,10 @@ pub async fn interaction(
         (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody, description = "The body is over 16 KiB"),
         (status = 415, body = ErrorBody, description = "A body that is not declared application/json"),
-        (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds")),
+            description = "The user has max_queued_calls calls waiting in the queue already"),
+        (status = 502, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ),
     security(("bearer" = []))

@@ -276,8 +276,14 @@ mod tests {
             }
         }
         assert_eq!(granted, 8);
-        pacer.release("alice", slot(0)).await.expect("the store answers");
-        let state = pacer.load(&[PACING_TRUNK.to_owned()]).await.expect("the store answers");
+        pacer
+            .release("alice", slot(0))
+            .await
+            .expect("the store answers");
+        let state = pacer
+            .load(&[PACING_TRUNK.to_owned()])
+            .await
+            .expect("the store answers");
         assert_eq!(state[0].value.lines.len(), 7);
     }
 
@@ -288,15 +294,42 @@ mod tests {
             max_concurrent_calls: None,
             max_queued_calls: Some(2),
         };
-        assert_eq!(pacer.enqueue("bob", limits).await.expect("the store answers"), Ok(()));
-        assert_eq!(pacer.enqueue("bob", limits).await.expect("the store answers"), Ok(()));
         assert_eq!(
-            pacer.enqueue("bob", limits).await.expect("the store answers"),
+            pacer
+                .enqueue("bob", limits)
+                .await
+                .expect("the store answers"),
+            Ok(())
+        );
+        assert_eq!(
+            pacer
+                .enqueue("bob", limits)
+                .await
+                .expect("the store answers"),
+            Ok(())
+        );
+        assert_eq!(
+            pacer
+                .enqueue("bob", limits)
+                .await
+                .expect("the store answers"),
             Err(QueueFull { queued: 2 })
         );
-        assert_eq!(pacer.enqueue("carol", limits).await.expect("the store answers"), Ok(()));
+        assert_eq!(
+            pacer
+                .enqueue("carol", limits)
+                .await
+                .expect("the store answers"),
+            Ok(())
+        );
         pacer.dequeue("bob").await.expect("the store answers");
-        assert_eq!(pacer.enqueue("bob", limits).await.expect("the store answers"), Ok(()));
+        assert_eq!(
+            pacer
+                .enqueue("bob", limits)
+                .await
+                .expect("the store answers"),
+            Ok(())
+        );
     }
 
     #[tokio::test]
@@ -312,7 +345,10 @@ mod tests {
                 .0,
             Admission::Granted
         );
-        let state = pacer.load(&[PACING_TRUNK.to_owned()]).await.expect("the store answers");
+        let state = pacer
+            .load(&[PACING_TRUNK.to_owned()])
+            .await
+            .expect("the store answers");
         assert_eq!(state[0].version, 0);
     }
 }
