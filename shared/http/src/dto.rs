@@ -328,6 +328,8 @@ impl From<&Call> for OriginateResponse {
             phone_number: call.phone_number.to_string(),
             message: if call.originate_unconfirmed_at.is_some() {
                 "The PBX did not confirm the originate in time; the call may still be placed. Follow it by call_id."
+            } else if call.status == dialer_core::domain::CallStatus::Queued {
+                "Call queued; it is dialed when its time comes and the trunk's limits allow"
             } else {
                 "Call originated successfully"
             },

@@ -590,16 +590,7 @@ impl PacingStore for DynamoStore {
     async fn load_pacing(&self, keys: &[String]) -> Result<Vec<Stored<Pacing>>, StoreError> {
         let mut states = Vec::with_capacity(keys.len());
         for key in keys {
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.calls_table)
-                .key("call_id", s(pacing_slot(key)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            states.push(match output.item {
+            states.push(match self.read_slot(&pacing_slot(key)).await? {
                 Some(item) => pacing_from_item(&item)?,
                 None => Stored::default(),
             });
@@ -694,6 +685,23 @@ impl DynamoStore {
         }
         // Still contended: report the race as lost; the caller reads again.
         Ok(false)
+    }
+}
+
+impl DynamoStore {
+    /// The item under `key` in the calls table (a throttle count, a pacing state),
+    /// read consistently.
+    async fn read_slot(&self, key: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.calls_table)
+            .key("call_id", s(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.item)
     }
 }
 
@@ -861,17 +869,9 @@ impl ThrottleStore for DynamoStore {
         now: DateTime<Utc>,
         window: chrono::Duration,
     ) -> Result<Option<FailureCount>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.calls_table)
-            .key("call_id", s(throttle_slot(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(output
-            .item
+        Ok(self
+            .read_slot(&throttle_slot(key))
+            .await?
             .as_ref()
             .and_then(failure_count_from_item)
             .filter(|count| count.last_at + window > now))

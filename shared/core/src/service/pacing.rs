@@ -294,42 +294,16 @@ mod tests {
             max_concurrent_calls: None,
             max_queued_calls: Some(2),
         };
-        assert_eq!(
-            pacer
-                .enqueue("bob", limits)
-                .await
-                .expect("the store answers"),
-            Ok(())
-        );
-        assert_eq!(
-            pacer
-                .enqueue("bob", limits)
-                .await
-                .expect("the store answers"),
-            Ok(())
-        );
-        assert_eq!(
-            pacer
-                .enqueue("bob", limits)
-                .await
-                .expect("the store answers"),
-            Err(QueueFull { queued: 2 })
-        );
-        assert_eq!(
-            pacer
-                .enqueue("carol", limits)
-                .await
-                .expect("the store answers"),
-            Ok(())
-        );
+        let enqueue = |who: &'static str| {
+            let pacer = pacer.clone();
+            async move { pacer.enqueue(who, limits).await.expect("the store answers") }
+        };
+        assert_eq!(enqueue("bob").await, Ok(()));
+        assert_eq!(enqueue("bob").await, Ok(()));
+        assert_eq!(enqueue("bob").await, Err(QueueFull { queued: 2 }));
+        assert_eq!(enqueue("carol").await, Ok(()), "another user's queue");
         pacer.dequeue("bob").await.expect("the store answers");
-        assert_eq!(
-            pacer
-                .enqueue("bob", limits)
-                .await
-                .expect("the store answers"),
-            Ok(())
-        );
+        assert_eq!(enqueue("bob").await, Ok(()));
     }
 
     #[tokio::test]
