@@ -374,3 +374,79 @@ async fn a_line_left_held_by_a_crash_is_freed_by_reconciliation() {
     assert_eq!(ended[0].status, CallStatus::Busy);
     trunk.stop().await;
 }
+
+async fn a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed(store: Arc<dyn Store>) {
+    let mut alice = dialer_core::domain::User::new("alice", "x");
+    alice.limits = UserLimits {
+        max_concurrent_calls: None,
+        max_queued_calls: Some(2),
+    };
+    store.insert_user(&alice).await.expect("alice");
+    // One line on the trunk, held by a call that rings for a while (2 s here).
+    let limits = TrunkLimits {
+        calls_per_second: None,
+        concurrent_calls: Some(1),
+    };
+    let mut trunk = Trunk::start(store, limits, 0.02).await;
+    trunk.run_dispatcher();
+    let ringing = |_| CallRequest {
+        phone_number: "+15550030001".into(),
+        timeout: Some(100_000),
+        ..CallRequest::default()
+    };
+    let first = trunk.place_many("alice", 1, ringing).await;
+    assert_ne!(first[0].status, CallStatus::Queued);
+    let waiting = trunk.place_many("alice", 2, ringing).await;
+    assert!(waiting.iter().all(|c| c.status == CallStatus::Queued));
+    let refused = trunk
+        .service
+        .place_call("alice", ringing(0), None)
+        .await
+        .expect_err("the queue is full");
+    assert!(
+        matches!(
+            refused,
+            dialer_core::service::ServiceError::QueueFull { retry_after_seconds } if retry_after_seconds >= 1
+        ),
+        "{refused:?}"
+    );
+    let canceled = trunk
+        .service
+        .cancel("alice", &waiting[1].id.to_string())
+        .await
+        .expect("canceled");
+    assert_eq!(canceled.status, CallStatus::Canceled);
+    assert!(canceled.dialed_at.is_none());
+    // Its place in the queue is free again.
+    let again = trunk.place_many("alice", 1, ringing).await;
+    assert_eq!(again[0].status, CallStatus::Queued);
+    let open = [first[0].clone(), waiting[0].clone(), again[0].clone()];
+    let ended = trunk.all_final(&open, LIMIT).await;
+    assert!(
+        ended.iter().all(|c| c.status == CallStatus::NoAnswer),
+        "{ended:?}"
+    );
+    let dials = dials_per_call(&trunk);
+    assert!(
+        !dials.contains_key(&waiting[1].id.to_string()),
+        "the canceled call was dialed"
+    );
+    assert_eq!(dials.len(), 3);
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed_in_process() {
+    a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed_on_dynamodb() {
+    a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed(dynamodb().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed_on_postgres() {
+    let (store, _schema) = postgres().await;
+    a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed(store).await;
+}
