@@ -8,6 +8,8 @@ pub mod pacing;
 pub mod schedule;
 pub mod status;
 pub mod throttle;
+pub mod time_zone;
+mod time_zone_rules;
 pub mod user;
 pub mod validation;
 pub mod webhook;
@@ -18,6 +20,7 @@ pub use pacing::{Admission, Pacing, Slot, TrunkLimits, UserLimits};
 pub use schedule::{CallingWindow, RetryPolicy};
 pub use status::{CallStatus, Progress};
 pub use throttle::{FailureCount, ThrottleKey, ThrottlePolicy};
+pub use time_zone::TimeZone;
 pub use user::{Password, User};
 pub use validation::ValidationError;
 

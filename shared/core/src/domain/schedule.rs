@@ -5,9 +5,10 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 
 use super::status::CallStatus;
+use super::time_zone::TimeZone;
 use super::validation::ValidationError;
 
 /// How a call is tried again when an attempt ends in one of the listed outcomes.
@@ -159,7 +160,7 @@ pub fn send_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Validatio
 pub struct CallingWindow {
     pub start: NaiveTime,
     pub end: NaiveTime,
-    pub time_zone: chrono_tz::Tz,
+    pub time_zone: TimeZone,
 }
 
 /// The request's `window` object, before validation.
@@ -181,7 +182,7 @@ impl CallingWindow {
             ));
         }
         let zone = raw.time_zone.as_deref().unwrap_or_default();
-        let time_zone = zone.parse::<chrono_tz::Tz>().map_err(|_| {
+        let time_zone = TimeZone::parse(zone).ok_or_else(|| {
             ValidationError::new(
                 "window.time_zone",
                 "must be an IANA time zone name, e.g. America/New_York",
@@ -196,7 +197,7 @@ impl CallingWindow {
 
     /// `at` itself when the window is open then, else the moment it next opens.
     pub fn next_open(&self, at: DateTime<Utc>) -> DateTime<Utc> {
-        let today = at.with_timezone(&self.time_zone).date_naive();
+        let today = self.time_zone.local(at).date();
         // The window that opened yesterday may still be open (one spanning midnight);
         // a week ahead always holds an opening, whatever the zone's changes.
         (-1..=7)
@@ -234,17 +235,16 @@ impl CallingWindow {
 
     fn instant(&self, day: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
         let local = day.and_time(time);
-        match self.time_zone.from_local_datetime(&local) {
-            chrono::LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
-            chrono::LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+        match self.time_zone.from_local(local) {
+            chrono::LocalResult::Single(t) => Some(t),
+            chrono::LocalResult::Ambiguous(first, _) => Some(first),
             chrono::LocalResult::None => {
                 // In a gap: step forward a minute at a time to its end (gaps are at most
                 // a few hours, and start on a minute boundary everywhere).
                 (1..=24 * 60).find_map(|minutes| {
                     self.time_zone
-                        .from_local_datetime(&(local + Duration::minutes(minutes)))
+                        .from_local(local + Duration::minutes(minutes))
                         .earliest()
-                        .map(|t| t.with_timezone(&Utc))
                 })
             }
         }
@@ -318,7 +318,7 @@ mod tests {
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
-            .unwrap()
+            .expect("an RFC 3339 time")
             .with_timezone(&Utc)
     }
 
@@ -328,7 +328,7 @@ mod tests {
             end: Some(end.into()),
             time_zone: Some(zone.into()),
         })
-        .unwrap()
+        .expect("a valid window")
     }
 
     #[test]
@@ -407,7 +407,7 @@ mod tests {
                 end: Some(end.into()),
                 time_zone: Some(zone.into()),
             })
-            .unwrap_err()
+            .expect_err("refused")
             .field
         };
         assert_eq!(bad("9:00", "20:00", "UTC"), "window.start");
@@ -421,23 +421,26 @@ mod tests {
     #[test]
     fn windows_round_trip_through_serde() {
         let w = window("08:30", "21:15", "Asia/Kolkata");
-        let text = serde_json::to_string(&w).unwrap();
+        let text = serde_json::to_string(&w).expect("serialised");
         assert_eq!(
             text,
             r#"{"start":"08:30","end":"21:15","time_zone":"Asia/Kolkata"}"#
         );
-        assert_eq!(serde_json::from_str::<CallingWindow>(&text).unwrap(), w);
+        assert_eq!(
+            serde_json::from_str::<CallingWindow>(&text).expect("read back"),
+            w
+        );
     }
 
     #[test]
     fn send_at_is_at_most_thirty_days_ahead() {
         let now = utc("2026-12-01T00:00:00Z");
         assert_eq!(
-            send_at("2026-12-31T00:00:00Z", now).unwrap(),
+            send_at("2026-12-31T00:00:00Z", now).expect("30 days ahead"),
             utc("2026-12-31T00:00:00Z")
         );
         assert_eq!(
-            send_at("2026-12-01T09:00:00+09:00", now).unwrap(),
+            send_at("2026-12-01T09:00:00+09:00", now).expect("now"),
             utc("2026-12-01T00:00:00Z")
         );
         assert!(send_at("2026-12-31T00:00:01Z", now).is_err());
@@ -454,7 +457,7 @@ mod tests {
                 delay_ms: delay,
             })
         };
-        let policy = parse(3, Some(vec!["busy"]), Some(1_000)).unwrap();
+        let policy = parse(3, Some(vec!["busy"]), Some(1_000)).expect("valid");
         assert!(policy.retries(1, CallStatus::Busy));
         assert!(policy.retries(2, CallStatus::Busy));
         assert!(!policy.retries(3, CallStatus::Busy), "the last attempt");
@@ -462,26 +465,31 @@ mod tests {
         assert!(!policy.retries(1, CallStatus::Completed));
         assert!(!policy.retries(1, CallStatus::Canceled));
         assert_eq!(
-            parse(0, None, None).unwrap_err().field,
+            parse(0, None, None).expect_err("refused").field,
             "retry.max_attempts"
         );
         assert_eq!(
-            parse(6, None, None).unwrap_err().field,
+            parse(6, None, None).expect_err("refused").field,
             "retry.max_attempts"
         );
-        assert_eq!(parse(2, Some(vec![]), None).unwrap_err().field, "retry.on");
         assert_eq!(
-            parse(2, Some(vec!["completed"]), None).unwrap_err().field,
+            parse(2, Some(vec![]), None).expect_err("refused").field,
             "retry.on"
         );
         assert_eq!(
-            parse(2, None, Some(999)).unwrap_err().field,
+            parse(2, Some(vec!["completed"]), None)
+                .expect_err("refused")
+                .field,
+            "retry.on"
+        );
+        assert_eq!(
+            parse(2, None, Some(999)).expect_err("refused").field,
             "retry.delay_ms"
         );
         assert_eq!(
-            parse(2, None, Some(86_400_001)).unwrap_err().field,
+            parse(2, None, Some(86_400_001)).expect_err("refused").field,
             "retry.delay_ms"
         );
-        assert_eq!(parse(2, None, None).unwrap().on.len(), 3);
+        assert_eq!(parse(2, None, None).expect("valid").on.len(), 3);
     }
 }
