@@ -269,15 +269,16 @@ mod tests {
                     .0
             }));
         }
-        let mut granted = 0;
-        for task in tasks {
+        let mut granted = Vec::new();
+        for (n, task) in tasks.into_iter().enumerate() {
             if task.await.expect("the store answers") == Admission::Granted {
-                granted += 1;
+                granted.push(n as u128);
             }
         }
-        assert_eq!(granted, 8);
+        assert_eq!(granted.len(), 8);
+        // Which eight won is up to the race; one of them hangs up.
         pacer
-            .release("alice", slot(0))
+            .release("alice", slot(granted[0]))
             .await
             .expect("the store answers");
         let state = pacer
