@@ -1,8 +1,9 @@
 //! The always-on ARI event bridge (a container on ECS Fargate in production): follows
 //! the Stasis app's events and writes every status change to the store. Serves
-//! `/health` and `/metrics` on `BRIDGE_PORT` (default 8080), and drains the webhook
-//! outbox (on DynamoDB the `notify` function delivers instead). On SIGTERM or SIGINT
-//! it stops reading, flushes its write queue and exits 0.
+//! `/health` and `/metrics` on `BRIDGE_PORT` (default 8080), drains the webhook
+//! outbox (on DynamoDB the `notify` function delivers instead) and dispatches queued
+//! calls within the trunk's limits. On SIGTERM or SIGINT it stops dispatching and
+//! reading, flushes its write queue and exits 0.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
