@@ -450,3 +450,76 @@ async fn a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed_on_post
     let (store, _schema) = postgres().await;
     a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed(store).await;
 }
+
+/// A queued call as the API would have stored it, due now.
+fn stored_queued_call(
+    window: Option<dialer_core::domain::schedule::WindowRequest>,
+) -> dialer_core::domain::Call {
+    let now = dialer_core::domain::now();
+    let mut call = CallRequest {
+        phone_number: BUSY.into(),
+        window,
+        ..CallRequest::default()
+    }
+    .validate(
+        &dialer_core::domain::CallPolicy {
+            dial_endpoint: "Local/{number}@test-pstn".into(),
+            ..dialer_core::domain::CallPolicy::default()
+        },
+        "alice",
+        uuid::Uuid::new_v4(),
+        now,
+    )
+    .expect("valid");
+    call.enqueue(now);
+    call
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_window_closed_while_it_waited_is_not_dialed_until_it_opens() {
+    let store = memory();
+    let mut trunk = Trunk::start(store.clone(), TrunkLimits::default(), 0.02).await;
+    // Queued while its window was open (behind the limits, say); the window has closed
+    // since: a one-minute window that ended an hour ago.
+    let start = Utc::now() - chrono::Duration::hours(1);
+    let call = stored_queued_call(Some(dialer_core::domain::schedule::WindowRequest {
+        start: Some(start.format("%H:%M").to_string()),
+        end: Some(
+            (start + chrono::Duration::minutes(1))
+                .format("%H:%M")
+                .to_string(),
+        ),
+        time_zone: Some("UTC".into()),
+    }));
+    store.insert_call(&call).await.expect("stored");
+    trunk.run_dispatcher();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(trunk.originates().is_empty(), "dialed outside its window");
+    let waiting = store.get_call(call.id).await.expect("get").expect("stored");
+    assert_eq!(waiting.status, CallStatus::Queued);
+    let due = waiting.queued_until.expect("due");
+    assert!(due > Utc::now() + chrono::Duration::hours(22), "{due}");
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_call_with_a_cancel_on_record_is_canceled_not_dialed() {
+    let store = memory();
+    let mut trunk = Trunk::start(store.clone(), TrunkLimits::default(), 0.02).await;
+    // A cancel that reached the call just as a retry put it back in the queue.
+    let call = stored_queued_call(None);
+    store.insert_call(&call).await.expect("stored");
+    store
+        .annotate(
+            call.id,
+            &dialer_core::domain::Annotation::CancelRequested(Utc::now()),
+        )
+        .await
+        .expect("noted");
+    trunk.run_dispatcher();
+    let ended = trunk.all_final(&[call], Duration::from_secs(10)).await;
+    assert_eq!(ended[0].status, CallStatus::Canceled);
+    assert!(ended[0].dialed_at.is_none());
+    assert!(trunk.originates().is_empty());
+    trunk.stop().await;
+}

@@ -569,6 +569,9 @@ pub enum Annotation {
     CancelRequested(DateTime<Utc>),
     /// The originate got no answer; recorded once, while the call is active.
     OriginateUnconfirmed(DateTime<Utc>),
+    /// A queued call whose calling window is closed when its turn comes waits until the
+    /// window opens again; recorded only while the call is queued, and only later.
+    DeferUntil(DateTime<Utc>),
     /// A media item failed to play; recorded once per item, even after the call ended
     /// (the failure may be reported just before the end), at most
     /// [`Annotation::MAX_MEDIA_FAILED`] items.
@@ -590,6 +593,12 @@ impl Annotation {
             }
             Annotation::CancelRequested(at) if active && call.cancel_requested_at.is_none() => {
                 call.cancel_requested_at = Some(*at);
+            }
+            Annotation::DeferUntil(at)
+                if call.status == CallStatus::Queued
+                    && call.queued_until.is_none_or(|due| due < *at) =>
+            {
+                call.queued_until = Some(*at);
             }
             Annotation::OriginateUnconfirmed(at)
                 if active && call.originate_unconfirmed_at.is_none() =>

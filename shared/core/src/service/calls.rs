@@ -158,15 +158,8 @@ impl CallService {
         };
         match admission {
             Ok(rate_granted_at) => {
-                let placed = self
-                    .place_now(owner, call.clone(), idempotency_key, rate_granted_at)
-                    .await;
-                if call.paced && !matches!(&placed, Ok(c) if c.id == call.id) {
-                    // Not dialed after all (no bridge, a repeat, a store error): its line
-                    // goes back.
-                    self.pacer.release(owner, call.slot()).await?;
-                }
-                placed
+                self.place_now(owner, call, idempotency_key, rate_granted_at)
+                    .await
             }
             Err(due) => {
                 self.enqueue(user.as_ref(), call, due, idempotency_key)
@@ -183,18 +176,33 @@ impl CallService {
         idempotency_key: Option<&str>,
         rate_granted_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Call, ServiceError> {
-        // An originate nobody listens to is a doomed call: it would ring, be answered
-        // and then fail. Refuse it before anything is dialed.
-        match self.pbx.app_connected().await {
-            Ok(true) => {}
-            Ok(false) => return Err(ServiceError::BridgeDown),
-            Err(e) => return Err(pbx_error(e, None)),
+        // Until the originate is sent, a failure gives the line back; after, the
+        // attempt's end frees it, as for any dialed call.
+        let recorded = async {
+            // An originate nobody listens to is a doomed call: it would ring, be
+            // answered and then fail. Refuse it before anything is dialed.
+            match self.pbx.app_connected().await {
+                Ok(true) => {}
+                Ok(false) => return Err(ServiceError::BridgeDown),
+                Err(e) => return Err(pbx_error(e, None)),
+            }
+            if let Some(existing) = self.repeat_of(owner, call.id, idempotency_key).await? {
+                return Ok(Some(existing));
+            }
+            call.record_created_event();
+            self.store.insert_call(&call).await?;
+            Ok(None)
         }
-        if let Some(existing) = self.repeat_of(owner, call.id, idempotency_key).await? {
-            return Ok(existing);
+        .await;
+        match recorded {
+            Ok(None) => {}
+            other => {
+                if call.paced {
+                    self.pacer.release(owner, call.slot()).await?;
+                }
+                return other.map(|existing| existing.unwrap_or(call));
+            }
         }
-        call.record_created_event();
-        self.store.insert_call(&call).await?;
         if let Some(granted_at) = rate_granted_at {
             self.pacer.before_dial(granted_at).await?;
         }
@@ -310,6 +318,21 @@ impl CallService {
             .store
             .annotate(call.id, &Annotation::CancelRequested(crate::domain::now()))
             .await?;
+        if let Some(requeued) = noted.as_ref().filter(|c| c.status == CallStatus::Queued) {
+            // The attempt ended while the cancel was on its way and a retry queued the
+            // next one: that one is canceled in the queue (the dispatcher would also
+            // refuse to claim it, seeing the cancel).
+            let result = self
+                .store
+                .transition(
+                    requeued.id,
+                    &Transition::canceled_in_queue(requeued.attempt_number, crate::domain::now()),
+                )
+                .await?;
+            if let Some(call) = result.call() {
+                return Ok(call.clone());
+            }
+        }
         match self.pbx.hangup(call.id).await {
             Ok(()) => return self.settled(call.id).await,
             Err(PbxError::NotFound) => {}
@@ -355,6 +378,24 @@ impl Dialer {
 
     pub fn pbx(&self) -> &Arc<dyn Pbx> {
         &self.pbx
+    }
+
+    /// Dials a call claimed from the queue, unless a cancel reached it in the meantime
+    /// (between the claim and the dial): that one ends `canceled`, never dialed.
+    pub async fn dial_unless_canceled(&self, call: Call) -> Result<Call, ServiceError> {
+        let current = self.store.get_call(call.id).await?;
+        if let Some(current) = current.filter(|c| c.cancel_requested_at.is_some()) {
+            let result = self
+                .store
+                .transition(
+                    current.id,
+                    &Transition::canceled_in_queue(current.attempt_number, crate::domain::now()),
+                )
+                .await?;
+            self.release_ended(&result).await;
+            return Ok(result.call().cloned().unwrap_or(current));
+        }
+        self.dial(call).await
     }
 
     /// Originates a stored call (new, or claimed from the queue) and marks it

@@ -15,10 +15,11 @@ use uuid::Uuid;
 use super::calls::Dialer;
 use super::pacing::Pacer;
 use crate::domain::outcome::progress_of_channel_state;
-use crate::domain::{Admission, CallStatus, FailureReason, Transition, UserLimits};
+use crate::domain::{Admission, Annotation, CallStatus, FailureReason, Transition, UserLimits};
 use crate::metrics::Metrics;
 use crate::store::{
-    CallStore, PACING_TRUNK, QueuedCall, StoreError, TransitionResult, UserStore, pacing_user_key,
+    CallStore, PACING_TRUNK, QueuedCall, StoreError, TransitionResult, UserStore, pacing_queue_key,
+    pacing_user_key,
 };
 
 /// How a dispatcher runs.
@@ -78,6 +79,9 @@ pub struct Round {
     /// The earliest call falling due before the next poll: the loop wakes for it
     /// instead of finding it a poll late.
     pub next_due: Option<DateTime<Utc>>,
+    /// As many originates are in flight as `concurrency` allows: the loop waits for
+    /// one to finish.
+    pub saturated: bool,
 }
 
 impl Dispatcher {
@@ -120,10 +124,12 @@ impl Dispatcher {
                 next_reconcile = tokio::time::Instant::now() + self.timing.reconcile;
             }
             let mut pause = self.timing.poll;
+            let mut saturated = false;
             if (self.ready)() {
                 rotation = rotation.wrapping_add(1);
                 match self.round(rotation, &mut dials).await {
                     Ok(round) => {
+                        saturated = round.saturated;
                         if let Some(until) = round.wait_until {
                             // Nothing can be dialed before then (a freed line or new
                             // work in this process still wakes the loop).
@@ -140,6 +146,13 @@ impl Dispatcher {
                     }
                     Err(e) => warn!(error = %e, "dispatch round failed; trying again"),
                 }
+            }
+            if saturated {
+                tokio::select! {
+                    () = &mut stop => break,
+                    _ = dials.join_next() => {}
+                }
+                continue;
             }
             tokio::select! {
                 () = &mut stop => break,
@@ -178,8 +191,11 @@ impl Dispatcher {
             }
             if dials.len() >= self.timing.concurrency {
                 // Enough originates in flight; the next round takes the rest.
-                round.wait_until = Some(Utc::now());
+                round.saturated = true;
                 break;
+            }
+            if !self.ready_to_claim(&queued, now).await? {
+                continue;
             }
             let user_limits = match limits.get(&queued.owner) {
                 Some(l) => *l,
@@ -235,6 +251,47 @@ impl Dispatcher {
         Ok(round)
     }
 
+    /// Whether the queued call may be claimed now, from its record: a call whose cancel
+    /// was requested (a cancel that raced a retry) ends `canceled` here, never dialed;
+    /// one whose calling window closed while it waited (behind the limits, say) waits
+    /// for the window's next opening.
+    async fn ready_to_claim(
+        &self,
+        queued: &QueuedCall,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let Some(call) = self.calls.get_call(queued.id).await? else {
+            return Ok(false);
+        };
+        if call.status != CallStatus::Queued || call.attempt_number != queued.attempt_number {
+            return Ok(false);
+        }
+        if call.cancel_requested_at.is_some() {
+            let result = self
+                .calls
+                .transition(
+                    call.id,
+                    &Transition::canceled_in_queue(call.attempt_number, now),
+                )
+                .await?;
+            if result.applied() && call.attempt_number == 1 {
+                self.pacer.dequeue(&call.owner).await?;
+            }
+            return Ok(false);
+        }
+        if let Some(window) = &call.window
+            && !window.is_open(now)
+        {
+            let opens = window.next_open(now);
+            self.calls
+                .annotate(call.id, &Annotation::DeferUntil(opens))
+                .await?;
+            debug!(call = %call.id, opens = %opens, "window closed; the call waits for it");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     /// Takes the call out of the queue with a conditional write and dials it; `Lost`
     /// when another dispatcher (or a cancel) came first.
     async fn claim(
@@ -256,6 +313,9 @@ impl Dispatcher {
             }
             TransitionResult::NotFound => return Ok(Claim::Lost { dialing: false }),
         };
+        if queued.attempt_number == 1 {
+            self.pacer.dequeue(&queued.owner).await?;
+        }
         let waited = (Utc::now() - queued.due_at).num_milliseconds().max(0) as f64 / 1000.0;
         self.metrics
             .observe("dialer_queue_wait_seconds", &[], waited);
@@ -266,8 +326,6 @@ impl Dispatcher {
             .insert(call.id);
         let dialer = self.dialer.clone();
         let in_flight = Arc::clone(&self.in_flight);
-        let first_attempt = queued.attempt_number == 1;
-        let owner = queued.owner.clone();
         let rate_limited = paced && self.pacer.limits().calls_per_second.is_some();
         dials.spawn(async move {
             let id = call.id;
@@ -280,16 +338,13 @@ impl Dispatcher {
                     .remove(&id);
                 return;
             }
-            if let Err(e) = dialer.dial(call).await {
+            if let Err(e) = dialer.dial_unless_canceled(call).await {
                 warn!(call = %id, error = %e, "queued call not dialed");
             }
             in_flight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
-            if first_attempt && let Err(e) = dialer.pacer().dequeue(&owner).await {
-                warn!(call = %id, error = %e, "queue count not lowered; reconciliation will");
-            }
         });
         Ok(Claim::Won)
     }
@@ -313,25 +368,23 @@ impl Dispatcher {
             chrono::Duration::from_std(self.timing.claim_timeout).unwrap_or(chrono::Duration::MAX);
         let mut keys = vec![PACING_TRUNK.to_owned()];
         let users = self.users.list_users().await?;
-        keys.extend(
-            users
-                .iter()
-                .filter(|u| u.limits.any())
-                .map(|u| pacing_user_key(&u.username)),
-        );
+        for user in users.iter().filter(|u| u.limits.any()) {
+            keys.push(pacing_user_key(&user.username));
+            keys.push(pacing_queue_key(&user.username));
+        }
         let mut queued_of: HashMap<String, u32> = HashMap::new();
         for call in active
             .iter()
             .filter(|c| c.status == CallStatus::Queued && c.attempt_number == 1)
         {
-            *queued_of.entry(pacing_user_key(&call.owner)).or_default() += 1;
+            *queued_of.entry(pacing_queue_key(&call.owner)).or_default() += 1;
         }
         let states = self.pacer.load(&keys).await?;
         let mut freed = 0;
         for (key, mut state) in keys.iter().zip(states) {
             let before = state.value.clone();
             freed += state.value.prune(now, grace, holds);
-            if key != PACING_TRUNK {
+            if key.starts_with("queue#") {
                 let actual = queued_of.get(key).copied().unwrap_or(0);
                 let still = memory.seen.get(key) == Some(&state.version);
                 if state.value.queued != actual && still {
@@ -387,6 +440,9 @@ impl Dispatcher {
                     progress_of_channel_state(&state).unwrap_or(CallStatus::Dialing),
                     now,
                 ),
+                Ok(None) if call.cancel_requested_at.is_some() => {
+                    Transition::to(CallStatus::Canceled, now)
+                }
                 Ok(None) => Transition::to(CallStatus::Failed, now)
                     .with_reason(Some(FailureReason::OriginateUnconfirmed)),
                 Err(e) => {

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::domain::pacing::{self, Admission, Pacing, Slot, TrunkLimits, UserLimits};
-use crate::store::{PACING_TRUNK, PacingStore, StoreError, Versioned, pacing_user_key};
+use crate::store::{
+    PACING_TRUNK, PacingStore, StoreError, Versioned, pacing_queue_key, pacing_user_key,
+};
 
 #[derive(Clone)]
 pub struct Pacer {
@@ -87,9 +89,15 @@ impl Pacer {
                 (false, [user_state]) => (None, Some(user_state)),
                 _ => (None, None),
             };
+            // A line held already (another dispatcher admitted this attempt, or an
+            // admission whose claim failed) keeps the dial time booked with it, so
+            // that the dial is paced by that booking and never leaves unbooked.
+            let booked = trunk
+                .as_ref()
+                .and_then(|t| t.lines.get(&slot.key()).copied());
             (
                 pacing::admit(trunk, user_state, slot, now, limits, user),
-                now,
+                booked.unwrap_or(now),
             )
         })
         .await
@@ -154,7 +162,7 @@ impl Pacer {
         let Some(max) = user.max_queued_calls else {
             return Ok(Ok(()));
         };
-        self.update(vec![pacing_user_key(owner)], |states| {
+        self.update(vec![pacing_queue_key(owner)], |states| {
             let state = &mut states[0];
             if state.enqueue(Some(max)) {
                 Ok(())
@@ -169,7 +177,7 @@ impl Pacer {
 
     /// A new call of `owner`'s left the queue (claimed, canceled, or never stored).
     pub async fn dequeue(&self, owner: &str) -> Result<(), StoreError> {
-        self.update(vec![pacing_user_key(owner)], |states| states[0].dequeue())
+        self.update(vec![pacing_queue_key(owner)], |states| states[0].dequeue())
             .await?;
         Ok(())
     }

@@ -260,6 +260,12 @@ pub fn pacing_user_key(username: &str) -> String {
     format!("user#{username}")
 }
 
+/// A user's queue count, apart from its lines: admissions and releases do not touch it,
+/// so reconciliation can see it stand still and set it right.
+pub fn pacing_queue_key(username: &str) -> String {
+    format!("queue#{username}")
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync {
     async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError>;
