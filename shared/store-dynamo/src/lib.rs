@@ -223,16 +223,8 @@ impl DynamoStore {
 
     /// A call as stored, with the version its next write must find, and its TTL.
     async fn read_versioned(&self, id: Uuid) -> Result<Option<Versioned>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.calls_table)
-            .key("call_id", s(id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(item) = output.item.filter(|item| item.contains_key("status")) else {
+        let item = self.read_slot(&id.to_string()).await?;
+        let Some(item) = item.filter(|item| item.contains_key("status")) else {
             return Ok(None);
         };
         Ok(Some(Versioned {
@@ -378,17 +370,8 @@ impl CallStore for DynamoStore {
     }
 
     async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.calls_table)
-            .key("call_id", s(id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        output
-            .item
+        self.read_slot(&id.to_string())
+            .await?
             .as_ref()
             .filter(|item| item.contains_key("status"))
             .map(call_from_item)
@@ -441,16 +424,8 @@ impl CallStore for DynamoStore {
         match result {
             Ok(_) => Ok(None),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                let output = self
-                    .client
-                    .get_item()
-                    .table_name(&self.calls_table)
-                    .key("call_id", s(slot))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                let target = output.item.as_ref().and_then(|i| text(i, "target"));
+                let item = self.read_slot(&slot).await?;
+                let target = item.as_ref().and_then(|i| text(i, "target"));
                 Ok(target.and_then(|t| Uuid::try_parse(&t).ok()))
             }
             Err(e) => Err(unavailable(e)),
@@ -689,14 +664,25 @@ impl DynamoStore {
 }
 
 impl DynamoStore {
-    /// The item under `key` in the calls table (a throttle count, a pacing state),
-    /// read consistently.
+    /// The item under `key` in the calls table (a call, an idempotency binding, a
+    /// throttle count, a pacing state), read consistently.
     async fn read_slot(&self, key: &str) -> Result<Option<Item>, StoreError> {
+        self.read_item(&self.calls_table, "call_id", key).await
+    }
+
+    /// One item by its partition key, read consistently: what every point read of
+    /// this store is.
+    async fn read_item(
+        &self,
+        table: &str,
+        key_name: &str,
+        key: &str,
+    ) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
             .get_item()
-            .table_name(&self.calls_table)
-            .key("call_id", s(key.to_owned()))
+            .table_name(table)
+            .key(key_name, s(key.to_owned()))
             .consistent_read(true)
             .send()
             .await
@@ -796,16 +782,11 @@ fn queued_call_from_item(item: &Item) -> Result<QueuedCall, StoreError> {
 #[async_trait]
 impl UserStore for DynamoStore {
     async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.users_table)
-            .key("username", s(username.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        output.item.as_ref().map(user_from_item).transpose()
+        self.read_item(&self.users_table, "username", username)
+            .await?
+            .as_ref()
+            .map(user_from_item)
+            .transpose()
     }
 
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
