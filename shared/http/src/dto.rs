@@ -497,8 +497,8 @@ impl From<&Call> for CallView {
             queued_until: call.queued_until.map(rfc3339),
             send_at: call.send_at.map(rfc3339),
             window: call.window.as_ref().map(|w| WindowBody {
-                start: Some(w.start.format("%H:%M").to_string()),
-                end: Some(w.end.format("%H:%M").to_string()),
+                start: Some(w.start_text()),
+                end: Some(w.end_text()),
                 time_zone: Some(w.time_zone.name().to_owned()),
             }),
             retry: call.retry.as_ref().map(|r| RetryView {

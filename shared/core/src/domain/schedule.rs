@@ -3,7 +3,6 @@
 //! tested with the times it is given (across DST changes too).
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 
@@ -251,15 +250,15 @@ impl CallingWindow {
     }
 }
 
-impl fmt::Display for CallingWindow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}-{} {}",
-            self.start.format("%H:%M"),
-            self.end.format("%H:%M"),
-            self.time_zone.name()
-        )
+impl CallingWindow {
+    /// `start` as a client wrote it: `HH:MM`.
+    pub fn start_text(&self) -> String {
+        self.start.format("%H:%M").to_string()
+    }
+
+    /// `end` as a client wrote it: `HH:MM`.
+    pub fn end_text(&self) -> String {
+        self.end.format("%H:%M").to_string()
     }
 }
 
@@ -267,8 +266,8 @@ impl serde::Serialize for CallingWindow {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut s = serializer.serialize_struct("CallingWindow", 3)?;
-        s.serialize_field("start", &self.start.format("%H:%M").to_string())?;
-        s.serialize_field("end", &self.end.format("%H:%M").to_string())?;
+        s.serialize_field("start", &self.start_text())?;
+        s.serialize_field("end", &self.end_text())?;
         s.serialize_field("time_zone", self.time_zone.name())?;
         s.end()
     }
