@@ -14,7 +14,7 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::pbx::{OriginateSpec, Pbx, PbxError};
-use crate::store::{CallPage, CallStore, PageCursor, TransitionResult, UserStore};
+use crate::store::{CallPage, CallStore, PageCursor, StoreError, TransitionResult, UserStore};
 use crate::webhooks::CallbackGuard;
 
 /// Placing and canceling calls: the use cases that talk to the PBX.
@@ -297,22 +297,12 @@ impl CallService {
                 call.status
             )));
         }
-        if call.status == CallStatus::Queued {
-            let result = self
-                .store
-                .transition(
-                    call.id,
-                    &Transition::canceled_in_queue(call.attempt_number, crate::domain::now()),
-                )
-                .await?;
-            if let TransitionResult::Applied(canceled) = result {
-                if call.attempt_number == 1 {
-                    self.pacer.dequeue(owner).await?;
-                }
-                info!(call = %call.id, "queued call canceled");
-                return Ok(canceled);
-            }
-            // Claimed meanwhile: canceled like any call on its way.
+        // A call claimed meanwhile is canceled like any call on its way, below.
+        if call.status == CallStatus::Queued
+            && let TransitionResult::Applied(canceled) = self.dialer.cancel_in_queue(&call).await?
+        {
+            info!(call = %call.id, "queued call canceled");
+            return Ok(canceled);
         }
         let noted = self
             .store
@@ -322,14 +312,7 @@ impl CallService {
             // The attempt ended while the cancel was on its way and a retry queued the
             // next one: that one is canceled in the queue (the dispatcher would also
             // refuse to claim it, seeing the cancel).
-            let result = self
-                .store
-                .transition(
-                    requeued.id,
-                    &Transition::canceled_in_queue(requeued.attempt_number, crate::domain::now()),
-                )
-                .await?;
-            if let Some(call) = result.call() {
+            if let Some(call) = self.dialer.cancel_in_queue(requeued).await?.call() {
                 return Ok(call.clone());
             }
         }
@@ -378,6 +361,23 @@ impl Dialer {
 
     pub fn pbx(&self) -> &Arc<dyn Pbx> {
         &self.pbx
+    }
+
+    /// Ends a call still waiting in the queue `canceled`, never dialed, unless it was
+    /// claimed meanwhile; a new call leaving the queue this way frees its place in the
+    /// user's queue count.
+    pub async fn cancel_in_queue(&self, call: &Call) -> Result<TransitionResult, StoreError> {
+        let result = self
+            .store
+            .transition(
+                call.id,
+                &Transition::canceled_in_queue(call.attempt_number, crate::domain::now()),
+            )
+            .await?;
+        if result.applied() && call.attempt_number == 1 {
+            self.pacer.dequeue(&call.owner).await?;
+        }
+        Ok(result)
     }
 
     /// Dials a call claimed from the queue, unless a cancel reached it in the meantime

@@ -267,16 +267,7 @@ impl Dispatcher {
             return Ok(false);
         }
         if call.cancel_requested_at.is_some() {
-            let result = self
-                .calls
-                .transition(
-                    call.id,
-                    &Transition::canceled_in_queue(call.attempt_number, now),
-                )
-                .await?;
-            if result.applied() && call.attempt_number == 1 {
-                self.pacer.dequeue(&call.owner).await?;
-            }
+            self.dialer.cancel_in_queue(&call).await?;
             return Ok(false);
         }
         if let Some(window) = &call.window
