@@ -371,6 +371,10 @@ impl CallStore for FlakyStore {
         self.check()?;
         self.inner.claim_idempotency_key(o, k, id, ttl).await
     }
+    async fn idempotency_binding(&self, o: &str, k: &str) -> Result<Option<Uuid>, StoreError> {
+        self.check()?;
+        self.inner.idempotency_binding(o, k).await
+    }
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         self.check()?;
         self.inner.active_calls().await
@@ -413,6 +417,15 @@ impl CallStore for FlakyStore {
     ) -> Result<Vec<dialer_core::store::QueuedCall>, StoreError> {
         self.check()?;
         self.inner.due_calls(now, limit).await
+    }
+    async fn due_calls_of(
+        &self,
+        owner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<dialer_core::store::QueuedCall>, StoreError> {
+        self.check()?;
+        self.inner.due_calls_of(owner, now, limit).await
     }
 }
 

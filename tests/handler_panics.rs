@@ -43,6 +43,9 @@ impl CallStore for BrokenStore {
     ) -> Result<Option<Uuid>, StoreError> {
         Ok(None)
     }
+    async fn idempotency_binding(&self, _: &str, _: &str) -> Result<Option<Uuid>, StoreError> {
+        Ok(None)
+    }
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         Ok(Vec::new())
     }
@@ -75,6 +78,14 @@ impl CallStore for BrokenStore {
     }
     async fn due_calls(
         &self,
+        _: chrono::DateTime<chrono::Utc>,
+        _: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn due_calls_of(
+        &self,
+        _: &str,
         _: chrono::DateTime<chrono::Utc>,
         _: usize,
     ) -> Result<Vec<QueuedCall>, StoreError> {

@@ -411,39 +411,51 @@ fn on_items<'a>(statements: &[&'a Value], prefix: &str) -> Vec<&'a Value> {
 }
 
 #[test]
-fn the_calls_table_has_the_queue_index_the_store_queries() {
-    use dialer_store_dynamo::{QUEUE_INDEX, QUEUE_INDEX_ATTRIBUTES};
+fn the_calls_table_has_the_queue_indexes_the_store_queries() {
+    use dialer_store_dynamo::{
+        OWNER_QUEUE_INDEX, OWNER_QUEUE_INDEX_ATTRIBUTES, QUEUE_INDEX, QUEUE_INDEX_ATTRIBUTES,
+    };
     let template = template();
     let table = &template["Resources"]["CallsTable"]["Properties"];
-    let index = table["GlobalSecondaryIndexes"]
-        .as_sequence()
-        .expect("GlobalSecondaryIndexes")
-        .iter()
-        .find(|i| i["IndexName"].as_str() == Some(QUEUE_INDEX))
-        .unwrap_or_else(|| panic!("no {QUEUE_INDEX} on the calls table"));
-    let key: Vec<(&str, &str)> = index["KeySchema"]
-        .as_sequence()
-        .expect("KeySchema")
-        .iter()
-        .map(|k| {
-            (
-                k["AttributeName"].as_str().unwrap_or_default(),
-                k["KeyType"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
-    assert_eq!(key, [("queue", "HASH"), ("queue_at", "RANGE")]);
-    assert_eq!(
-        index["Projection"]["ProjectionType"].as_str(),
-        Some("INCLUDE")
-    );
-    let projected: BTreeSet<&str> = index["Projection"]["NonKeyAttributes"]
-        .as_sequence()
-        .expect("NonKeyAttributes")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(projected, QUEUE_INDEX_ATTRIBUTES.into_iter().collect());
+    for (name, partition, attributes) in [
+        (QUEUE_INDEX, "queue", &QUEUE_INDEX_ATTRIBUTES[..]),
+        (
+            OWNER_QUEUE_INDEX,
+            "owner",
+            &OWNER_QUEUE_INDEX_ATTRIBUTES[..],
+        ),
+    ] {
+        let index = table["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .expect("GlobalSecondaryIndexes")
+            .iter()
+            .find(|i| i["IndexName"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} on the calls table"));
+        let key: Vec<(&str, &str)> = index["KeySchema"]
+            .as_sequence()
+            .expect("KeySchema")
+            .iter()
+            .map(|k| {
+                (
+                    k["AttributeName"].as_str().unwrap_or_default(),
+                    k["KeyType"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(key, [(partition, "HASH"), ("queue_at", "RANGE")], "{name}");
+        assert_eq!(
+            index["Projection"]["ProjectionType"].as_str(),
+            Some("INCLUDE"),
+            "{name}"
+        );
+        let projected: BTreeSet<&str> = index["Projection"]["NonKeyAttributes"]
+            .as_sequence()
+            .expect("NonKeyAttributes")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(projected, attributes.iter().copied().collect(), "{name}");
+    }
     let defined: BTreeSet<&str> = table["AttributeDefinitions"]
         .as_sequence()
         .expect("AttributeDefinitions")
@@ -451,7 +463,9 @@ fn the_calls_table_has_the_queue_index_the_store_queries() {
         .filter(|a| a["AttributeType"].as_str() == Some("S"))
         .filter_map(|a| a["AttributeName"].as_str())
         .collect();
-    assert!(defined.contains("queue") && defined.contains("queue_at"));
+    for attribute in ["queue", "queue_at", "owner"] {
+        assert!(defined.contains(attribute), "{attribute} is defined");
+    }
 }
 
 #[test]
@@ -501,6 +515,10 @@ fn originate_and_the_bridge_get_the_pacing_limits_and_may_use_the_pacing_state()
     assert!(
         allows(&bridge, "/index/queue-index", "dynamodb:Query"),
         "the dispatcher lists the queue"
+    );
+    assert!(
+        allows(&bridge, "/index/owner-queue-index", "dynamodb:Query"),
+        "the dispatcher lists each user's queue"
     );
     assert!(
         allows(&bridge, "CallsTable.Arn", "dynamodb:PutItem"),

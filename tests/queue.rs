@@ -2,7 +2,7 @@
 //! notes the time of every originate), on the in-process store, DynamoDB and
 //! PostgreSQL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -335,6 +335,126 @@ async fn a_users_own_limit_holds_while_other_users_go_on_in_process() {
 async fn a_users_own_limit_holds_while_other_users_go_on_on_postgres() {
     let (store, _schema) = postgres().await;
     a_users_own_limit_holds_while_other_users_go_on(store).await;
+}
+
+/// One user's backlog, many batches deep, and another user's few calls queued after
+/// it: the second user's calls are dialed among the first, not after the backlog.
+async fn a_backlog_deeper_than_a_batch_does_not_hold_back_another_users_calls(
+    store: Arc<dyn Store>,
+) {
+    let limits = TrunkLimits {
+        calls_per_second: None,
+        concurrent_calls: Some(2),
+    };
+    let mut trunk = Trunk::start(store, limits, 0.02).await;
+    let alices = trunk.place_at_once("alice", BUSY, 30).await;
+    let bobs = trunk.place_at_once("bob", BUSY, 3).await;
+    assert!(
+        bobs.iter().all(|c| c.status == CallStatus::Queued),
+        "the trunk is full of alice's calls: bob's wait"
+    );
+    // A batch of 4 holds alice's calls alone: bob's are 28 places behind in the queue.
+    trunk.run_dispatcher_with(dialer_core::service::DispatchTiming {
+        batch: 4,
+        ..integration::queue::fast_dispatch()
+    });
+    trunk.all_final(&alices, LIMIT).await;
+    trunk.all_final(&bobs, LIMIT).await;
+    let mut originates = trunk.originates();
+    originates.sort_by_key(|(_, at)| *at);
+    let order: Vec<String> = originates.into_iter().map(|(id, _)| id).collect();
+    let queued_alices: HashSet<String> = alices
+        .iter()
+        .filter(|c| c.status == CallStatus::Queued)
+        .map(|c| c.id.to_string())
+        .collect();
+    let dispatched: Vec<&String> = order
+        .iter()
+        .filter(|id| queued_alices.contains(*id) || bobs.iter().any(|b| b.id.to_string() == **id))
+        .collect();
+    let bob_places: Vec<usize> = bobs
+        .iter()
+        .map(|b| {
+            let id = b.id.to_string();
+            dispatched
+                .iter()
+                .position(|d| **d == id)
+                .expect("bob's call dialed once")
+        })
+        .collect();
+    // Turns: alice, bob, alice, bob, alice, bob (give or take who goes first).
+    assert!(
+        bob_places.iter().all(|p| *p < 8),
+        "bob's calls went out at places {bob_places:?} of {} dispatched",
+        dispatched.len()
+    );
+    assert!(dials_per_call(&trunk).values().all(|n| *n == 1));
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_deeper_than_a_batch_does_not_hold_back_another_users_calls_in_process() {
+    a_backlog_deeper_than_a_batch_does_not_hold_back_another_users_calls(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_deeper_than_a_batch_does_not_hold_back_another_users_calls_on_dynamodb() {
+    a_backlog_deeper_than_a_batch_does_not_hold_back_another_users_calls(dynamodb().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_deeper_than_a_batch_does_not_hold_back_another_users_calls_on_postgres() {
+    let (store, _schema) = postgres().await;
+    a_backlog_deeper_than_a_batch_does_not_hold_back_another_users_calls(store).await;
+}
+
+/// A user whose calls are queued while another's deep backlog is being dialed gets
+/// turns once the dispatcher learns of them (its reconciliation, 500 ms here), long
+/// before the backlog is through.
+async fn a_user_queueing_behind_a_running_backlog_gets_turns_soon(store: Arc<dyn Store>) {
+    let limits = TrunkLimits {
+        calls_per_second: None,
+        concurrent_calls: Some(2),
+    };
+    let mut trunk = Trunk::start(store, limits, 0.02).await;
+    let alices = trunk.place_at_once("alice", ANSWERS, 60).await;
+    trunk.run_dispatcher_with(dialer_core::service::DispatchTiming {
+        batch: 4,
+        ..integration::queue::fast_dispatch()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let bobs = trunk.place_at_once("bob", ANSWERS, 3).await;
+    trunk.all_final(&alices, LIMIT).await;
+    trunk.all_final(&bobs, LIMIT).await;
+    let mut originates = trunk.originates();
+    originates.sort_by_key(|(_, at)| *at);
+    let order: Vec<String> = originates.into_iter().map(|(id, _)| id).collect();
+    let last_bob = bobs
+        .iter()
+        .map(|b| {
+            let id = b.id.to_string();
+            order.iter().position(|o| *o == id).expect("dialed")
+        })
+        .max()
+        .expect("three");
+    assert!(
+        last_bob < order.len() - 20,
+        "bob's last call went out at {last_bob} of {}",
+        order.len()
+    );
+    assert!(dials_per_call(&trunk).values().all(|n| *n == 1));
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_queueing_behind_a_running_backlog_gets_turns_soon_in_process() {
+    a_user_queueing_behind_a_running_backlog_gets_turns_soon(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_queueing_behind_a_running_backlog_gets_turns_soon_on_postgres() {
+    let (store, _schema) = postgres().await;
+    a_user_queueing_behind_a_running_backlog_gets_turns_soon(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

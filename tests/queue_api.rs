@@ -45,8 +45,16 @@ async fn queued_calls_wait_their_turn_and_a_full_queue_answers_429(database_url:
     let first: Value = first.json().await.expect("json");
     assert_ne!(first["status"], "queued", "{first}");
     let mut queued = Vec::new();
-    for _ in 0..2 {
-        let response = api.interaction(&token, RINGS, ringing.clone()).await;
+    for n in 0..2 {
+        let response = api
+            .http
+            .post(format!("{}/api/v2/interaction/{RINGS}", api.base))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", format!("queued-{n}"))
+            .json(&ringing)
+            .send()
+            .await
+            .expect("request");
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.expect("json");
         assert_eq!(body["status"], "queued", "{body}");
@@ -54,6 +62,23 @@ async fn queued_calls_wait_their_turn_and_a_full_queue_answers_429(database_url:
     }
     let full = api.interaction(&token, RINGS, ringing.clone()).await;
     assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A repeat of an accepted request is answered with its call, full queue or not.
+    let repeat = api
+        .http
+        .post(format!("{}/api/v2/interaction/{RINGS}", api.base))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "queued-1")
+        .json(&ringing)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(repeat.status(), StatusCode::OK);
+    let repeat: Value = repeat.json().await.expect("json");
+    assert_eq!(
+        repeat["call_id"].as_str(),
+        Some(queued[1].as_str()),
+        "{repeat}"
+    );
     let retry_after: u64 = full
         .headers()
         .get("retry-after")

@@ -489,6 +489,30 @@ pub async fn an_idempotency_key_binds_once_per_owner(store: Arc<dyn Store>) {
         store.get_call(first).await.expect("get").is_none(),
         "a binding is not a call"
     );
+    let bound = |owner: &'static str, key: &'static str| {
+        let store = store.clone();
+        async move { store.idempotency_binding(owner, key).await.expect("read") }
+    };
+    assert_eq!(bound("alice", "key-1").await, Some(first));
+    assert_eq!(bound("bob", "key-1").await, Some(second));
+    assert_eq!(bound("alice", "key-2").await, None, "a read binds nothing");
+    assert_eq!(
+        store
+            .claim_idempotency_key("alice", "key-2", second, 60)
+            .await
+            .expect("claim"),
+        None,
+        "the key read before is still free"
+    );
+    let lapsed = Uuid::new_v4();
+    assert_eq!(
+        store
+            .claim_idempotency_key("carol", "key-1", lapsed, -5)
+            .await
+            .expect("claim"),
+        None
+    );
+    assert_eq!(bound("carol", "key-1").await, None, "a lapsed binding");
 }
 
 pub async fn a_users_token_version_is_kept(store: Arc<dyn Store>) {
@@ -1233,6 +1257,58 @@ pub async fn due_calls_lists_the_queued_calls_due_in_queue_order(store: Arc<dyn 
     assert_eq!(whole.last().map(|q| q.id), Some(later.id));
 }
 
+pub async fn a_users_queue_lists_only_their_due_calls_in_queue_order(store: Arc<dyn Store>) {
+    let at = now();
+    let ago = |s: i64| at - Duration::seconds(s);
+    let first = queued_call("alice", ago(60), ago(30));
+    let bobs = queued_call("bob", ago(70), ago(40));
+    let second = queued_call("alice", ago(50), ago(10));
+    let mut retried = queued_call("alice", ago(90), ago(5));
+    retried.attempt_number = 2;
+    let later = queued_call("alice", ago(80), at + Duration::minutes(5));
+    let dialing = new_call("alice");
+    for call in [&later, &retried, &bobs, &second, &dialing, &first] {
+        insert(&*store, call).await;
+    }
+    let alices: Vec<QueuedCall> = [&first, &second, &retried]
+        .into_iter()
+        .map(|c| QueuedCall::of(c).expect("queued"))
+        .collect();
+    assert_eq!(
+        store.due_calls_of("alice", at, 100).await.expect("due"),
+        alices
+    );
+    assert_eq!(
+        store.due_calls_of("alice", at, 2).await.expect("due"),
+        alices[..2].to_vec(),
+        "the limit keeps the first ones"
+    );
+    assert_eq!(
+        store.due_calls_of("bob", at, 100).await.expect("due"),
+        [QueuedCall::of(&bobs).expect("queued")]
+    );
+    assert_eq!(store.due_calls_of("carol", at, 100).await.expect("due"), []);
+    let claimed = store
+        .transition(first.id, &Transition::claim(1, false, at))
+        .await
+        .expect("claim");
+    assert!(claimed.applied(), "{claimed:?}");
+    assert_eq!(
+        store.due_calls_of("alice", at, 100).await.expect("due"),
+        alices[1..].to_vec(),
+        "a claimed call leaves its user's queue"
+    );
+    assert_eq!(
+        store
+            .due_calls_of("alice", at + Duration::minutes(10), 100)
+            .await
+            .expect("due")
+            .last()
+            .map(|q| q.id),
+        Some(later.id)
+    );
+}
+
 pub async fn concurrent_claims_of_one_queued_call_apply_once(store: Arc<dyn Store>) {
     for _ in 0..3 {
         let at = now();
@@ -1672,6 +1748,7 @@ contract!(
     a_users_webhook_settings_are_kept,
     a_queued_call_with_every_scheduling_field_reads_back_exactly,
     due_calls_lists_the_queued_calls_due_in_queue_order,
+    a_users_queue_lists_only_their_due_calls_in_queue_order,
     concurrent_claims_of_one_queued_call_apply_once,
     a_retried_attempt_goes_back_to_the_queue_and_late_news_of_it_is_refused,
     a_pacing_state_is_written_only_at_the_version_it_was_read,

@@ -100,6 +100,11 @@ impl Trunk {
 
     /// A dispatcher on this trunk's store, PBX and pacer, not yet running.
     pub fn dispatcher(&self) -> Dispatcher {
+        self.dispatcher_with(fast_dispatch())
+    }
+
+    /// The same, with its own timing.
+    pub fn dispatcher_with(&self, timing: DispatchTiming) -> Dispatcher {
         let health = self.health.clone();
         Dispatcher::new(
             self.store.clone(),
@@ -110,7 +115,7 @@ impl Trunk {
                 self.pacer.clone(),
             ),
             Arc::new(move || health.connected()),
-            fast_dispatch(),
+            timing,
             Arc::new(Metrics::new()),
         )
     }
@@ -121,9 +126,19 @@ impl Trunk {
         self.dispatchers.push(running);
     }
 
+    /// Starts a dispatcher with its own timing that runs until the trunk stops.
+    pub fn run_dispatcher_with(&mut self, timing: DispatchTiming) {
+        let running = self.spawn(self.dispatcher_with(timing));
+        self.dispatchers.push(running);
+    }
+
     pub fn spawn_dispatcher(&self) -> RunningDispatcher {
+        self.spawn(self.dispatcher())
+    }
+
+    fn spawn(&self, dispatcher: Dispatcher) -> RunningDispatcher {
         let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(self.dispatcher().run(async move {
+        let task = tokio::spawn(dispatcher.run(async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         RunningDispatcher { stop, task }

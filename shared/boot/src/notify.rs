@@ -401,6 +401,14 @@ impl CallStore for Watched {
             .await
     }
 
+    async fn idempotency_binding(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        self.calls.idempotency_binding(owner, key).await
+    }
+
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         self.calls.active_calls().await
     }
@@ -446,6 +454,15 @@ impl CallStore for Watched {
         limit: usize,
     ) -> Result<Vec<QueuedCall>, StoreError> {
         self.calls.due_calls(now, limit).await
+    }
+
+    async fn due_calls_of(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
+        self.calls.due_calls_of(owner, now, limit).await
     }
 }
 

@@ -50,6 +50,12 @@ pub const QUEUE_INDEX: &str = "queue-index";
 /// The attributes [`QUEUE_INDEX`] projects besides its keys and the table's.
 pub const QUEUE_INDEX_ATTRIBUTES: [&str; 4] =
     ["owner", "attempt_number", "created_at", "queued_until"];
+/// Each user's queue: the same calls partitioned by `owner`, in the same order; sparse
+/// like [`QUEUE_INDEX`] since only a queued call has `queue_at`.
+pub const OWNER_QUEUE_INDEX: &str = "owner-queue-index";
+/// The attributes [`OWNER_QUEUE_INDEX`] projects besides its keys and the table's.
+pub const OWNER_QUEUE_INDEX_ATTRIBUTES: [&str; 3] =
+    ["attempt_number", "created_at", "queued_until"];
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -103,7 +109,7 @@ impl DynamoStore {
     }
 
     /// Creates both tables with their indexes ([`OWNER_INDEX`], [`ACTIVE_INDEX`],
-    /// [`QUEUE_INDEX`]) and TTL, and the calls table's stream
+    /// [`QUEUE_INDEX`], [`OWNER_QUEUE_INDEX`]) and TTL, and the calls table's stream
     /// (what feeds webhook delivery in AWS), for tests and first-time local setup; in
     /// AWS the stack creates them.
     pub async fn create_tables(&self) -> Result<(), StoreError> {
@@ -118,6 +124,25 @@ impl DynamoStore {
             KeySchemaElement::builder()
                 .attribute_name(name)
                 .key_type(kind)
+                .build()
+                .map_err(unavailable)
+        };
+        let queue_index = |name: &str,
+                           pk: &str,
+                           attributes: &[&str]|
+         -> Result<GlobalSecondaryIndex, StoreError> {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(pk, KeyType::Hash)?)
+                .key_schema(key("queue_at", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .set_non_key_attributes(Some(
+                            attributes.iter().map(|a| (*a).to_owned()).collect(),
+                        ))
+                        .build(),
+                )
                 .build()
                 .map_err(unavailable)
         };
@@ -147,22 +172,12 @@ impl DynamoStore {
             .key_schema(key("call_id", KeyType::Hash)?)
             .global_secondary_indexes(index(OWNER_INDEX, "owner")?)
             .global_secondary_indexes(index(ACTIVE_INDEX, "active")?)
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(QUEUE_INDEX)
-                    .key_schema(key("queue", KeyType::Hash)?)
-                    .key_schema(key("queue_at", KeyType::Range)?)
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::Include)
-                            .set_non_key_attributes(Some(
-                                QUEUE_INDEX_ATTRIBUTES.map(str::to_owned).to_vec(),
-                            ))
-                            .build(),
-                    )
-                    .build()
-                    .map_err(unavailable)?,
-            )
+            .global_secondary_indexes(queue_index(QUEUE_INDEX, "queue", &QUEUE_INDEX_ATTRIBUTES)?)
+            .global_secondary_indexes(queue_index(
+                OWNER_QUEUE_INDEX,
+                "owner",
+                &OWNER_QUEUE_INDEX_ATTRIBUTES,
+            )?)
             .stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
@@ -408,7 +423,7 @@ impl CallStore for DynamoStore {
     ) -> Result<Option<Uuid>, StoreError> {
         // Bindings live in the calls table under a key no call id can take; they carry
         // no `status`, `owner` or `active`, so no index and no call read sees them.
-        let slot = format!("idempotency#{owner}#{key}");
+        let slot = idempotency_slot(owner, key);
         let now = Utc::now().timestamp();
         let result = self
             .client
@@ -430,6 +445,21 @@ impl CallStore for DynamoStore {
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    /// A lapsed binding may still be on record until the TTL sweeps it: its
+    /// `expires_at` decides.
+    async fn idempotency_binding(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let now = Utc::now().timestamp();
+        let item = self.read_slot(&idempotency_slot(owner, key)).await?;
+        Ok(item
+            .filter(|i| number(i, "expires_at").is_some_and(|at| at >= now))
+            .and_then(|i| text(&i, "target"))
+            .and_then(|t| Uuid::try_parse(&t).ok()))
     }
 
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
@@ -515,6 +545,33 @@ impl CallStore for DynamoStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<QueuedCall>, StoreError> {
+        self.queue_range(QUEUE_INDEX, "queue", "1", now, limit)
+            .await
+    }
+
+    /// A range of [`OWNER_QUEUE_INDEX`]: the user's own queue, as consistent as
+    /// [`QUEUE_INDEX`].
+    async fn due_calls_of(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
+        self.queue_range(OWNER_QUEUE_INDEX, "owner", owner, now, limit)
+            .await
+    }
+}
+
+impl DynamoStore {
+    /// Up to `limit` calls due by `now` from one partition of a queue index.
+    async fn queue_range(
+        &self,
+        index: &str,
+        partition: &str,
+        value: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
         let mut due = Vec::new();
         if limit == 0 {
             return Ok(due);
@@ -526,10 +583,10 @@ impl CallStore for DynamoStore {
                 .client
                 .query()
                 .table_name(&self.calls_table)
-                .index_name(QUEUE_INDEX)
-                .key_condition_expression("#pk = :queue AND queue_at <= :upper")
-                .expression_attribute_names("#pk", "queue")
-                .expression_attribute_values(":queue", s("1".to_owned()))
+                .index_name(index)
+                .key_condition_expression("#pk = :partition AND queue_at <= :upper")
+                .expression_attribute_names("#pk", partition)
+                .expression_attribute_values(":partition", s(value.to_owned()))
                 .expression_attribute_values(":upper", s(queue_upper_bound(now)))
                 .scan_index_forward(true)
                 .limit(i32::try_from(want).unwrap_or(i32::MAX))
@@ -689,6 +746,10 @@ impl DynamoStore {
             .map_err(unavailable)?;
         Ok(output.item)
     }
+}
+
+fn idempotency_slot(owner: &str, key: &str) -> String {
+    format!("idempotency#{owner}#{key}")
 }
 
 fn pacing_slot(key: &str) -> String {

@@ -318,6 +318,24 @@ impl CallStore for PgStore {
             .transpose()
     }
 
+    async fn idempotency_binding(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        sqlx::query(
+            "SELECT call_id FROM idempotency_keys
+             WHERE owner = $1 AND key = $2 AND expires_at >= now()",
+        )
+        .bind(owner)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|row| row.try_get::<Uuid, _>("call_id").map_err(unavailable))
+        .transpose()
+    }
+
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         let sql = concat!(
             "SELECT ",
@@ -431,22 +449,45 @@ impl CallStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                Ok(QueuedCall {
-                    id: row.try_get("call_id").map_err(unavailable)?,
-                    owner: row.try_get("owner").map_err(unavailable)?,
-                    attempt_number: u32::try_from(
-                        row.try_get::<i32, _>("attempt_number")
-                            .map_err(unavailable)?,
-                    )
-                    .unwrap_or(1),
-                    due_at: row.try_get("due_at").map_err(unavailable)?,
-                    created_at: row.try_get("created_at").map_err(unavailable)?,
-                })
-            })
-            .collect()
+        rows.iter().map(queued_call_of_row).collect()
     }
+
+    /// One user's queue by its index (`calls_queue_owner`), in the same order.
+    async fn due_calls_of(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT call_id, owner, attempt_number, created_at,",
+            " COALESCE(queued_until, created_at) AS due_at FROM calls",
+            " WHERE status = 'queued' AND owner = $1",
+            " AND COALESCE(queued_until, created_at) <= $2",
+            " ORDER BY COALESCE(queued_until, created_at), created_at, call_id LIMIT $3"
+        ))
+        .bind(owner)
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(queued_call_of_row).collect()
+    }
+}
+
+fn queued_call_of_row(row: &PgRow) -> Result<QueuedCall, StoreError> {
+    Ok(QueuedCall {
+        id: row.try_get("call_id").map_err(unavailable)?,
+        owner: row.try_get("owner").map_err(unavailable)?,
+        attempt_number: u32::try_from(
+            row.try_get::<i32, _>("attempt_number")
+                .map_err(unavailable)?,
+        )
+        .unwrap_or(1),
+        due_at: row.try_get("due_at").map_err(unavailable)?,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+    })
 }
 
 /// Pacing states are rows of `pacing`, each with the version its next write must find.

@@ -221,6 +221,12 @@ impl CallService {
         let owner = call.owner.clone();
         let limits = user.map(|u| u.limits).unwrap_or_default();
         if let Err(full) = self.pacer.enqueue(&owner, limits).await? {
+            // A repeat of a request that was accepted gets its call, full queue or not.
+            if let Some(key) = idempotency_key
+                && let Some(existing) = self.store.idempotency_binding(&owner, key).await?
+            {
+                return self.queries.call_of(&owner, &existing.to_string()).await;
+            }
             return Err(ServiceError::QueueFull {
                 retry_after_seconds: queue_full_retry_after(full.queued, self.pacer.limits()),
             });

@@ -68,6 +68,11 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     /// The calls this dispatcher is dialing now.
     in_flight: Arc<Mutex<HashSet<Uuid>>>,
+    /// The users with calls in the queue, as the last reconciliation found them and
+    /// the rounds since saw: whose queues a round reads when one batch of the whole
+    /// queue cannot show every user. A hint, rebuilt from the store at every
+    /// reconciliation: no limit or claim rests on it.
+    waiting_users: Arc<Mutex<HashSet<String>>>,
 }
 
 /// What one round of the dispatcher did.
@@ -102,6 +107,7 @@ impl Dispatcher {
             timing,
             metrics,
             in_flight: Arc::default(),
+            waiting_users: Arc::default(),
         }
     }
 
@@ -174,8 +180,7 @@ impl Dispatcher {
         let now = crate::domain::now();
         let horizon = now + chrono::Duration::from_std(self.timing.poll).unwrap_or_default();
         let (due, soon): (Vec<_>, Vec<_>) = self
-            .calls
-            .due_calls(horizon, self.timing.batch)
+            .listing(horizon)
             .await?
             .into_iter()
             .partition(|q| q.due_at <= now);
@@ -249,6 +254,47 @@ impl Dispatcher {
             debug!(claimed = round.claimed, "dispatched queued calls");
         }
         Ok(round)
+    }
+
+    /// The calls due by `horizon` that a round chooses from. Mostly one batch of the
+    /// whole queue, soonest first, which shows every user with calls due. When the
+    /// queue is deeper than that batch it may hold one user's backlog alone; then the
+    /// head of every waiting user's own queue is added, so that the users still take
+    /// turns across the whole queue.
+    async fn listing(&self, horizon: DateTime<Utc>) -> Result<Vec<QueuedCall>, StoreError> {
+        let batch = self.timing.batch.max(1);
+        let mut listed = self.calls.due_calls(horizon, batch).await?;
+        let mut waiting = self
+            .waiting_users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        waiting.extend(listed.iter().map(|q| q.owner.clone()));
+        if listed.len() < batch || waiting.len() < 2 {
+            return Ok(listed);
+        }
+        // Each user's head, as deep as a round could take of it when every user
+        // takes a turn.
+        let depth = (batch / waiting.len()).max(1);
+        let mut seen: HashSet<Uuid> = listed.iter().map(|q| q.id).collect();
+        let mut emptied = Vec::new();
+        let mut users: Vec<String> = waiting.into_iter().collect();
+        users.sort();
+        for user in users {
+            let head = self.calls.due_calls_of(&user, horizon, depth).await?;
+            if head.is_empty() {
+                emptied.push(user);
+                continue;
+            }
+            listed.extend(head.into_iter().filter(|q| seen.insert(q.id)));
+        }
+        if !emptied.is_empty() {
+            let mut waiting = self.waiting_users.lock().unwrap_or_else(|p| p.into_inner());
+            for user in &emptied {
+                waiting.remove(user);
+            }
+        }
+        Ok(listed)
     }
 
     /// Whether the queued call may be claimed now, from its record: a call whose cancel
@@ -349,6 +395,11 @@ impl Dispatcher {
     pub async fn reconcile(&self, memory: &mut ReconcileMemory) -> Result<(), StoreError> {
         let active = self.calls.active_calls().await?;
         let now = crate::domain::now();
+        *self.waiting_users.lock().unwrap_or_else(|p| p.into_inner()) = active
+            .iter()
+            .filter(|c| c.status == CallStatus::Queued)
+            .map(|c| c.owner.clone())
+            .collect();
         let holding: HashSet<(Uuid, u32)> = active
             .iter()
             .filter(|c| c.status != CallStatus::Queued)

@@ -64,6 +64,25 @@ impl MemoryStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Up to `limit` of the queued calls due by `now` that `keep` keeps, in queue order.
+    fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        keep: impl Fn(&QueuedCall) -> bool,
+    ) -> Vec<QueuedCall> {
+        let inner = self.lock();
+        let mut due: Vec<QueuedCall> = inner
+            .queued
+            .iter()
+            .filter_map(|id| QueuedCall::of(inner.calls.get(id)?))
+            .filter(|q| q.due_at <= now && keep(q))
+            .collect();
+        due.sort_by_key(QueuedCall::order_key);
+        due.truncate(limit);
+        due
+    }
 }
 
 #[async_trait]
@@ -126,6 +145,20 @@ impl CallStore for MemoryStore {
                 Ok(None)
             }
         }
+    }
+
+    async fn idempotency_binding(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let now = Utc::now();
+        Ok(self
+            .lock()
+            .idempotency
+            .get(&(owner.to_owned(), key.to_owned()))
+            .filter(|(_, expires)| *expires > now)
+            .map(|(id, _)| *id))
     }
 
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
@@ -206,16 +239,16 @@ impl CallStore for MemoryStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<QueuedCall>, StoreError> {
-        let inner = self.lock();
-        let mut due: Vec<QueuedCall> = inner
-            .queued
-            .iter()
-            .filter_map(|id| QueuedCall::of(inner.calls.get(id)?))
-            .filter(|q| q.due_at <= now)
-            .collect();
-        due.sort_by_key(QueuedCall::order_key);
-        due.truncate(limit);
-        Ok(due)
+        Ok(self.due(now, limit, |_| true))
+    }
+
+    async fn due_calls_of(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError> {
+        Ok(self.due(now, limit, |q| q.owner == owner))
     }
 }
 

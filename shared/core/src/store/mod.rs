@@ -153,6 +153,12 @@ pub trait CallStore: Send + Sync {
         ttl_seconds: i64,
     ) -> Result<Option<Uuid>, StoreError>;
 
+    /// The call `owner`'s idempotency `key` is bound to, if it is bound and has not
+    /// lapsed; binds nothing. A request refused before it could bind its key (a full
+    /// queue) still answers a repeat of an earlier request with that request's call.
+    async fn idempotency_binding(&self, owner: &str, key: &str)
+    -> Result<Option<Uuid>, StoreError>;
+
     /// Every call not yet in a final status: what the bridge reconciles after a reconnect.
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError>;
 
@@ -200,6 +206,17 @@ pub trait CallStore: Send + Sync {
     /// dialed once.
     async fn due_calls(
         &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QueuedCall>, StoreError>;
+
+    /// One user's part of the queue: up to `limit` of `owner`'s `queued` calls due by
+    /// `now`, in the order of [`CallStore::due_calls`]. The dispatcher reads it for each
+    /// user with calls waiting when the queue is deeper than one batch, so that a long
+    /// backlog of one user cannot hold back another's calls queued after it.
+    async fn due_calls_of(
+        &self,
+        owner: &str,
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<QueuedCall>, StoreError>;
