@@ -7,7 +7,8 @@
 //! comes from a [`SecretSource`], so a rotated key is used as soon as the source sees it;
 //! tokens signed with the key before it stay valid until they expire.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use hmac::{Hmac, Mac};
@@ -15,9 +16,9 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::secrets::{SecretError, SecretSource};
+use crate::secrets::{Secret, SecretError, SecretSource};
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub iat: i64,
@@ -53,7 +54,24 @@ const CLOCK_SKEW_SECONDS: i64 = 5;
 pub struct Tokens {
     settings: TokenSettings,
     key: Arc<dyn SecretSource>,
+    /// Tokens this process verified lately, by their text, so that a client's token is
+    /// parsed and its signature checked once rather than on every request (it was a
+    /// fifth of a status GET). Only correctly signed tokens enter. Each use checks the
+    /// claims again (a token expires here as anywhere) and that the key which signed it
+    /// is still current or previous (a key rotated out takes its tokens with it).
+    verified: Mutex<HashMap<String, Verified>>,
 }
+
+/// A correctly signed token's claims and the key that signed it.
+struct Verified {
+    claims: Claims,
+    key: Secret,
+}
+
+/// Verified tokens kept at most; past it the map starts again empty. Only tokens that
+/// this deployment signed can enter, so this bounds memory against many users' tokens,
+/// not against forgers.
+const VERIFIED_CAPACITY: usize = 4_096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -65,7 +83,11 @@ pub enum TokenError {
 
 impl Tokens {
     pub fn new(settings: TokenSettings, key: Arc<dyn SecretSource>) -> Self {
-        Self { settings, key }
+        Self {
+            settings,
+            key,
+            verified: Mutex::default(),
+        }
     }
 
     pub fn ttl_seconds(&self) -> i64 {
@@ -98,38 +120,73 @@ impl Tokens {
     /// still exists and the version is current is for the caller to check.
     pub async fn verify(&self, token: &str) -> Result<TokenSubject, TokenError> {
         let current = self.key.current().await?;
-        if let Some(sub) = self.verify_with(token, current.expose()) {
-            return Ok(sub);
+        let now = Utc::now().timestamp();
+        if let Some(signer) = self.signer_on_record(token) {
+            let in_force =
+                signer == current || self.key.previous().await.is_some_and(|p| p == signer);
+            if in_force {
+                return self.subject_at(token, now).ok_or(TokenError::Invalid);
+            }
+            self.forget(token);
+        }
+        if let Some(claims) = signed_claims(token, current.expose()) {
+            return self.admit(token, claims, current, now);
         }
         match self.key.previous().await {
-            Some(previous) => self
-                .verify_with(token, previous.expose())
-                .ok_or(TokenError::Invalid),
+            Some(previous) => match signed_claims(token, previous.expose()) {
+                Some(claims) => self.admit(token, claims, previous, now),
+                None => Err(TokenError::Invalid),
+            },
             None => Err(TokenError::Invalid),
         }
     }
 
-    fn verify_with(&self, token: &str, key: &str) -> Option<TokenSubject> {
-        // header.payload.signature, no more parts and no fewer.
-        let (message, signature) = token.rsplit_once('.')?;
-        let (header, payload) = message.rsplit_once('.')?;
-        let header: Header = serde_json::from_slice(&base64url_decode(header)?).ok()?;
-        if header.alg != "HS256" || !header.is_plain() {
-            return None;
-        }
-        // Constant time.
-        mac(key, message)
-            .verify_slice(&base64url_decode(signature)?)
-            .ok()?;
-        let claims: Claims = serde_json::from_slice(&base64url_decode(payload)?).ok()?;
-        let now = Utc::now().timestamp();
-        if !self.claims_hold(&claims, now) {
-            return None;
-        }
-        Some(TokenSubject {
-            username: claims.sub,
+    /// The key that signed `token`, when this process verified it before.
+    fn signer_on_record(&self, token: &str) -> Option<Secret> {
+        self.verified_tokens()
+            .get(token)
+            .map(|entry| entry.key.clone())
+    }
+
+    /// The subject of a token on record, if its claims hold at `now`.
+    fn subject_at(&self, token: &str, now: i64) -> Option<TokenSubject> {
+        let verified = self.verified_tokens();
+        let claims = &verified.get(token)?.claims;
+        self.claims_hold(claims, now).then(|| TokenSubject {
+            username: claims.sub.clone(),
             version: claims.ver,
         })
+    }
+
+    fn forget(&self, token: &str) {
+        self.verified_tokens().remove(token);
+    }
+
+    /// A correctly signed token: its subject when its claims hold now; kept on record
+    /// either way (claims not yet valid, `nbf` in the future, may hold later).
+    fn admit(
+        &self,
+        token: &str,
+        claims: Claims,
+        key: Secret,
+        now: i64,
+    ) -> Result<TokenSubject, TokenError> {
+        let subject = self.claims_hold(&claims, now).then(|| TokenSubject {
+            username: claims.sub.clone(),
+            version: claims.ver,
+        });
+        let mut verified = self.verified_tokens();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), Verified { claims, key });
+        subject.ok_or(TokenError::Invalid)
+    }
+
+    fn verified_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
+        // Entries are inserted and removed whole: a panic elsewhere cannot leave one
+        // half-written.
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The checks on what a correctly signed token claims, with no leeway: as
@@ -163,6 +220,23 @@ impl Tokens {
             && exp - iat <= self.settings.ttl_seconds;
         timely && nbf_ok && iss_ok && aud_ok && !sub.is_empty()
     }
+}
+
+/// The claims of `token` when it is an HS256 JWT with a plain header, signed with
+/// `key`; whether they hold now is for the caller.
+fn signed_claims(token: &str, key: &str) -> Option<Claims> {
+    // header.payload.signature, no more parts and no fewer.
+    let (message, signature) = token.rsplit_once('.')?;
+    let (header, payload) = message.rsplit_once('.')?;
+    let header: Header = serde_json::from_slice(&base64url_decode(header)?).ok()?;
+    if header.alg != "HS256" || !header.is_plain() {
+        return None;
+    }
+    // Constant time.
+    mac(key, message)
+        .verify_slice(&base64url_decode(signature)?)
+        .ok()?;
+    serde_json::from_slice(&base64url_decode(payload)?).ok()
 }
 
 /// The header of every token we issue, as jsonwebtoken wrote it.
@@ -569,6 +643,74 @@ mod tests {
         for (case, token) in cases {
             assert!(tokens.verify(&token).await.is_err(), "{case}");
         }
+    }
+
+    /// A signing key that the test rotates, keeping the one before as `previous`.
+    struct Rotating(Mutex<(Secret, Option<Secret>)>);
+
+    impl Rotating {
+        fn rotate(&self, next: &str) {
+            let mut keys = self.0.lock().expect("keys");
+            let before = std::mem::replace(&mut keys.0, Secret::new(next));
+            keys.1 = Some(before);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl SecretSource for Rotating {
+        async fn current(&self) -> Result<Secret, SecretError> {
+            Ok(self.0.lock().expect("keys").0.clone())
+        }
+        async fn previous(&self) -> Option<Secret> {
+            self.0.lock().expect("keys").1.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_on_record_stops_working_once_its_key_is_rotated_out() {
+        let keys = Arc::new(Rotating(Mutex::new((Secret::new("key-one"), None))));
+        let tokens = Tokens::new(
+            TokenSettings {
+                issuer: None,
+                audience: None,
+                ttl_seconds: 600,
+            },
+            keys.clone(),
+        );
+        let token = tokens.issue("alice", 3).await.expect("issue");
+        for _ in 0..2 {
+            assert_eq!(tokens.verify(&token).await.expect("valid"), subject(3));
+        }
+        keys.rotate("key-two");
+        assert_eq!(
+            tokens.verify(&token).await.expect("the previous key's"),
+            subject(3)
+        );
+        keys.rotate("key-three");
+        assert!(tokens.verify(&token).await.is_err(), "its key is gone");
+        assert!(tokens.verify(&token).await.is_err(), "and stays gone");
+    }
+
+    #[tokio::test]
+    async fn a_token_on_record_expires_as_any_token_does() {
+        let tokens = tokens(None, None);
+        let soon = signed(&hs256(), &with(json!({ "exp": now() + 1 })), KEY);
+        assert_eq!(tokens.verify(&soon).await.expect("valid"), subject(3));
+        tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+        assert!(tokens.verify(&soon).await.is_err(), "expired");
+    }
+
+    #[tokio::test]
+    async fn only_correctly_signed_tokens_are_kept_on_record() {
+        let tokens = tokens(None, None);
+        let forged = signed(&hs256(), &good_claims(), "not-the-key");
+        let not_yet = signed(&hs256(), &with(json!({ "nbf": now() + 60 })), KEY);
+        for _ in 0..3 {
+            assert!(tokens.verify(&forged).await.is_err());
+            assert!(tokens.verify(&not_yet).await.is_err(), "not before nbf");
+        }
+        let kept: Vec<String> = tokens.verified_tokens().keys().cloned().collect();
+        assert_eq!(kept, vec![not_yet], "signed, so kept: it may hold later");
     }
 
     #[tokio::test]
