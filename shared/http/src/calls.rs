@@ -1,6 +1,6 @@
 //! The call routes: originate (two forms), status (two forms), list and cancel.
 
-use axum::Json;
+use super::answer::JsonAnswer;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
@@ -64,7 +64,7 @@ pub async fn interaction(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(OriginateResponse::from(&call))))
+    Ok((status, JsonAnswer(OriginateResponse::from(&call))))
 }
 
 /// Create a call (RESTful form).
@@ -116,7 +116,7 @@ pub async fn create(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, headers, Json(OriginateResponse::from(&call))))
+    Ok((status, headers, JsonAnswer(OriginateResponse::from(&call))))
 }
 
 /// The status of one of your calls.
@@ -137,9 +137,9 @@ pub async fn status(
     State(state): State<StatusState>,
     Caller(owner): Caller,
     Path(call_id): Path<String>,
-) -> Result<Json<CallView>, ApiError> {
+) -> Result<JsonAnswer<CallView>, ApiError> {
     let call = state.calls.call_of(&owner, &call_id).await?;
-    Ok(Json(CallView::from(&call)))
+    Ok(JsonAnswer(CallView::from(&call)))
 }
 
 /// The status of one of your calls (RESTful form).
@@ -160,7 +160,7 @@ pub async fn get(
     state: State<StatusState>,
     caller: Caller,
     call_id: Path<String>,
-) -> Result<Json<CallView>, ApiError> {
+) -> Result<JsonAnswer<CallView>, ApiError> {
     status(state, caller, call_id).await
 }
 
@@ -183,9 +183,9 @@ pub async fn events(
     State(state): State<StatusState>,
     Caller(owner): Caller,
     Path(call_id): Path<String>,
-) -> Result<Json<CallEvents>, ApiError> {
+) -> Result<JsonAnswer<CallEvents>, ApiError> {
     let call = state.calls.call_of(&owner, &call_id).await?;
-    Ok(Json(CallEvents::from(&call)))
+    Ok(JsonAnswer(CallEvents::from(&call)))
 }
 
 /// Your calls, newest first.
@@ -204,7 +204,7 @@ pub async fn list(
     State(state): State<StatusState>,
     Caller(owner): Caller,
     Query(query): Query<ListQuery>,
-) -> Result<Json<CallList>, ApiError> {
+) -> Result<JsonAnswer<CallList>, ApiError> {
     let before = match query.before.as_deref() {
         Some(raw) => Some(match PageCursor::decode(raw) {
             Some(cursor) => cursor,
@@ -230,7 +230,7 @@ pub async fn list(
         }
     };
     let page = state.calls.calls_of(&owner, before, limit).await?;
-    Ok(Json(CallList {
+    Ok(JsonAnswer(CallList {
         calls: page.calls.iter().map(CallView::from).collect(),
         next_before: page.next.map(|cursor| cursor.encode()),
     }))
@@ -256,7 +256,7 @@ pub async fn cancel(
     Path(call_id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let call = state.calls.cancel(&owner, &call_id).await?;
-    Ok((StatusCode::ACCEPTED, Json(CallView::from(&call))))
+    Ok((StatusCode::ACCEPTED, JsonAnswer(CallView::from(&call))))
 }
 
 /// The optional `Idempotency-Key` header.

@@ -537,14 +537,79 @@ pub struct ErrorBody {
     pub detail: String,
 }
 
-/// RFC 3339, UTC, millisecond precision, `Z` suffix.
+/// RFC 3339, UTC, millisecond precision, `Z` suffix: `2026-12-01T18:29:03.120Z`, as
+/// chrono's `to_rfc3339_opts(Millis, true)` writes it. Written digit by digit, since a
+/// status document holds several and chrono's general formatter cost more than all the
+/// rest of building the document; chrono writes what this does not (years outside
+/// 0000-9999, a leap second).
 pub fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    use chrono::{Datelike, Timelike};
+    let millis = at.timestamp_subsec_millis();
+    let year = at.year();
+    if !(0..=9_999).contains(&year) || millis > 999 {
+        return at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    let mut out = String::with_capacity(24);
+    for (value, width, after) in [
+        (year.unsigned_abs(), 4, '-'),
+        (at.month(), 2, '-'),
+        (at.day(), 2, 'T'),
+        (at.hour(), 2, ':'),
+        (at.minute(), 2, ':'),
+        (at.second(), 2, '.'),
+        (millis, 3, 'Z'),
+    ] {
+        push_digits(&mut out, value, width);
+        out.push(after);
+    }
+    out
+}
+
+/// `value` in decimal, zero-padded to `width` digits.
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = value / 10_u32.pow(place) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let chrono = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut millis: i64 = 0;
+        // Every month, day and hour over ten thousand years, and each edge.
+        for _ in 0..200_000 {
+            millis = millis
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let at = DateTime::from_timestamp_millis(millis.rem_euclid(253_402_300_800_000))
+                .expect("in range");
+            assert_eq!(rfc3339(at), chrono(at));
+        }
+        for text in [
+            "0000-01-01T00:00:00.000Z",
+            "1970-01-01T00:00:00.000Z",
+            "2026-12-01T18:29:03.120Z",
+            "2024-02-29T23:59:59.999Z",
+            "9999-12-31T23:59:59.999Z",
+        ] {
+            let at = DateTime::parse_from_rfc3339(text).expect("valid").to_utc();
+            assert_eq!(rfc3339(at), text);
+        }
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_milli_opt(23, 59, 59, 1_500))
+            .expect("a leap second")
+            .and_utc();
+        assert_eq!(rfc3339(leap), chrono(leap));
+        let far = DateTime::from_timestamp(300_000_000_000, 0).expect("year 11476");
+        assert_eq!(rfc3339(far), chrono(far));
+        let sub_milli = DateTime::from_timestamp(1_800_000_000, 123_456_789).expect("valid");
+        assert_eq!(rfc3339(sub_milli), chrono(sub_milli));
+    }
 
     #[test]
     fn whole_numbers_may_be_written_as_floats_but_fractions_are_refused() {

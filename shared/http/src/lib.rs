@@ -1,5 +1,6 @@
 //! The HTTP routes: one implementation, served by the Lambdas and by the local server.
 
+pub mod answer;
 pub mod calls;
 pub mod dto;
 pub mod error;

@@ -103,18 +103,18 @@ pub async fn count_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    // Both kept as the request had them (a shared path, a method's own text): no copy.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let response = next.run(request).await;
     metrics.inc(
         "dialer_http_requests_total",
         &[
-            ("route", &route),
-            ("method", &method),
+            (
+                "route",
+                route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            ),
+            ("method", method.as_str()),
             ("status", response.status().as_str()),
         ],
     );
