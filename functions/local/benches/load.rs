@@ -348,7 +348,9 @@ async fn drain_events(ari: &Target, user: &str, password: &str) -> tokio::task::
         "ws://{}{}/ari/events?app={RAW_APP}&api_key={user}:{password}",
         ari.authority, ari.path
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+    // Read as the bridge reads its socket, so that draining costs what it would there.
+    let config = dialer_ari::socket::event_socket_config();
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .expect("the PBX's event WebSocket");
     tokio::spawn(async move { while let Some(Ok(_)) = socket.next().await {} })

@@ -206,7 +206,10 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         &Routes::ALL,
         hasher,
         settings.throttle,
-        Arc::new(ari),
+        Arc::new(dialer_core::pbx::FollowedByLocalBridge::new(
+            ari,
+            health.clone(),
+        )),
         settings.policy.clone(),
     );
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;

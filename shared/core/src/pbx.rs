@@ -89,3 +89,119 @@ pub trait Pbx: Send + Sync {
     /// The channel's state (`Ringing`, `Up`, …), or `None` when it no longer exists.
     async fn channel_state(&self, call_id: Uuid) -> Result<Option<String>, PbxError>;
 }
+
+/// A PBX whose event listener is the bridge of this very process (the local server):
+/// whether the bridge is listening is its own connection state, known here at once and
+/// cleared the moment its socket drops, rather than a round trip to the PBX per call
+/// (`GET /ari/applications/{app}`; it was half of what the PBX did for each call).
+/// Everything else goes to the PBX. Where the bridge runs elsewhere (the originate
+/// function) the PBX is asked.
+pub struct FollowedByLocalBridge<P> {
+    pbx: P,
+    bridge: std::sync::Arc<crate::health::BridgeHealth>,
+}
+
+impl<P: Pbx> FollowedByLocalBridge<P> {
+    pub fn new(pbx: P, bridge: std::sync::Arc<crate::health::BridgeHealth>) -> Self {
+        Self { pbx, bridge }
+    }
+}
+
+#[async_trait]
+impl<P: Pbx> Pbx for FollowedByLocalBridge<P> {
+    async fn app_connected(&self) -> Result<bool, PbxError> {
+        Ok(self.bridge.connected())
+    }
+
+    async fn originate(&self, spec: &OriginateSpec<'_>) -> Result<(), PbxError> {
+        self.pbx.originate(spec).await
+    }
+
+    async fn continue_in_dialplan(
+        &self,
+        call_id: Uuid,
+        context: &Context,
+        extension: &Extension,
+        priority: u32,
+    ) -> Result<(), PbxError> {
+        self.pbx
+            .continue_in_dialplan(call_id, context, extension, priority)
+            .await
+    }
+
+    async fn play(
+        &self,
+        call_id: Uuid,
+        playback_id: &str,
+        media: &[Media],
+    ) -> Result<(), PbxError> {
+        self.pbx.play(call_id, playback_id, media).await
+    }
+
+    async fn hangup(&self, call_id: Uuid) -> Result<(), PbxError> {
+        self.pbx.hangup(call_id).await
+    }
+
+    async fn channel_state(&self, call_id: Uuid) -> Result<Option<String>, PbxError> {
+        self.pbx.channel_state(call_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::BridgeHealth;
+    use std::sync::Arc;
+
+    /// A PBX that answers "nobody listens" and counts the hang-ups it is asked for.
+    #[derive(Default)]
+    struct Remote {
+        hangups: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Pbx for Remote {
+        async fn app_connected(&self) -> Result<bool, PbxError> {
+            Ok(false)
+        }
+        async fn originate(&self, _: &OriginateSpec<'_>) -> Result<(), PbxError> {
+            Ok(())
+        }
+        async fn continue_in_dialplan(
+            &self,
+            _: Uuid,
+            _: &Context,
+            _: &Extension,
+            _: u32,
+        ) -> Result<(), PbxError> {
+            Ok(())
+        }
+        async fn play(&self, _: Uuid, _: &str, _: &[Media]) -> Result<(), PbxError> {
+            Ok(())
+        }
+        async fn hangup(&self, _: Uuid) -> Result<(), PbxError> {
+            self.hangups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        async fn channel_state(&self, _: Uuid) -> Result<Option<String>, PbxError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_bridge_answers_whether_it_listens_and_the_pbx_does_the_rest() {
+        let bridge = Arc::new(BridgeHealth::default());
+        let pbx = FollowedByLocalBridge::new(Remote::default(), bridge.clone());
+        assert!(!pbx.app_connected().await.expect("answer"), "not yet connected");
+        bridge.set_connected(true);
+        assert!(pbx.app_connected().await.expect("answer"), "the bridge's own state");
+        bridge.set_connected(false);
+        assert!(!pbx.app_connected().await.expect("answer"), "cleared at its drop");
+        pbx.hangup(Uuid::new_v4()).await.expect("hang up");
+        assert_eq!(
+            pbx.pbx.hangups.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+}
