@@ -17,6 +17,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 const BUSY: &str = "+15550020001";
 /// Answers after a simulated second and hangs up two later.
 const ANSWERS: &str = "+15550010001";
+/// Rings until the originate's timeout, never answered.
+const RINGS: &str = "+15550030001";
 
 fn memory() -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
@@ -347,11 +349,23 @@ async fn a_backlog_deeper_than_a_batch_does_not_hold_back_another_users_calls(
         concurrent_calls: Some(2),
     };
     let mut trunk = Trunk::start(store, limits, 0.02).await;
+    // Two calls that ring for 4 s here hold both lines while the queue fills.
+    let holding = trunk
+        .place_many("alice", 2, |_| CallRequest {
+            phone_number: RINGS.into(),
+            timeout: Some(200_000),
+            ..CallRequest::default()
+        })
+        .await;
+    assert!(holding.iter().all(|c| c.status != CallStatus::Queued));
     let alices = trunk.place_at_once("alice", BUSY, 30).await;
     let bobs = trunk.place_at_once("bob", BUSY, 3).await;
     assert!(
-        bobs.iter().all(|c| c.status == CallStatus::Queued),
-        "the trunk is full of alice's calls: bob's wait"
+        alices
+            .iter()
+            .chain(&bobs)
+            .all(|c| c.status == CallStatus::Queued),
+        "the trunk is full: every later call waits"
     );
     // A batch of 4 holds alice's calls alone: bob's are 28 places behind in the queue.
     trunk.run_dispatcher_with(dialer_core::service::DispatchTiming {
@@ -360,14 +374,11 @@ async fn a_backlog_deeper_than_a_batch_does_not_hold_back_another_users_calls(
     });
     trunk.all_final(&alices, LIMIT).await;
     trunk.all_final(&bobs, LIMIT).await;
+    trunk.all_final(&holding, LIMIT).await;
     let mut originates = trunk.originates();
     originates.sort_by_key(|(_, at)| *at);
     let order: Vec<String> = originates.into_iter().map(|(id, _)| id).collect();
-    let queued_alices: HashSet<String> = alices
-        .iter()
-        .filter(|c| c.status == CallStatus::Queued)
-        .map(|c| c.id.to_string())
-        .collect();
+    let queued_alices: HashSet<String> = alices.iter().map(|c| c.id.to_string()).collect();
     let dispatched: Vec<&String> = order
         .iter()
         .filter(|id| queued_alices.contains(*id) || bobs.iter().any(|b| b.id.to_string() == **id))

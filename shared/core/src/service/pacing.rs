@@ -117,8 +117,10 @@ impl Pacer {
         loop {
             let now = Utc::now();
             if let Ok(wait) = (booked - now).to_std() {
+                // Looked at again after the sleep: a wake-up later than LATE_AFTER (a
+                // loaded host) is booked again like any late dial.
                 tokio::time::sleep(wait).await;
-                return Ok(());
+                continue;
             }
             if now - booked <= pacing::LATE_AFTER {
                 return Ok(());

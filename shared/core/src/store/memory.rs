@@ -1,7 +1,7 @@
 //! The in-process store: for local use (`DISABLE_DB=true`) and tests. One mutex guards
 //! the maps, so every conditional write is atomic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -28,22 +28,35 @@ struct Inner {
     throttle: HashMap<String, FailureCount>,
     /// Webhook deliverers' claims: until when each call is held.
     claims: HashMap<Uuid, DateTime<Utc>>,
-    /// The ids of the calls that are `queued`: the queue, without a scan of every call.
-    queued: std::collections::HashSet<Uuid>,
+    /// The ids of the calls that are `queued`, of those not final, and of those with an
+    /// event still to deliver: what the dispatcher, the bridge's sweeps and the webhook
+    /// deliverer read every fraction of a second, without a scan of every call kept.
+    queued: HashSet<Uuid>,
+    active: HashSet<Uuid>,
+    undelivered: HashSet<Uuid>,
     pacing: HashMap<String, Versioned<Pacing>>,
 }
 
 impl Inner {
-    /// Keeps `queued` in step with call `id`'s status after a write.
+    /// Keeps the indexes in step with call `id` after a write.
     fn reindex(&mut self, id: Uuid) {
-        if self
-            .calls
-            .get(&id)
-            .is_some_and(|c| c.status == CallStatus::Queued)
-        {
-            self.queued.insert(id);
-        } else {
-            self.queued.remove(&id);
+        let call = self.calls.get(&id);
+        for (index, holds) in [
+            (
+                &mut self.queued,
+                call.is_some_and(|c| c.status == CallStatus::Queued),
+            ),
+            (&mut self.active, call.is_some_and(Call::is_active)),
+            (
+                &mut self.undelivered,
+                call.is_some_and(Call::has_pending_events),
+            ),
+        ] {
+            if holds {
+                index.insert(id);
+            } else {
+                index.remove(&id);
+            }
         }
     }
 }
@@ -124,7 +137,9 @@ impl CallStore for MemoryStore {
         let Some(call) = inner.calls.get_mut(&id) else {
             return Ok(None);
         };
-        Ok(note.apply(call).then(|| call.clone()))
+        let noted = note.apply(call).then(|| call.clone());
+        inner.reindex(id);
+        Ok(noted)
     }
 
     async fn claim_idempotency_key(
@@ -162,11 +177,11 @@ impl CallStore for MemoryStore {
     }
 
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
-        Ok(self
-            .lock()
-            .calls
-            .values()
-            .filter(|c| c.is_active())
+        let inner = self.lock();
+        Ok(inner
+            .active
+            .iter()
+            .filter_map(|id| inner.calls.get(id))
             .cloned()
             .collect())
     }
@@ -199,9 +214,11 @@ impl CallStore for MemoryStore {
         let Some(call) = inner.calls.get_mut(&id) else {
             return Ok(None);
         };
-        Ok(call
+        let recorded = call
             .record_delivery(sequence, delivery)
-            .then(|| call.clone()))
+            .then(|| call.clone());
+        inner.reindex(id);
+        Ok(recorded)
     }
 
     async fn claim_due_calls(
@@ -211,11 +228,17 @@ impl CallStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut inner = self.lock();
-        let Inner { calls, claims, .. } = &mut *inner;
+        let Inner {
+            calls,
+            claims,
+            undelivered,
+            ..
+        } = &mut *inner;
         claims.retain(|_, until| *until > now);
-        let mut due: Vec<(DateTime<Utc>, Uuid)> = calls
-            .values()
-            .filter(|c| !claims.contains_key(&c.id))
+        let mut due: Vec<(DateTime<Utc>, Uuid)> = undelivered
+            .iter()
+            .filter(|id| !claims.contains_key(id))
+            .filter_map(|id| calls.get(id))
             .filter_map(|c| {
                 let event = c.next_event_due(now)?;
                 Some((event.delivery.next_attempt_at.unwrap_or(event.at), c.id))
