@@ -457,6 +457,61 @@ async fn a_user_queueing_behind_a_running_backlog_gets_turns_soon(store: Arc<dyn
     trunk.stop().await;
 }
 
+/// More users waiting than one round reads the queues of (32), each with a queue of
+/// its own: the rounds read them in turns, so every user's first call goes out early,
+/// not once the users read first have emptied their queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_users_with_queues_of_their_own_all_get_turns_early_in_process() {
+    let limits = TrunkLimits {
+        calls_per_second: None,
+        concurrent_calls: Some(2),
+    };
+    let mut trunk = Trunk::start(memory(), limits, 0.02).await;
+    let holding = trunk
+        .place_many("alice", 2, |_| CallRequest {
+            phone_number: RINGS.into(),
+            timeout: Some(100_000),
+            ..CallRequest::default()
+        })
+        .await;
+    let alices = trunk.place_at_once("alice", BUSY, 60).await;
+    let mut users = Vec::new();
+    for n in 0..40 {
+        users.push(trunk.place_at_once(&format!("user-{n:02}"), BUSY, 4).await);
+    }
+    let others: Vec<_> = users.iter().flatten().cloned().collect();
+    assert!(others.iter().all(|c| c.status == CallStatus::Queued));
+    trunk.run_dispatcher_with(dialer_core::service::DispatchTiming {
+        batch: 8,
+        ..integration::queue::fast_dispatch()
+    });
+    trunk.all_final(&alices, LIMIT).await;
+    trunk.all_final(&others, LIMIT).await;
+    trunk.all_final(&holding, LIMIT).await;
+    let mut originates = trunk.originates();
+    originates.sort_by_key(|(_, at)| *at);
+    let order: Vec<String> = originates.into_iter().map(|(id, _)| id).collect();
+    let place = |call: &dialer_core::domain::Call| {
+        let id = call.id.to_string();
+        order.iter().position(|o| *o == id).expect("dialed")
+    };
+    // Where each user's first call went out; the latest of those.
+    let last_first = users
+        .iter()
+        .map(|calls| calls.iter().map(place).min().expect("four"))
+        .max()
+        .expect("forty");
+    // In turns every user's first call is out within about two rounds of turns (82);
+    // users read only once the first 32 had emptied their queues would wait for ~124.
+    assert!(
+        last_first < 2 + 100,
+        "the last user's first call went out at {last_first} of {}",
+        order.len()
+    );
+    assert!(dials_per_call(&trunk).values().all(|n| *n == 1));
+    trunk.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_queueing_behind_a_running_backlog_gets_turns_soon_in_process() {
     a_user_queueing_behind_a_running_backlog_gets_turns_soon(memory()).await;

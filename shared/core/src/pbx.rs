@@ -193,11 +193,20 @@ mod tests {
     async fn a_local_bridge_answers_whether_it_listens_and_the_pbx_does_the_rest() {
         let bridge = Arc::new(BridgeHealth::default());
         let pbx = FollowedByLocalBridge::new(Remote::default(), bridge.clone());
-        assert!(!pbx.app_connected().await.expect("answer"), "not yet connected");
+        assert!(
+            !pbx.app_connected().await.expect("answer"),
+            "not yet connected"
+        );
         bridge.set_connected(true);
-        assert!(pbx.app_connected().await.expect("answer"), "the bridge's own state");
+        assert!(
+            pbx.app_connected().await.expect("answer"),
+            "the bridge's own state"
+        );
         bridge.set_connected(false);
-        assert!(!pbx.app_connected().await.expect("answer"), "cleared at its drop");
+        assert!(
+            !pbx.app_connected().await.expect("answer"),
+            "cleared at its drop"
+        );
         pbx.hangup(Uuid::new_v4()).await.expect("hang up");
         assert_eq!(
             pbx.pbx.hangups.load(std::sync::atomic::Ordering::Relaxed),

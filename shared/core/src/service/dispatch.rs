@@ -53,6 +53,10 @@ impl Default for DispatchTiming {
 /// The longest a dispatcher sleeps when told to wait (a spent rate).
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 
+/// The users' own queues read in one round at most, when the queue is deeper than a
+/// batch (see [`Dispatcher::round`]).
+const HEADS_PER_ROUND: usize = 32;
+
 /// Whether the dispatcher may dial now: the bridge that will follow the calls is
 /// connected to the PBX.
 pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -73,6 +77,10 @@ pub struct Dispatcher {
     /// queue cannot show every user. A hint, rebuilt from the store at every
     /// reconciliation: no limit or claim rests on it.
     waiting_users: Arc<Mutex<HashSet<String>>>,
+    /// The user whose call this dispatcher claimed last: the next round's turns begin
+    /// with the user after them (by name, round the list), so the users take turns
+    /// across rounds, not only within one.
+    last_served: Arc<Mutex<Option<String>>>,
 }
 
 /// What one round of the dispatcher did.
@@ -108,6 +116,7 @@ impl Dispatcher {
             metrics,
             in_flight: Arc::default(),
             waiting_users: Arc::default(),
+            last_served: Arc::default(),
         }
     }
 
@@ -117,7 +126,6 @@ impl Dispatcher {
         tokio::pin!(stop);
         let wake = self.pacer.freed();
         let mut dials = JoinSet::new();
-        let mut rotation = 0_usize;
         let mut counts = ReconcileMemory::default();
         let mut next_reconcile = tokio::time::Instant::now();
         info!("dispatcher started");
@@ -132,8 +140,7 @@ impl Dispatcher {
             let mut pause = self.timing.poll;
             let mut saturated = false;
             if (self.ready)() {
-                rotation = rotation.wrapping_add(1);
-                match self.round(rotation, &mut dials).await {
+                match self.round(&mut dials).await {
                     Ok(round) => {
                         saturated = round.saturated;
                         if let Some(until) = round.wait_until {
@@ -171,12 +178,9 @@ impl Dispatcher {
     }
 
     /// One pass over the calls due now, fair between users: each user's calls in the
-    /// order they were queued, the users taking turns (who goes first rotates).
-    pub async fn round(
-        &self,
-        rotation: usize,
-        dials: &mut JoinSet<()>,
-    ) -> Result<Round, StoreError> {
+    /// order they were queued, the users taking turns (the first turn is the next
+    /// user's after the one served last).
+    pub async fn round(&self, dials: &mut JoinSet<()>) -> Result<Round, StoreError> {
         let now = crate::domain::now();
         let horizon = now + chrono::Duration::from_std(self.timing.poll).unwrap_or_default();
         let (due, soon): (Vec<_>, Vec<_>) = self
@@ -190,7 +194,8 @@ impl Dispatcher {
         };
         let mut full_users = HashSet::new();
         let mut limits: HashMap<String, UserLimits> = HashMap::new();
-        for queued in fair_order(due, rotation) {
+        let after = self.last_served_user();
+        for queued in fair_order(due, after.as_deref()) {
             if full_users.contains(&queued.owner) {
                 continue;
             }
@@ -239,7 +244,11 @@ impl Dispatcher {
                 }
             }
             match self.claim(&queued, paced, granted_at, dials).await? {
-                Claim::Won => round.claimed += 1,
+                Claim::Won => {
+                    round.claimed += 1;
+                    *self.last_served.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(queued.owner.clone());
+                }
                 // The line is the attempt's, not this dispatcher's: while another
                 // dispatcher dials the attempt it keeps the line this one also admitted.
                 Claim::Lost { dialing: true } => {}
@@ -260,7 +269,9 @@ impl Dispatcher {
     /// whole queue, soonest first, which shows every user with calls due. When the
     /// queue is deeper than that batch it may hold one user's backlog alone; then the
     /// head of every waiting user's own queue is added, so that the users still take
-    /// turns across the whole queue.
+    /// turns across the whole queue. At most [`HEADS_PER_ROUND`] users' queues are read
+    /// in one round, those whose turns come next, so that a round's reads stay bounded
+    /// however many users wait.
     async fn listing(&self, horizon: DateTime<Utc>) -> Result<Vec<QueuedCall>, StoreError> {
         let batch = self.timing.batch.max(1);
         let mut listed = self.calls.due_calls(horizon, batch).await?;
@@ -273,17 +284,19 @@ impl Dispatcher {
         if listed.len() < batch || waiting.len() < 2 {
             return Ok(listed);
         }
-        // Each user's head, as deep as a round could take of it when every user
-        // takes a turn.
-        let depth = (batch / waiting.len()).max(1);
-        let mut seen: HashSet<Uuid> = listed.iter().map(|q| q.id).collect();
-        let mut emptied = Vec::new();
         let mut users: Vec<String> = waiting.into_iter().collect();
         users.sort();
-        for user in users {
-            let head = self.calls.due_calls_of(&user, horizon, depth).await?;
+        let read = users.len().min(HEADS_PER_ROUND);
+        let first = first_turn(&users, self.last_served_user().as_deref());
+        // Each user's head, as deep as a round could take of it when every user read
+        // takes a turn.
+        let depth = (batch / read).max(1);
+        let mut seen: HashSet<Uuid> = listed.iter().map(|q| q.id).collect();
+        let mut emptied = Vec::new();
+        for user in users.iter().cycle().skip(first).take(read) {
+            let head = self.calls.due_calls_of(user, horizon, depth).await?;
             if head.is_empty() {
-                emptied.push(user);
+                emptied.push(user.clone());
                 continue;
             }
             listed.extend(head.into_iter().filter(|q| seen.insert(q.id)));
@@ -295,6 +308,13 @@ impl Dispatcher {
             }
         }
         Ok(listed)
+    }
+
+    fn last_served_user(&self) -> Option<String> {
+        self.last_served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether the queued call may be claimed now, from its record: a call whose cancel
@@ -518,25 +538,22 @@ pub struct ReconcileMemory {
 }
 
 /// The queue in dispatch order: users take turns, each user's calls in queue order;
-/// the user who goes first moves on with `rotation`.
-pub fn fair_order(due: Vec<QueuedCall>, rotation: usize) -> Vec<QueuedCall> {
-    let mut owners: Vec<String> = Vec::new();
-    let mut per_owner: HashMap<String, std::collections::VecDeque<QueuedCall>> = HashMap::new();
+/// the turns go by name, round the list, and begin with the first user after `after`
+/// (the one served last).
+pub fn fair_order(due: Vec<QueuedCall>, after: Option<&str>) -> Vec<QueuedCall> {
+    let mut per_owner: std::collections::BTreeMap<String, std::collections::VecDeque<QueuedCall>> =
+        std::collections::BTreeMap::new();
     let mut due = due;
     due.sort_by_key(QueuedCall::order_key);
     for call in due {
-        if !per_owner.contains_key(&call.owner) {
-            owners.push(call.owner.clone());
-        }
         per_owner
             .entry(call.owner.clone())
             .or_default()
             .push_back(call);
     }
-    if !owners.is_empty() {
-        let turn = rotation % owners.len();
-        owners.rotate_left(turn);
-    }
+    let mut owners: Vec<String> = per_owner.keys().cloned().collect();
+    let first = first_turn(&owners, after);
+    owners.rotate_left(first);
     let mut ordered = Vec::new();
     loop {
         let mut any = false;
@@ -549,6 +566,17 @@ pub fn fair_order(due: Vec<QueuedCall>, rotation: usize) -> Vec<QueuedCall> {
         if !any {
             return ordered;
         }
+    }
+}
+
+/// Where the turns begin in `users` (sorted): at the first user after `after`, round
+/// the list.
+fn first_turn(users: &[String], after: Option<&str>) -> usize {
+    match after {
+        Some(after) if !users.is_empty() => {
+            users.partition_point(|u| u.as_str() <= after) % users.len()
+        }
+        _ => 0,
     }
 }
 
@@ -577,15 +605,24 @@ mod tests {
             queued("carol", 5),
             queued("bob", 6),
         ];
-        let order: Vec<i64> = fair_order(due.clone(), 0)
-            .iter()
-            .map(|q| q.id.as_u128() as i64)
-            .collect();
-        assert_eq!(order, vec![1, 4, 5, 2, 6, 3]);
-        let rotated: Vec<i64> = fair_order(due, 1)
-            .iter()
-            .map(|q| q.id.as_u128() as i64)
-            .collect();
-        assert_eq!(rotated, vec![4, 5, 1, 6, 2, 3]);
+        let order = |after: Option<&str>| -> Vec<i64> {
+            fair_order(due.clone(), after)
+                .iter()
+                .map(|q| q.id.as_u128() as i64)
+                .collect()
+        };
+        assert_eq!(order(None), vec![1, 4, 5, 2, 6, 3]);
+        assert_eq!(order(Some("alice")), vec![4, 5, 1, 6, 2, 3], "bob's turn");
+        assert_eq!(
+            order(Some("bert")),
+            vec![4, 5, 1, 6, 2, 3],
+            "after bert: bob"
+        );
+        assert_eq!(
+            order(Some("carol")),
+            vec![1, 4, 5, 2, 6, 3],
+            "round the list"
+        );
+        assert_eq!(order(Some("zed")), vec![1, 4, 5, 2, 6, 3]);
     }
 }
