@@ -237,6 +237,23 @@ fn active_statuses() -> Vec<&'static str> {
     CallStatus::ACTIVE.iter().map(|s| s.as_str()).collect()
 }
 
+/// The queued calls due by `$due`, `$filter` narrowing them, in queue order, at most
+/// `$limit`: the text both queue reads share (each with the index that serves it).
+macro_rules! queue_range {
+    ($filter:literal, $due:literal, $limit:literal) => {
+        concat!(
+            "SELECT call_id, owner, attempt_number, created_at,",
+            " COALESCE(queued_until, created_at) AS due_at FROM calls",
+            " WHERE status = 'queued'",
+            $filter,
+            " AND COALESCE(queued_until, created_at) <= ",
+            $due,
+            " ORDER BY COALESCE(queued_until, created_at), created_at, call_id LIMIT ",
+            $limit
+        )
+    };
+}
+
 #[async_trait]
 impl CallStore for PgStore {
     async fn insert_call(&self, call: &Call) -> Result<(), StoreError> {
@@ -438,17 +455,12 @@ impl CallStore for PgStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<QueuedCall>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT call_id, owner, attempt_number, created_at,",
-            " COALESCE(queued_until, created_at) AS due_at FROM calls",
-            " WHERE status = 'queued' AND COALESCE(queued_until, created_at) <= $1",
-            " ORDER BY COALESCE(queued_until, created_at), created_at, call_id LIMIT $2"
-        ))
-        .bind(now)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let rows = sqlx::query(queue_range!("", "$1", "$2"))
+            .bind(now)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
         rows.iter().map(queued_call_of_row).collect()
     }
 
@@ -459,19 +471,13 @@ impl CallStore for PgStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<QueuedCall>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT call_id, owner, attempt_number, created_at,",
-            " COALESCE(queued_until, created_at) AS due_at FROM calls",
-            " WHERE status = 'queued' AND owner = $1",
-            " AND COALESCE(queued_until, created_at) <= $2",
-            " ORDER BY COALESCE(queued_until, created_at), created_at, call_id LIMIT $3"
-        ))
-        .bind(owner)
-        .bind(now)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let rows = sqlx::query(queue_range!(" AND owner = $1", "$2", "$3"))
+            .bind(owner)
+            .bind(now)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
         rows.iter().map(queued_call_of_row).collect()
     }
 }
