@@ -137,11 +137,16 @@ async fn connection(
 ) {
     let _slot = slot;
     let asked = Asked::default();
+    let (seen, mut first_request) = watch::channel(false);
+    let seen = Arc::new(seen);
     // The peer, as axum's `ConnectInfo`: what the login throttle counts per address.
     let peer = stream.peer_addr().ok().map(axum::extract::ConnectInfo);
     let service = TowerToHyperService::new(router.map_request({
         let asked = asked.clone();
         move |mut r: Request<hyper::body::Incoming>| {
+            if !*seen.borrow() {
+                seen.send_replace(true);
+            }
             asked.push(r.method());
             if let Some(peer) = peer {
                 r.extensions_mut().insert(peer);
@@ -161,10 +166,24 @@ async fn connection(
         _ = draining.wait_for(|d| *d) => true,
     };
     if drained {
+        // A connection accepted just before the drain, or during it from the kernel's
+        // backlog, may carry a request its client has sent and hyper has not read yet:
+        // a graceful shutdown now would close it unanswered. It gets a moment to arrive.
+        if !*first_request.borrow() {
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = first_request.wait_for(|s| *s) => {}
+                () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+            }
+        }
         connection.as_mut().graceful_shutdown();
         let _ = connection.await;
     }
 }
+
+/// How long a connection that has sent nothing yet may still deliver its first request
+/// once the server drains.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 
 /// An error answer with neither a body nor a content type (axum's default 404 and 405)
 /// gets a JSON body naming its status, like every error the API answers itself.

@@ -13,6 +13,9 @@ use crate::store::{
     PACING_TRUNK, PacingStore, StoreError, Versioned, pacing_queue_key, pacing_user_key,
 };
 
+/// The furthest ahead a late dial is booked again (see [`Pacer::before_dial`]).
+pub const MAX_REBOOK_LEAD: chrono::Duration = chrono::Duration::seconds(2);
+
 #[derive(Clone)]
 pub struct Pacer {
     store: Arc<dyn PacingStore>,
@@ -107,13 +110,17 @@ impl Pacer {
     /// moment; when it has passed by more than [`pacing::LATE_AFTER`] (the work since
     /// the booking took longer than [`pacing::DIAL_LEAD`]), books the dial again (the
     /// earliest time with room, which always exists) and waits for that. So a dial
-    /// leaves within `LATE_AFTER` of a time the log holds.
+    /// leaves within `LATE_AFTER` of a time the log holds. A booking made again lies
+    /// ahead by twice what the last write took (at least `DIAL_LEAD`, at most
+    /// [`MAX_REBOOK_LEAD`]): on a store slower than `DIAL_LEAD` a fixed lead would be
+    /// spent before the write returned, every time, and the dial would never leave.
     pub async fn before_dial(&self, granted_at: DateTime<Utc>) -> Result<(), StoreError> {
         if self.limits.calls_per_second.is_none() {
             return Ok(());
         }
         let limits = self.limits;
         let mut booked = granted_at;
+        let mut lead = pacing::DIAL_LEAD;
         loop {
             let now = Utc::now();
             if let Ok(wait) = (booked - now).to_std() {
@@ -126,12 +133,15 @@ impl Pacer {
                 return Ok(());
             }
             let from = booked;
+            let writing = std::time::Instant::now();
             booked = self
                 .update(vec![PACING_TRUNK.to_owned()], |states| {
-                    let at = crate::domain::now() + pacing::DIAL_LEAD;
+                    let at = crate::domain::now() + lead;
                     pacing::restamp(&mut states[0], from, at, limits)
                 })
                 .await?;
+            let took = chrono::Duration::from_std(writing.elapsed()).unwrap_or(MAX_REBOOK_LEAD);
+            lead = (took * 2).clamp(pacing::DIAL_LEAD, MAX_REBOOK_LEAD);
         }
     }
 
@@ -315,6 +325,69 @@ mod tests {
         assert_eq!(enqueue("carol").await, Ok(()), "another user's queue");
         pacer.dequeue("bob").await.expect("the store answers");
         assert_eq!(enqueue("bob").await, Ok(()));
+    }
+
+    /// The in-process store, each pacing read and write taking `delay`.
+    struct Slow {
+        inner: MemoryStore,
+        delay: std::time::Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl PacingStore for Slow {
+        async fn load_pacing(&self, keys: &[String]) -> Result<Vec<Versioned<Pacing>>, StoreError> {
+            tokio::time::sleep(self.delay).await;
+            self.inner.load_pacing(keys).await
+        }
+        async fn save_pacing(
+            &self,
+            writes: &[(String, Versioned<Pacing>)],
+        ) -> Result<bool, StoreError> {
+            tokio::time::sleep(self.delay).await;
+            self.inner.save_pacing(writes).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_dial_on_a_store_slower_than_the_lead_still_leaves_on_a_booked_time() {
+        let store = Arc::new(Slow {
+            inner: MemoryStore::new(),
+            delay: std::time::Duration::from_millis(120),
+        });
+        let limits = TrunkLimits {
+            calls_per_second: Some(5),
+            concurrent_calls: None,
+        };
+        let pacer = Pacer::new(store.clone(), limits);
+        let (admission, granted) = pacer
+            .admit("alice", UserLimits::default(), slot(1))
+            .await
+            .expect("admit");
+        assert_eq!(admission, Admission::Granted);
+        // The grant's 50 ms lead went by during the write itself: the dial is late, and
+        // each booking again takes longer than that lead too.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            pacer.before_dial(granted),
+        )
+        .await
+        .expect("the dial leaves")
+        .expect("store");
+        let left = Utc::now();
+        let booked = store
+            .inner
+            .load_pacing(&[PACING_TRUNK.to_owned()])
+            .await
+            .expect("read")
+            .remove(0)
+            .value
+            .recent;
+        assert_eq!(booked.len(), 1, "booked once: {booked:?}");
+        let late = left - booked[0];
+        assert!(
+            late >= chrono::Duration::zero() && late <= pacing::LATE_AFTER,
+            "left {late} after its booked time"
+        );
     }
 
     #[tokio::test]
