@@ -549,28 +549,23 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
     if !(0..=9_999).contains(&year) || millis > 999 {
         return at.to_rfc3339_opts(SecondsFormat::Millis, true);
     }
-    let mut out = String::with_capacity(24);
-    for (value, width, after) in [
-        (year.unsigned_abs(), 4, '-'),
-        (at.month(), 2, '-'),
-        (at.day(), 2, 'T'),
-        (at.hour(), 2, ':'),
-        (at.minute(), 2, ':'),
-        (at.second(), 2, '.'),
-        (millis, 3, 'Z'),
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    for (range, value) in [
+        (0..4, year.unsigned_abs()),
+        (5..7, at.month()),
+        (8..10, at.day()),
+        (11..13, at.hour()),
+        (14..16, at.minute()),
+        (17..19, at.second()),
+        (20..23, millis),
     ] {
-        push_digits(&mut out, value, width);
-        out.push(after);
+        let mut value = value;
+        for digit in text[range].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
     }
-    out
-}
-
-/// `value` in decimal, zero-padded to `width` digits.
-fn push_digits(out: &mut String, value: u32, width: u32) {
-    for place in (0..width).rev() {
-        let digit = value / 10_u32.pow(place) % 10;
-        out.push(char::from(b'0' + digit as u8));
-    }
+    text.iter().map(|&b| char::from(b)).collect()
 }
 
 #[cfg(test)]

@@ -404,8 +404,19 @@ impl<'a> AnswerHead<'a> {
     }
 }
 
+/// Where `needle` (non-empty) first starts in `haystack`: a scan for its first byte,
+/// then a comparison, since every answer's head passes through here.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(at) = haystack.get(from..)?.iter().position(|&b| b == first) {
+        let start = from + at;
+        if haystack.get(start + 1..start + needle.len()) == Some(rest) {
+            return Some(start);
+        }
+        from = start + 1;
+    }
+    None
 }
 
 #[cfg(test)]
