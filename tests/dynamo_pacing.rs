@@ -19,7 +19,7 @@ use dialer_core::domain::{Admission, Pacing, Slot, UserLimits, now};
 use dialer_core::service::Pacer;
 use dialer_core::store::{PACING_TRUNK, PacingStore, Versioned};
 use dialer_store_dynamo::DynamoStore;
-use dialer_store_dynamo::pacing::{SHARDS, head_key, shard_key, shard_of};
+use dialer_store_dynamo::pacing::{INLINE_LINES, SHARDS, head_key, shard_key, shard_of};
 use integration::aws::{Tables, dynamo_store, endpoint, sdk_config};
 use uuid::Uuid;
 
@@ -133,11 +133,60 @@ async fn an_admission_at_500_lines_writes_only_the_head_and_one_shard_on_dynamod
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_keeps_few_lines_in_its_head_and_spreads_many_over_shards_on_dynamodb() {
+    let (store, tables, aws) = dynamo_store().await;
+    let raw = Client::new(&aws);
+    let key = PACING_TRUNK.to_owned();
+    let mut state = Versioned {
+        value: busy_state(INLINE_LINES, 1_100, false),
+        version: 0,
+    };
+    let save_and_read = async |state: &mut Versioned<Pacing>| {
+        assert!(
+            store
+                .save_pacing(&[(key.clone(), state.clone())])
+                .await
+                .expect("save")
+        );
+        state.version += 1;
+        let loaded = store
+            .load_pacing(std::slice::from_ref(&key))
+            .await
+            .expect("load");
+        assert!(loaded[0] == *state, "read back as written");
+        scan(&raw, &tables.calls).await
+    };
+
+    let items = save_and_read(&mut state).await;
+    assert_eq!(items.len(), 1, "{INLINE_LINES} lines: the head alone");
+    assert!(items[0].contains_key("lines"));
+
+    state.value.lines.insert(slot_in(9).key(), now());
+    let items = save_and_read(&mut state).await;
+    assert!(items.len() > 1, "one more: the lines go to shards");
+    let head = items
+        .iter()
+        .find(|item| text(item, "call_id") == head_key(&key))
+        .expect("the head");
+    assert!(!head.contains_key("lines") && head.contains_key("shards"));
+
+    // Down to 40 they stay in shards; at 32 they come back to the head, the shards gone.
+    let keep: Vec<String> = state.value.lines.keys().take(40).cloned().collect();
+    state.value.lines.retain(|line, _| keep.contains(line));
+    assert!(save_and_read(&mut state).await.len() > 1);
+    let keep: Vec<String> = keep.into_iter().take(32).collect();
+    state.value.lines.retain(|line, _| keep.contains(line));
+    let items = save_and_read(&mut state).await;
+    assert_eq!(items.len(), 1, "back in the head, no shard left");
+    assert!(items[0].contains_key("lines") && !items[0].contains_key("shards"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_state_item_from_before_shards_reads_back_and_is_saved_in_shards_on_dynamodb() {
     let (store, tables, aws) = dynamo_store().await;
     let raw = Client::new(&aws);
     let key = "user#old";
-    let old = busy_state(40, 3, true);
+    let old = busy_state(100, 3, true);
     raw.put_item()
         .table_name(&tables.calls)
         .item("call_id", AttributeValue::S(head_key(key)))
@@ -208,11 +257,14 @@ async fn two_processes_read_and_write_each_others_shards_on_dynamodb() {
         );
     };
 
+    // Lines enough to leave the head, all in one shard.
     let mut state = Versioned {
         value: Pacing::default(),
         version: 0,
     };
-    state.value.lines.insert(slot_in(3).key(), now());
+    for _ in 0..INLINE_LINES + 6 {
+        state.value.lines.insert(slot_in(3).key(), now());
+    }
     write(&one, &state).await;
     state.version = 1;
     // The other has never read it: its guess of the shards is none, then the head's.

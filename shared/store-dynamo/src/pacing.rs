@@ -3,7 +3,7 @@
 //!
 //! - `pace#{key}`: `version`, which every save is conditional on; `queued`; `recent`,
 //!   the booked dial times, packed (see [`pack_times`]); `shards`, a bit mask of the
-//!   shards that hold lines;
+//!   shards that hold lines; `lines`, the lines themselves while there are few;
 //! - `pace#{key}#lines#{i}`: `lines`, a map of slot key to grant time (Unix seconds as a
 //!   number, exact to the nanosecond), for the slots [`shard_of`] puts in shard `i`.
 //!
@@ -11,7 +11,10 @@
 //! rewritten whole by every admission and release: tens of WCU a write at a few hundred
 //! calls in flight, and DynamoDB's 400 KB item limit within reach at 5,000. Split, a
 //! save writes the head and only the shards whose lines changed: an admission or a
-//! release is the head and one shard.
+//! release is the head and one shard. Up to [`INLINE_LINES`] lines stay in the head
+//! (under 4 KB, bookings and all): a state that small is read with one `GetItem` and
+//! written with one conditional `PutItem`, where shards would take a transaction of
+//! two items to write and one of up to 17 to read, several times the units.
 //!
 //! Only the shards the head lists count: one it does not list reads as empty whatever
 //! its item holds. So a write need not clear a shard the head did not list, and a read
@@ -48,6 +51,14 @@ use dialer_core::domain::{Pacing, Slot};
 use dialer_core::store::{PacingStore, StoreError, Versioned as Stored};
 
 use crate::{DynamoStore, Item, n, number, s, text, unavailable};
+
+/// The most lines a state keeps in its head; past them they go to shards.
+pub const INLINE_LINES: usize = 64;
+
+/// Lines spread over shards come back to the head at this many, not at
+/// [`INLINE_LINES`], so that a state near the threshold does not move them at every
+/// other save.
+const INLINE_AGAIN: usize = 32;
 
 /// How many shards a state's lines are spread over. At 5,000 lines (the most
 /// `MAX_CONCURRENT_CALLS` allows) a shard holds ~310 of them, ~14 KB. More shards would
@@ -213,9 +224,22 @@ impl DynamoStore {
         } else {
             self.pacing_memo.at(key, state.version)
         };
+        let lines = &state.value.lines;
+        let was_inline = match &before {
+            Some(before) => mask_of(before) == 0,
+            None => lines.len() <= INLINE_AGAIN,
+        };
+        let inline = lines.len()
+            <= if was_inline {
+                INLINE_LINES
+            } else {
+                INLINE_AGAIN
+            };
         let mut split: Vec<Lines> = vec![Lines::new(); SHARDS];
-        for (line, granted) in &state.value.lines {
-            split[shard_of(line)].insert(line.clone(), *granted);
+        if !inline {
+            for (line, granted) in lines {
+                split[shard_of(line)].insert(line.clone(), *granted);
+            }
         }
         let mut shards = Vec::new();
         let mut after = Vec::with_capacity(SHARDS);
@@ -240,7 +264,7 @@ impl DynamoStore {
         Ok(Plan {
             key: key.to_owned(),
             version: state.version,
-            head: head_item(key, state, listed)?,
+            head: head_item(key, state, listed, inline)?,
             shards,
             after,
         })
@@ -512,7 +536,10 @@ fn decode(read: &Read, read_with: u32) -> Result<Decoded, StoreError> {
         return Ok(Decoded::Lists(listed));
     }
     let mut shards = no_shards();
-    let mut lines = Lines::new();
+    let mut lines = match head.get("lines") {
+        None => Lines::new(),
+        Some(_) => lines_of(head)?,
+    };
     for shard in shards_in(listed) {
         let held = read.shards[shard]
             .as_ref()
@@ -544,7 +571,12 @@ fn decode(read: &Read, read_with: u32) -> Result<Decoded, StoreError> {
     Ok(Decoded::Whole(Stored { value, version }, shards))
 }
 
-fn head_item(key: &str, state: &Stored<Pacing>, listed: u32) -> Result<Item, StoreError> {
+fn head_item(
+    key: &str,
+    state: &Stored<Pacing>,
+    listed: u32,
+    inline: bool,
+) -> Result<Item, StoreError> {
     let next = i64::try_from(state.version.saturating_add(1)).map_err(unavailable)?;
     let mut item = HashMap::from([
         ("call_id".to_owned(), s(head_key(key))),
@@ -561,6 +593,9 @@ fn head_item(key: &str, state: &Stored<Pacing>, listed: u32) -> Result<Item, Sto
     }
     if listed != 0 {
         item.insert("shards".to_owned(), n(i64::from(listed)));
+    }
+    if inline && !state.value.lines.is_empty() {
+        item.insert("lines".to_owned(), lines_value(&state.value.lines));
     }
     Ok(item)
 }
@@ -579,14 +614,19 @@ fn condition(version: u64) -> Result<(&'static str, Option<Item>), StoreError> {
 }
 
 fn shard_item(key: &str, shard: usize, lines: &Lines) -> Item {
-    let lines = lines
-        .iter()
-        .map(|(line, granted)| (line.clone(), AttributeValue::N(seconds(*granted))))
-        .collect();
     HashMap::from([
         ("call_id".to_owned(), s(shard_key(key, shard))),
-        ("lines".to_owned(), AttributeValue::M(lines)),
+        ("lines".to_owned(), lines_value(lines)),
     ])
+}
+
+fn lines_value(lines: &Lines) -> AttributeValue {
+    AttributeValue::M(
+        lines
+            .iter()
+            .map(|(line, granted)| (line.clone(), AttributeValue::N(seconds(*granted))))
+            .collect(),
+    )
 }
 
 fn lines_of(item: &Item) -> Result<Lines, StoreError> {
