@@ -504,7 +504,13 @@ fn originate_and_the_bridge_get_the_pacing_limits_and_may_use_the_pacing_state()
 
     let originate_statements = statements_on(originate, "CallsTable.Arn");
     let originate_pace = on_items(&originate_statements, "pace#*");
-    for action in ["dynamodb:GetItem", "dynamodb:PutItem"] {
+    // Reads and saves of a head and its shards: TransactGetItems is authorized as its
+    // gets, a TransactWriteItems as its puts and deletes (of a shard left empty).
+    for action in [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+    ] {
         assert!(
             allows(&originate_pace, "CallsTable.Arn", action),
             "originate: {action} on pace# items"
@@ -528,11 +534,12 @@ fn originate_and_the_bridge_get_the_pacing_limits_and_may_use_the_pacing_state()
     for action in [
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
         "dynamodb:ConditionCheckItem",
     ] {
         assert!(
             allows(&bridge_pace, "CallsTable.Arn", action),
-            "bridge: {action} on pace# items (TransactWriteItems is authorized by them)"
+            "bridge: {action} on pace# items (TransactGetItems and TransactWriteItems are authorized by them)"
         );
     }
     assert!(

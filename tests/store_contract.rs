@@ -1646,6 +1646,86 @@ pub async fn concurrent_pacing_updates_all_land(store: Arc<dyn Store>) {
     count_up_concurrently(&store, vec![trunk, fresh_key()], 8).await;
 }
 
+/// `MAX_CONCURRENT_CALLS` at its ceiling (5,000 lines) and a window's bookings at 1,000
+/// calls a second: the largest state the pacer keeps reads back exactly, and so does each
+/// change of it (a release, an admission, every line freed).
+pub async fn a_pacing_state_with_thousands_of_lines_reads_back_exactly(store: Arc<dyn Store>) {
+    let key = format!("{PACING_TRUNK}-{}", Uuid::new_v4().simple());
+    let start = now();
+    let mut state = Pacing {
+        queued: 7,
+        ..Pacing::default()
+    };
+    let mut slots = Vec::new();
+    for n in 0..5_000_i64 {
+        let slot = Slot {
+            call: Uuid::new_v4(),
+            attempt: 1 + (n % 3) as u32,
+        };
+        // The pacer's times are whole milliseconds; finer ones must keep every digit.
+        let granted = if n % 500 == 0 {
+            chrono::Utc::now() - Duration::nanoseconds(n)
+        } else {
+            start - Duration::milliseconds(n * 37)
+        };
+        state.lines.insert(slot.key(), granted);
+        slots.push(slot);
+    }
+    state.recent = (0..1_100)
+        .map(|n| start + Duration::milliseconds(n))
+        .collect();
+    // Out of order and to the nanosecond: kept as written all the same.
+    state.recent[550] = chrono::Utc::now() + Duration::nanoseconds(1);
+    state.recent.push_back(start);
+
+    let mut version = 0;
+    let mut round_trip = async |state: &Pacing, what: &str| {
+        let write = Versioned {
+            value: state.clone(),
+            version,
+        };
+        assert!(
+            store
+                .save_pacing(&[(key.clone(), write)])
+                .await
+                .expect("save"),
+            "{what}: saved"
+        );
+        version += 1;
+        let loaded = store
+            .load_pacing(std::slice::from_ref(&key))
+            .await
+            .expect("load");
+        assert!(
+            loaded
+                == [Versioned {
+                    value: state.clone(),
+                    version,
+                }],
+            "{what}: the state read back differs from the one written"
+        );
+    };
+    round_trip(&state, "5,000 lines").await;
+
+    assert!(state.release(slots[2_500]));
+    round_trip(&state, "a release").await;
+
+    let admitted = Slot {
+        call: Uuid::new_v4(),
+        attempt: 1,
+    };
+    state
+        .lines
+        .insert(admitted.key(), start + Duration::seconds(1));
+    state.recent.pop_front();
+    state.recent.push_back(start + Duration::seconds(1));
+    round_trip(&state, "an admission").await;
+
+    state.lines.clear();
+    state.queued = 0;
+    round_trip(&state, "every line freed").await;
+}
+
 pub async fn a_users_limits_are_kept(store: Arc<dyn Store>) {
     let name = format!("user-{}", Uuid::new_v4().simple());
     let mut user = User::new(name.clone(), "$2b$04$hash");
@@ -1754,6 +1834,7 @@ contract!(
     a_pacing_state_is_written_only_at_the_version_it_was_read,
     a_pacing_save_of_two_keys_writes_both_or_neither,
     concurrent_pacing_updates_all_land,
+    a_pacing_state_with_thousands_of_lines_reads_back_exactly,
     a_users_limits_are_kept;
     polled: due_calls_are_claimed_by_one_deliverer_at_a_time;
     streamed: a_store_delivering_by_stream_claims_nothing,

@@ -2,7 +2,7 @@
 //! serve listing (`owner` + `created_at`, newest first), reconciliation (`active`,
 //! present only while a call is not final) and the queue (`queue` + `queue_at`, present
 //! only while a call is `queued`). `expires_at` carries the DynamoDB TTL. Pacing states
-//! live in the calls table too, under `pace#` keys (see [`PacingStore`]).
+//! live in the calls table too, under `pace#` keys (see [`pacing`]).
 //!
 //! A change to a call is computed by the domain, not by an update expression: the
 //! store reads the record, applies [`Transition::apply`] or [`Annotation::apply`] to it,
@@ -19,12 +19,11 @@ use async_trait::async_trait;
 pub use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::AsyncSleep;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TimeToLiveSpecification, TransactWriteItem,
+    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TimeToLiveSpecification,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
@@ -34,13 +33,15 @@ use dialer_core::domain::validation::{
 };
 use dialer_core::domain::webhook::{CallEvent, Delivery};
 use dialer_core::domain::{
-    Annotation, Call, CallMode, CallStatus, FailureCount, FailureReason, Pacing, Transition, User,
+    Annotation, Call, CallMode, CallStatus, FailureCount, FailureReason, Transition, User,
     UserLimits,
 };
 use dialer_core::store::{
-    CallPage, CallStore, PacingStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
-    TransitionResult, UserStore, Versioned as Stored,
+    CallPage, CallStore, PageCursor, QueuedCall, StoreError, ThrottleStore, TransitionResult,
+    UserStore,
 };
+
+pub mod pacing;
 
 pub const OWNER_INDEX: &str = "owner-created-index";
 pub const ACTIVE_INDEX: &str = "active-index";
@@ -63,6 +64,7 @@ pub struct DynamoStore {
     calls_table: String,
     users_table: String,
     retention_days: i64,
+    pacing_memo: pacing::PacingMemo,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -105,6 +107,7 @@ impl DynamoStore {
             calls_table,
             users_table,
             retention_days,
+            pacing_memo: Default::default(),
         }
     }
 
@@ -612,114 +615,6 @@ impl DynamoStore {
     }
 }
 
-/// Pacing states live in the calls table under `pace#` keys, like the throttle's
-/// counts: each holds its state as JSON and a `version`, and no `status`, `owner`,
-/// `active` or `queue`, so no call read and no index sees them. A save is conditional
-/// on every version it names: one `PutItem`, or a `TransactWriteItems` of conditional
-/// puts when it writes several (all or none).
-#[async_trait]
-impl PacingStore for DynamoStore {
-    async fn load_pacing(&self, keys: &[String]) -> Result<Vec<Stored<Pacing>>, StoreError> {
-        let mut states = Vec::with_capacity(keys.len());
-        for key in keys {
-            states.push(match self.read_slot(&pacing_slot(key)).await? {
-                Some(item) => pacing_from_item(&item)?,
-                None => Stored::default(),
-            });
-        }
-        Ok(states)
-    }
-
-    async fn save_pacing(&self, writes: &[(String, Stored<Pacing>)]) -> Result<bool, StoreError> {
-        match writes {
-            [] => Ok(true),
-            [(key, state)] => {
-                let (item, condition, values) = pacing_put(key, state)?;
-                let mut request = self
-                    .client
-                    .put_item()
-                    .table_name(&self.calls_table)
-                    .set_item(Some(item))
-                    .condition_expression(condition);
-                if let Some(values) = values {
-                    request = request.set_expression_attribute_values(Some(values));
-                }
-                match request.send().await {
-                    Ok(_) => Ok(true),
-                    Err(SdkError::ServiceError(e))
-                        if e.err().is_conditional_check_failed_exception() =>
-                    {
-                        Ok(false)
-                    }
-                    Err(e) => Err(unavailable(e)),
-                }
-            }
-            _ => self.save_pacing_together(writes).await,
-        }
-    }
-}
-
-/// How many times a pacing transaction that met another one in progress on its items
-/// is tried again before it is reported as lost (the caller reads again).
-const PACING_CONFLICT_ATTEMPTS: u32 = 3;
-
-impl DynamoStore {
-    async fn save_pacing_together(
-        &self,
-        writes: &[(String, Stored<Pacing>)],
-    ) -> Result<bool, StoreError> {
-        let mut items = Vec::with_capacity(writes.len());
-        for (key, state) in writes {
-            let (item, condition, values) = pacing_put(key, state)?;
-            let put = Put::builder()
-                .table_name(&self.calls_table)
-                .set_item(Some(item))
-                .condition_expression(condition)
-                .set_expression_attribute_values(values)
-                .build()
-                .map_err(unavailable)?;
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
-        for attempt in 0..PACING_CONFLICT_ATTEMPTS {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(true),
-                Err(SdkError::ServiceError(e)) => match e.err() {
-                    TransactWriteItemsError::TransactionCanceledException(cancel) => {
-                        let codes: Vec<&str> = cancel
-                            .cancellation_reasons()
-                            .iter()
-                            .filter_map(|r| r.code())
-                            .collect();
-                        if codes.contains(&"ConditionalCheckFailed") {
-                            return Ok(false);
-                        }
-                        if !codes.contains(&"TransactionConflict") {
-                            return Err(StoreError::unavailable(format!(
-                                "a pacing write was canceled: {codes:?}"
-                            )));
-                        }
-                    }
-                    _ => return Err(unavailable(SdkError::ServiceError(e))),
-                },
-                Err(e) => return Err(unavailable(e)),
-            }
-            // Another transaction held an item: it may or may not have changed its
-            // version. Once more finds out (a lost race fails its condition then).
-            if attempt + 1 < PACING_CONFLICT_ATTEMPTS {
-                self.back_off(attempt).await;
-            }
-        }
-        // Still contended: report the race as lost; the caller reads again.
-        Ok(false)
-    }
-}
-
 impl DynamoStore {
     /// The item under `key` in the calls table (a call, an idempotency binding, a
     /// throttle count, a pacing state), read consistently.
@@ -750,47 +645,6 @@ impl DynamoStore {
 
 fn idempotency_slot(owner: &str, key: &str) -> String {
     format!("idempotency#{owner}#{key}")
-}
-
-fn pacing_slot(key: &str) -> String {
-    format!("pace#{key}")
-}
-
-/// The item, condition and values of a conditional put of `state` under `key`.
-fn pacing_put(
-    key: &str,
-    state: &Stored<Pacing>,
-) -> Result<(Item, &'static str, Option<Item>), StoreError> {
-    let next = i64::try_from(state.version.saturating_add(1)).map_err(unavailable)?;
-    let item = HashMap::from([
-        ("call_id".to_owned(), s(pacing_slot(key))),
-        (
-            "state".to_owned(),
-            s(serde_json::to_string(&state.value).map_err(unavailable)?),
-        ),
-        ("version".to_owned(), n(next)),
-    ]);
-    Ok(if state.version == 0 {
-        (item, "attribute_not_exists(call_id)", None)
-    } else {
-        let version = i64::try_from(state.version).map_err(unavailable)?;
-        (
-            item,
-            "version = :version",
-            Some(HashMap::from([(":version".to_owned(), n(version))])),
-        )
-    })
-}
-
-fn pacing_from_item(item: &Item) -> Result<Stored<Pacing>, StoreError> {
-    let bad = || StoreError::unavailable("stored pacing state is bad or incomplete");
-    let state = text(item, "state").ok_or_else(bad)?;
-    Ok(Stored {
-        value: serde_json::from_str(&state).map_err(|_| bad())?,
-        version: number(item, "version")
-            .and_then(|v| u64::try_from(v).ok())
-            .ok_or_else(bad)?,
-    })
 }
 
 /// The queue's sort key: (due time, creation time, call id) as fixed-width text, so
