@@ -147,7 +147,7 @@ impl PacingStore for DynamoStore {
 
 /// What this process last read or wrote of each state's shards, for the few latest
 /// versions: a save at one of them writes only the shards that differ. A version is
-/// one content for good (each save moves it on, and pacing items are never removed),
+/// one content for good (each save moves it on, and no head is ever removed),
 /// so a match is exact. Several versions, since concurrent tasks read, and save at,
 /// different ones.
 #[derive(Clone, Default)]
@@ -229,12 +229,12 @@ impl DynamoStore {
             Some(before) => mask_of(before) == 0,
             None => lines.len() <= INLINE_AGAIN,
         };
-        let inline = lines.len()
-            <= if was_inline {
-                INLINE_LINES
-            } else {
-                INLINE_AGAIN
-            };
+        let most_inline = if was_inline {
+            INLINE_LINES
+        } else {
+            INLINE_AGAIN
+        };
+        let inline = lines.len() <= most_inline;
         let mut split: Vec<Lines> = vec![Lines::new(); SHARDS];
         if !inline {
             for (line, granted) in lines {
