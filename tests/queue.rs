@@ -709,3 +709,43 @@ async fn a_queued_call_with_a_cancel_on_record_is_canceled_not_dialed() {
     assert!(trunk.originates().is_empty());
     trunk.stop().await;
 }
+
+/// A dispatcher that waited past the claim timeout before its dial finds the call
+/// settled by another (taken for a lost claim): it does not dial it behind the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_call_settled_by_another_dispatcher_before_its_dial_is_not_dialed() {
+    use dialer_core::domain::Transition;
+    let store = memory();
+    let trunk = Trunk::start(store.clone(), TrunkLimits::default(), 0.02).await;
+    let call = stored_queued_call(None);
+    store.insert_call(&call).await.expect("stored");
+    let claimed = store
+        .transition(call.id, &Transition::claim(1, false, Utc::now()))
+        .await
+        .expect("claim")
+        .call()
+        .cloned()
+        .expect("claimed");
+    let settled = Transition::to(CallStatus::Failed, Utc::now())
+        .with_reason(Some(FailureReason::OriginateUnconfirmed))
+        .of_attempt(1);
+    assert!(
+        store
+            .transition(call.id, &settled)
+            .await
+            .expect("settle")
+            .applied()
+    );
+    let dialer = dialer_core::service::calls::Dialer::new(
+        store.clone(),
+        Arc::new(trunk.ari.clone()),
+        trunk.pacer.clone(),
+    );
+    let after = dialer
+        .dial_unless_canceled(claimed)
+        .await
+        .expect("answered");
+    assert_eq!(after.status, CallStatus::Failed);
+    assert!(trunk.originates().is_empty(), "dialed behind the record");
+    trunk.stop().await;
+}

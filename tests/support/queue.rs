@@ -48,12 +48,14 @@ impl RunningDispatcher {
     }
 }
 
-/// Dispatcher timing for tests: quick polls, and lost claims settled after 2 s.
+/// Dispatcher timing for tests: quick polls, and lost claims settled after 6 s (longer
+/// than a rate-limited dial may wait for its booking on a loaded machine: a claim still
+/// waiting must not be taken for lost).
 pub fn fast_dispatch() -> DispatchTiming {
     DispatchTiming {
         poll: Duration::from_millis(20),
         reconcile: Duration::from_millis(500),
-        claim_timeout: Duration::from_secs(2),
+        claim_timeout: Duration::from_secs(6),
         ..DispatchTiming::default()
     }
 }

@@ -390,6 +390,16 @@ impl Dialer {
     /// (between the claim and the dial): that one ends `canceled`, never dialed.
     pub async fn dial_unless_canceled(&self, call: Call) -> Result<Call, ServiceError> {
         let current = self.store.get_call(call.id).await?;
+        if let Some(settled) = current
+            .as_ref()
+            .filter(|c| c.status != CallStatus::Pending || c.attempt_number != call.attempt_number)
+        {
+            // Settled meanwhile, by another dispatcher that took this claim for lost
+            // (it waited past the claim timeout): the record says the attempt is over,
+            // so it is not dialed behind the record's back.
+            warn!(call = %call.id, status = %settled.status, "claimed call settled before its dial; not dialed");
+            return Ok(settled.clone());
+        }
         if let Some(current) = current.filter(|c| c.cancel_requested_at.is_some()) {
             let result = self
                 .store
