@@ -48,14 +48,14 @@ impl RunningDispatcher {
     }
 }
 
-/// Dispatcher timing for tests: quick polls, and lost claims settled after 6 s (longer
-/// than a rate-limited dial may wait for its booking on a loaded machine: a claim still
-/// waiting must not be taken for lost).
+/// Dispatcher timing for tests: quick polls, and lost claims settled after 20 s (longer
+/// than a claimed call may take to reach its dial on a loaded CI machine against moto,
+/// 8.6 s seen: a claim still on its way must not be taken for lost).
 pub fn fast_dispatch() -> DispatchTiming {
     DispatchTiming {
         poll: Duration::from_millis(20),
         reconcile: Duration::from_millis(500),
-        claim_timeout: Duration::from_secs(6),
+        claim_timeout: Duration::from_secs(20),
         ..DispatchTiming::default()
     }
 }
