@@ -545,7 +545,7 @@ async fn a_line_left_held_by_a_crash_is_freed_by_reconciliation() {
     state
         .value
         .lines
-        .insert(lost.key(), Utc::now() - chrono::Duration::seconds(10));
+        .insert(lost.key(), Utc::now() - chrono::Duration::seconds(60));
     assert!(
         trunk
             .pacer
