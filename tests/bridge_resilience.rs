@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dialer_core::domain::{Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition};
-use dialer_core::store::{CallPage, CallStore, MemoryStore, StoreError, TransitionResult};
+use dialer_core::store::{
+    CallPage, CallReads, CallStore, MemoryStore, StoreError, TransitionResult,
+};
 use integration::api::Api;
 use integration::bridge::{Bridged, event_source, until_final};
 use integration::{ADMIN, Options, Session, session, start_local, wait_until};
@@ -340,15 +342,30 @@ impl FlakyStore {
 }
 
 #[async_trait]
+impl CallReads for FlakyStore {
+    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
+        self.check()?;
+        self.inner.get_call(id).await
+    }
+
+    async fn calls_of(
+        &self,
+        o: &str,
+        b: Option<dialer_core::store::PageCursor>,
+        l: usize,
+    ) -> Result<CallPage, StoreError> {
+        self.check()?;
+        self.inner.calls_of(o, b, l).await
+    }
+}
+
+#[async_trait]
 impl CallStore for FlakyStore {
     async fn insert_call(&self, call: &Call) -> Result<(), StoreError> {
         self.check()?;
         self.inner.insert_call(call).await
     }
-    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
-        self.check()?;
-        self.inner.get_call(id).await
-    }
+
     async fn transition(
         &self,
         id: Uuid,
@@ -379,15 +396,7 @@ impl CallStore for FlakyStore {
         self.check()?;
         self.inner.active_calls().await
     }
-    async fn calls_of(
-        &self,
-        o: &str,
-        b: Option<dialer_core::store::PageCursor>,
-        l: usize,
-    ) -> Result<CallPage, StoreError> {
-        self.check()?;
-        self.inner.calls_of(o, b, l).await
-    }
+
     async fn record_delivery(
         &self,
         id: Uuid,

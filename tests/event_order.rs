@@ -8,7 +8,7 @@ use dialer_ari::AriEvent;
 use dialer_bridge::CallEvents;
 use dialer_core::domain::{CallStatus, Transition};
 use dialer_core::metrics::Metrics;
-use dialer_core::store::{CallStore, MemoryStore};
+use dialer_core::store::{CallReads, CallStore, MemoryStore};
 use integration::traces::{self, Step};
 use uuid::Uuid;
 

@@ -7,8 +7,8 @@ use axum::body::Body;
 use dialer_core::domain::{Annotation, Call, FailureCount, Pacing, Transition, User};
 use dialer_core::metrics::Metrics;
 use dialer_core::store::{
-    CallPage, CallStore, PacingStore, QueuedCall, StoreError, ThrottleStore, TransitionResult,
-    UserStore, Versioned,
+    CallPage, CallReads, CallStore, PacingStore, QueuedCall, StoreError, ThrottleStore,
+    TransitionResult, UserReads, UserStore, Versioned,
 };
 use dialer_http::Routes;
 use http::Request;
@@ -21,13 +21,27 @@ use integration::recording::RecordingPbx;
 struct BrokenStore;
 
 #[async_trait]
+impl CallReads for BrokenStore {
+    async fn get_call(&self, _: Uuid) -> Result<Option<Call>, StoreError> {
+        panic!("the store fell over")
+    }
+
+    async fn calls_of(
+        &self,
+        _: &str,
+        _: Option<dialer_core::store::PageCursor>,
+        _: usize,
+    ) -> Result<CallPage, StoreError> {
+        Ok(CallPage::default())
+    }
+}
+
+#[async_trait]
 impl CallStore for BrokenStore {
     async fn insert_call(&self, _: &Call) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn get_call(&self, _: Uuid) -> Result<Option<Call>, StoreError> {
-        panic!("the store fell over")
-    }
+
     async fn transition(&self, _: Uuid, _: &Transition) -> Result<TransitionResult, StoreError> {
         Ok(TransitionResult::NotFound)
     }
@@ -49,14 +63,7 @@ impl CallStore for BrokenStore {
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         Ok(Vec::new())
     }
-    async fn calls_of(
-        &self,
-        _: &str,
-        _: Option<dialer_core::store::PageCursor>,
-        _: usize,
-    ) -> Result<CallPage, StoreError> {
-        Ok(CallPage::default())
-    }
+
     async fn record_delivery(
         &self,
         _: Uuid,
@@ -104,10 +111,14 @@ impl PacingStore for BrokenStore {
 }
 
 #[async_trait]
-impl UserStore for BrokenStore {
+impl UserReads for BrokenStore {
     async fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
         Ok(Some(User::new(name, "no password")))
     }
+}
+
+#[async_trait]
+impl UserStore for BrokenStore {
     async fn insert_user(&self, _: &User) -> Result<(), StoreError> {
         Ok(())
     }

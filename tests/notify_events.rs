@@ -15,7 +15,7 @@ use dialer_boot::notify::{Batch, RetryMessage};
 use dialer_boot::settings::{NotifyFunction, Vars};
 use dialer_core::domain::{Call, CallPolicy, CallRequest, User, now};
 use dialer_core::metrics::Metrics;
-use dialer_core::store::{CallStore, Store, UserStore};
+use dialer_core::store::{CallReads, CallStore, Store, UserStore};
 use dialer_http::Routes;
 use http::Request;
 use integration::receiver::{Receiver, signature_verifies};

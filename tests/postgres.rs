@@ -2,7 +2,7 @@
 //! local server runs whole calls on PostgreSQL (see also `calls_e2e::on_postgres`).
 
 use dialer_core::domain::{CallPolicy, CallRequest, now};
-use dialer_core::store::CallStore;
+use dialer_core::store::{CallReads, CallStore};
 use dialer_store_postgres::PgStore;
 use uuid::Uuid;
 

@@ -7,7 +7,7 @@ use dialer_ari::AriEvent;
 use dialer_bridge::CallEvents;
 use dialer_core::domain::{Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition};
 use dialer_core::metrics::Metrics;
-use dialer_core::store::{CallStore, MemoryStore};
+use dialer_core::store::{CallReads, CallStore, MemoryStore};
 use integration::recording::RecordingPbx;
 use integration::traces::{self, Step, Trace};
 use uuid::Uuid;

@@ -89,25 +89,45 @@ impl Platform {
     }
 }
 
-/// The store the settings select.
-#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+/// The store the settings select, as every port at once: for the processes that use
+/// most of them (originate, the bridge, the local server, `dialer-users`).
 pub async fn open_store(
     settings: &StoreSettings,
     platform: &Platform,
 ) -> Result<Arc<dyn Store>, BootError> {
+    with_store(settings, platform, AllPorts).await
+}
+
+/// What a process builds from the store the settings select, given it as its own type.
+/// A `dyn Store` points at every method of every port, so a binary holding one links
+/// all of a store's code; a part that turns the store into only the ports it uses (the
+/// status function: [`CallReads`](dialer_core::store::CallReads) and
+/// [`UserReads`](dialer_core::store::UserReads)) links only those.
+pub trait StoreUse {
+    type Output;
+    fn build<S: Store + 'static>(self, store: Arc<S>) -> Self::Output;
+}
+
+/// Opens the store the settings select and hands it to `part`.
+#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+pub async fn with_store<U: StoreUse>(
+    settings: &StoreSettings,
+    platform: &Platform,
+    part: U,
+) -> Result<U::Output, BootError> {
     match settings {
-        StoreSettings::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreSettings::Memory => Ok(part.build(Arc::new(MemoryStore::new()))),
         #[cfg(feature = "aws")]
         StoreSettings::Dynamo {
             calls_table,
             users_table,
             call_retention_days,
-        } => Ok(Arc::new(dynamo_store(
+        } => Ok(part.build(Arc::new(dynamo_store(
             platform,
             calls_table,
             users_table,
             *call_retention_days,
-        )?)),
+        )?))),
         #[cfg(not(feature = "aws"))]
         StoreSettings::Dynamo { .. } => Err(BootError::Unsupported {
             var: "CALLS_TABLE",
@@ -122,13 +142,23 @@ pub async fn open_store(
                     var: "DATABASE_URL",
                     source,
                 })?;
-            Ok(Arc::new(store))
+            Ok(part.build(Arc::new(store)))
         }
         #[cfg(not(feature = "postgres"))]
         StoreSettings::Postgres { .. } => Err(BootError::Unsupported {
             var: "DATABASE_URL",
             why: "built without PostgreSQL support; build with --features postgres",
         }),
+    }
+}
+
+/// Every port: the store as one `dyn Store`.
+struct AllPorts;
+
+impl StoreUse for AllPorts {
+    type Output = Arc<dyn Store>;
+    fn build<S: Store + 'static>(self, store: Arc<S>) -> Arc<dyn Store> {
+        store
     }
 }
 
@@ -263,11 +293,13 @@ mod api {
     use dialer_core::health::BridgeHealth;
     use dialer_core::metrics::Metrics;
     use dialer_core::service::{Authenticator, CallQueries};
-    use dialer_core::store::Store;
+    use std::time::Duration;
+
+    use dialer_core::store::{CallReads, Store, UserReads};
     use dialer_http::{Api, OpsState, StatusState};
 
     use super::settings::StatusFunction;
-    use super::{BootError, Platform, metrics, open_store, tokens};
+    use super::{BootError, Platform, metrics, tokens};
 
     /// What every route set is built from: one process's store, token signer and
     /// metrics. The local server and the tests add every set; each Lambda only its own.
@@ -299,16 +331,14 @@ mod api {
             hasher: Arc<dyn dialer_core::auth::PasswordHasher>,
             throttle: dialer_core::domain::ThrottlePolicy,
         ) -> dialer_http::TokenState {
-            dialer_http::TokenState {
-                login: dialer_core::service::LoginService::new(
-                    self.store.clone(),
-                    self.store.clone(),
-                    throttle,
-                    hasher,
-                    self.tokens.clone(),
-                    self.metrics.clone(),
-                ),
-            }
+            token_state(
+                self.store.clone(),
+                self.store.clone(),
+                hasher,
+                throttle,
+                self.tokens.clone(),
+                self.metrics.clone(),
+            )
         }
 
         pub fn originate_state(
@@ -331,10 +361,12 @@ mod api {
         }
 
         pub fn status_state(&self) -> StatusState {
-            StatusState {
-                calls: CallQueries::new(self.store.clone()),
-                auth: self.auth(),
-            }
+            status_state(
+                self.store.clone(),
+                self.store.clone(),
+                self.tokens.clone(),
+                self.user_cache,
+            )
         }
 
         pub fn ops_state(&self) -> OpsState {
@@ -376,64 +408,154 @@ mod api {
         }
     }
 
-    async fn parts(
-        store: &super::settings::StoreSettings,
-        auth: &super::settings::AuthSettings,
-        metrics_settings: &super::settings::MetricsSettings,
-        platform: &Platform,
-    ) -> Result<ApiParts, BootError> {
-        let store = open_store(store, platform).await?;
-        Ok(ApiParts {
-            pacer: dialer_core::service::Pacer::new(store.clone(), Default::default()),
-            store,
-            tokens: tokens(auth, platform)?,
-            metrics: metrics(metrics_settings),
-            metrics_enabled: metrics_settings.enabled,
-            bridge: None,
-            user_cache: auth.user_cache,
-            guard: Arc::new(dialer_core::webhooks::AcceptAll),
-        })
-    }
-
-    /// The token function's routes.
+    /// The token function's routes. The store goes in as the two ports logging in
+    /// reads and writes, not as a whole `dyn Store` (see [`StoreUse`](super::StoreUse)).
     #[cfg(feature = "passwords")]
     pub async fn token_api(
         settings: &super::settings::TokenFunction,
         platform: &Platform,
     ) -> Result<axum::Router, BootError> {
-        let parts = parts(&settings.store, &settings.auth, &settings.metrics, platform).await?;
-        let hasher = super::password_hasher(settings.bcrypt_cost);
-        Ok(parts
-            .api()
-            .token(parts.token_state(hasher, settings.throttle))
-            .build())
+        struct TokenPart {
+            tokens: Arc<Tokens>,
+            metrics: Arc<Metrics>,
+            hasher: Arc<dyn dialer_core::auth::PasswordHasher>,
+            throttle: dialer_core::domain::ThrottlePolicy,
+        }
+        impl super::StoreUse for TokenPart {
+            type Output = axum::Router;
+            fn build<S: Store + 'static>(self, store: Arc<S>) -> axum::Router {
+                let state = token_state(
+                    store.clone(),
+                    store,
+                    self.hasher,
+                    self.throttle,
+                    self.tokens,
+                    self.metrics.clone(),
+                );
+                Api::new(self.metrics).token(state).build()
+            }
+        }
+        let part = TokenPart {
+            tokens: tokens(&settings.auth, platform)?,
+            metrics: metrics(&settings.metrics),
+            hasher: super::password_hasher(settings.bcrypt_cost),
+            throttle: settings.throttle,
+        };
+        super::with_store(&settings.store, platform, part).await
     }
 
-    /// The originate function's routes.
+    /// The originate function's routes. The store goes in as the ports placing and
+    /// canceling calls use (see [`StoreUse`](super::StoreUse)).
     #[cfg(feature = "ari")]
     pub async fn originate_api(
         settings: &super::settings::OriginateFunction,
         platform: &Platform,
     ) -> Result<axum::Router, BootError> {
-        let mut parts = parts(&settings.store, &settings.auth, &settings.metrics, platform).await?;
-        parts.guard = super::callback_guard(&settings.webhooks);
-        parts.pacer = dialer_core::service::Pacer::new(parts.store.clone(), settings.limits);
-        let pbx = Arc::new(super::ari_client(&settings.pbx, platform)?);
-        let state = parts.originate_state(pbx, settings.policy.clone());
-        Ok(parts.api().originate(state).build())
+        struct OriginatePart {
+            tokens: Arc<Tokens>,
+            metrics: Arc<Metrics>,
+            user_cache: Duration,
+            guard: Arc<dyn dialer_core::webhooks::CallbackGuard>,
+            pbx: Arc<dyn dialer_core::pbx::Pbx>,
+            policy: CallPolicy,
+            limits: dialer_core::domain::TrunkLimits,
+        }
+        impl super::StoreUse for OriginatePart {
+            type Output = axum::Router;
+            fn build<S: Store + 'static>(self, store: Arc<S>) -> axum::Router {
+                let pacer = dialer_core::service::Pacer::new(store.clone(), self.limits);
+                let state = dialer_http::OriginateState {
+                    calls: dialer_core::service::CallService::new(
+                        store.clone(),
+                        store.clone(),
+                        self.guard,
+                        self.pbx,
+                        self.policy,
+                        self.metrics.clone(),
+                        pacer,
+                    ),
+                    auth: Authenticator::new(self.tokens, store, self.user_cache),
+                };
+                Api::new(self.metrics).originate(state).build()
+            }
+        }
+        let part = OriginatePart {
+            tokens: tokens(&settings.auth, platform)?,
+            metrics: metrics(&settings.metrics),
+            user_cache: settings.auth.user_cache,
+            guard: super::callback_guard(&settings.webhooks),
+            pbx: Arc::new(super::ari_client(&settings.pbx, platform)?),
+            policy: settings.policy.clone(),
+            limits: settings.limits,
+        };
+        super::with_store(&settings.store, platform, part).await
     }
 
-    /// The status function's routes, with `/health`, `/docs` and `/openapi.json`.
+    /// The status function's routes, with `/health`, `/docs` and `/openapi.json`. The
+    /// store goes in as the two reading ports only, so this binary links none of a
+    /// store's writes (see [`StoreUse`](super::StoreUse)).
     pub async fn status_api(
         settings: &StatusFunction,
         platform: &Platform,
     ) -> Result<axum::Router, BootError> {
-        let parts = parts(&settings.store, &settings.auth, &settings.metrics, platform).await?;
-        Ok(parts
-            .api()
-            .status(parts.status_state())
-            .ops(parts.ops_state())
-            .build())
+        struct StatusPart {
+            tokens: Arc<Tokens>,
+            metrics: Arc<Metrics>,
+            metrics_enabled: bool,
+            user_cache: Duration,
+        }
+        impl super::StoreUse for StatusPart {
+            type Output = axum::Router;
+            fn build<S: Store + 'static>(self, store: Arc<S>) -> axum::Router {
+                let state = status_state(store.clone(), store, self.tokens, self.user_cache);
+                let ops = OpsState {
+                    metrics: self.metrics.clone(),
+                    metrics_enabled: self.metrics_enabled,
+                    bridge: None,
+                };
+                Api::new(self.metrics).status(state).ops(ops).build()
+            }
+        }
+        let part = StatusPart {
+            tokens: tokens(&settings.auth, platform)?,
+            metrics: metrics(&settings.metrics),
+            metrics_enabled: settings.metrics.enabled,
+            user_cache: settings.auth.user_cache,
+        };
+        super::with_store(&settings.store, platform, part).await
+    }
+
+    fn status_state(
+        calls: Arc<dyn CallReads>,
+        users: Arc<dyn UserReads>,
+        tokens: Arc<Tokens>,
+        user_cache: Duration,
+    ) -> StatusState {
+        StatusState {
+            calls: CallQueries::new(calls),
+            auth: Authenticator::new(tokens, users, user_cache),
+        }
+    }
+
+    #[cfg(feature = "passwords")]
+    fn token_state(
+        users: Arc<dyn UserReads>,
+        throttle_store: Arc<dyn dialer_core::store::ThrottleStore>,
+        hasher: Arc<dyn dialer_core::auth::PasswordHasher>,
+        throttle: dialer_core::domain::ThrottlePolicy,
+        tokens: Arc<Tokens>,
+        metrics: Arc<Metrics>,
+    ) -> dialer_http::TokenState {
+        dialer_http::TokenState {
+            login: dialer_core::service::LoginService::new(
+                users,
+                throttle_store,
+                throttle,
+                hasher,
+                tokens,
+                metrics,
+            ),
+        }
     }
 }
 

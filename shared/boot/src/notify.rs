@@ -29,7 +29,7 @@ use dialer_core::domain::{Annotation, Call, Transition};
 use dialer_core::metrics::Metrics;
 use dialer_core::service::Deliverer;
 use dialer_core::store::{
-    CallPage, CallStore, PageCursor, QueuedCall, Store, StoreError, TransitionResult,
+    CallPage, CallReads, CallStore, PageCursor, QueuedCall, Store, StoreError, TransitionResult,
 };
 use dialer_core::webhooks::WebhookSender;
 use serde::{Deserialize, Serialize};
@@ -368,13 +368,25 @@ struct Watched {
 }
 
 #[async_trait]
+impl CallReads for Watched {
+    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
+        self.calls.get_call(id).await
+    }
+
+    async fn calls_of(
+        &self,
+        owner: &str,
+        before: Option<PageCursor>,
+        limit: usize,
+    ) -> Result<CallPage, StoreError> {
+        self.calls.calls_of(owner, before, limit).await
+    }
+}
+
+#[async_trait]
 impl CallStore for Watched {
     async fn insert_call(&self, call: &Call) -> Result<(), StoreError> {
         self.calls.insert_call(call).await
-    }
-
-    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
-        self.calls.get_call(id).await
     }
 
     async fn transition(
@@ -411,15 +423,6 @@ impl CallStore for Watched {
 
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         self.calls.active_calls().await
-    }
-
-    async fn calls_of(
-        &self,
-        owner: &str,
-        before: Option<PageCursor>,
-        limit: usize,
-    ) -> Result<CallPage, StoreError> {
-        self.calls.calls_of(owner, before, limit).await
     }
 
     async fn record_delivery(

@@ -37,8 +37,8 @@ use dialer_core::domain::{
     UserLimits,
 };
 use dialer_core::store::{
-    CallPage, CallStore, PageCursor, QueuedCall, StoreError, ThrottleStore, TransitionResult,
-    UserStore,
+    CallPage, CallReads, CallStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
+    TransitionResult, UserReads, UserStore,
 };
 
 pub mod pacing;
@@ -372,6 +372,52 @@ impl DynamoStore {
 }
 
 #[async_trait]
+impl CallReads for DynamoStore {
+    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
+        self.read_slot(&id.to_string())
+            .await?
+            .as_ref()
+            .filter(|item| item.contains_key("status"))
+            .map(call_from_item)
+            .transpose()
+    }
+
+    async fn calls_of(
+        &self,
+        owner: &str,
+        before: Option<PageCursor>,
+        limit: usize,
+    ) -> Result<CallPage, StoreError> {
+        // After a call: the index resumes right after that very item (its key is what
+        // DynamoDB itself would hand back as the page's end), so calls of the same
+        // millisecond are neither skipped nor repeated. Before a time: a plain range.
+        let (condition, mut values, start) = match before {
+            Some(cursor) if cursor.id.is_nil() => (
+                "#pk = :owner AND created_at < :before",
+                vec![(":before", s(timestamp(cursor.created_at)))],
+                None,
+            ),
+            Some(cursor) => (
+                "#pk = :owner AND created_at <= :before",
+                vec![(":before", s(timestamp(cursor.created_at)))],
+                Some(HashMap::from([
+                    ("call_id".to_owned(), s(cursor.id.to_string())),
+                    ("owner".to_owned(), s(owner.to_owned())),
+                    ("created_at".to_owned(), s(timestamp(cursor.created_at))),
+                ])),
+            ),
+            None => ("#pk = :owner", Vec::new(), None),
+        };
+        values.push((":owner", s(owner.to_owned())));
+        let want = i32::try_from(limit + 1).unwrap_or(i32::MAX);
+        let calls = self
+            .query_calls(OWNER_INDEX, condition, values, true, Some(want), start)
+            .await?;
+        Ok(CallPage::from_overfetch(calls, limit))
+    }
+}
+
+#[async_trait]
 impl CallStore for DynamoStore {
     async fn insert_call(&self, call: &Call) -> Result<(), StoreError> {
         let mut item = call_to_item(call)?;
@@ -385,15 +431,6 @@ impl CallStore for DynamoStore {
         } else {
             Err(StoreError::Conflict)
         }
-    }
-
-    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
-        self.read_slot(&id.to_string())
-            .await?
-            .as_ref()
-            .filter(|item| item.contains_key("status"))
-            .map(call_from_item)
-            .transpose()
     }
 
     async fn transition(
@@ -475,40 +512,6 @@ impl CallStore for DynamoStore {
             None,
         )
         .await
-    }
-
-    async fn calls_of(
-        &self,
-        owner: &str,
-        before: Option<PageCursor>,
-        limit: usize,
-    ) -> Result<CallPage, StoreError> {
-        // After a call: the index resumes right after that very item (its key is what
-        // DynamoDB itself would hand back as the page's end), so calls of the same
-        // millisecond are neither skipped nor repeated. Before a time: a plain range.
-        let (condition, mut values, start) = match before {
-            Some(cursor) if cursor.id.is_nil() => (
-                "#pk = :owner AND created_at < :before",
-                vec![(":before", s(timestamp(cursor.created_at)))],
-                None,
-            ),
-            Some(cursor) => (
-                "#pk = :owner AND created_at <= :before",
-                vec![(":before", s(timestamp(cursor.created_at)))],
-                Some(HashMap::from([
-                    ("call_id".to_owned(), s(cursor.id.to_string())),
-                    ("owner".to_owned(), s(owner.to_owned())),
-                    ("created_at".to_owned(), s(timestamp(cursor.created_at))),
-                ])),
-            ),
-            None => ("#pk = :owner", Vec::new(), None),
-        };
-        values.push((":owner", s(owner.to_owned())));
-        let want = i32::try_from(limit + 1).unwrap_or(i32::MAX);
-        let calls = self
-            .query_calls(OWNER_INDEX, condition, values, true, Some(want), start)
-            .await?;
-        Ok(CallPage::from_overfetch(calls, limit))
     }
 
     async fn record_delivery(
@@ -695,7 +698,7 @@ fn queued_call_from_item(item: &Item) -> Result<QueuedCall, StoreError> {
 }
 
 #[async_trait]
-impl UserStore for DynamoStore {
+impl UserReads for DynamoStore {
     async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError> {
         self.read_item(&self.users_table, "username", username)
             .await?
@@ -703,7 +706,10 @@ impl UserStore for DynamoStore {
             .map(user_from_item)
             .transpose()
     }
+}
 
+#[async_trait]
+impl UserStore for DynamoStore {
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
         if self
             .put_if(

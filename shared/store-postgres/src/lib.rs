@@ -26,8 +26,8 @@ use dialer_core::domain::{
     Pacing, RetryPolicy, Transition, User, UserLimits,
 };
 use dialer_core::store::{
-    CallPage, CallStore, PacingStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
-    TransitionResult, UserStore, Versioned,
+    CallPage, CallReads, CallStore, PacingStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
+    TransitionResult, UserReads, UserStore, Versioned,
 };
 
 /// The columns of a call, as a literal: every statement here is a `&'static str` built
@@ -255,6 +255,44 @@ macro_rules! queue_range {
 }
 
 #[async_trait]
+impl CallReads for PgStore {
+    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
+        let sql = concat!("SELECT ", call_columns!(), " FROM calls WHERE call_id = $1");
+        self.fetch_call(sqlx::query(sql).bind(id)).await
+    }
+
+    async fn calls_of(
+        &self,
+        owner: &str,
+        before: Option<PageCursor>,
+        limit: usize,
+    ) -> Result<CallPage, StoreError> {
+        // The list's order is (created_at, call_id): a row comparison resumes exactly
+        // after the cursor's call.
+        let sql = concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE owner = $1
+               AND ($2::timestamptz IS NULL OR (created_at, call_id) < ($2, $3::uuid))
+             ORDER BY created_at DESC, call_id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(before.map(|c| c.created_at))
+            .bind(before.map_or(Uuid::nil(), |c| c.id))
+            .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let calls = rows
+            .iter()
+            .map(call_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CallPage::from_overfetch(calls, limit))
+    }
+}
+
+#[async_trait]
 impl CallStore for PgStore {
     async fn insert_call(&self, call: &Call) -> Result<(), StoreError> {
         let sql = concat!(
@@ -270,11 +308,6 @@ impl CallStore for PgStore {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
             Err(e) => Err(unavailable(e)),
         }
-    }
-
-    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
-        let sql = concat!("SELECT ", call_columns!(), " FROM calls WHERE call_id = $1");
-        self.fetch_call(sqlx::query(sql).bind(id)).await
     }
 
     async fn transition(
@@ -365,36 +398,6 @@ impl CallStore for PgStore {
             .await
             .map_err(unavailable)?;
         rows.iter().map(call_from_row).collect()
-    }
-
-    async fn calls_of(
-        &self,
-        owner: &str,
-        before: Option<PageCursor>,
-        limit: usize,
-    ) -> Result<CallPage, StoreError> {
-        // The list's order is (created_at, call_id): a row comparison resumes exactly
-        // after the cursor's call.
-        let sql = concat!(
-            "SELECT ",
-            call_columns!(),
-            " FROM calls WHERE owner = $1
-               AND ($2::timestamptz IS NULL OR (created_at, call_id) < ($2, $3::uuid))
-             ORDER BY created_at DESC, call_id DESC LIMIT $4"
-        );
-        let rows = sqlx::query(sql)
-            .bind(owner)
-            .bind(before.map(|c| c.created_at))
-            .bind(before.map_or(Uuid::nil(), |c| c.id))
-            .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        let calls = rows
-            .iter()
-            .map(call_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(CallPage::from_overfetch(calls, limit))
     }
 
     async fn record_delivery(
@@ -570,7 +573,7 @@ impl PacingStore for PgStore {
 }
 
 #[async_trait]
-impl UserStore for PgStore {
+impl UserReads for PgStore {
     async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
@@ -583,7 +586,10 @@ impl UserStore for PgStore {
         .map_err(unavailable)?;
         row.as_ref().map(user_from_row).transpose()
     }
+}
 
+#[async_trait]
+impl UserStore for PgStore {
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
         let sql = concat!(
             "INSERT INTO users (",

@@ -14,7 +14,9 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::pbx::{OriginateSpec, Pbx, PbxError};
-use crate::store::{CallPage, CallStore, PageCursor, StoreError, TransitionResult, UserStore};
+use crate::store::{
+    CallPage, CallReads, CallStore, PageCursor, StoreError, TransitionResult, UserStore,
+};
 use crate::webhooks::CallbackGuard;
 
 /// Placing and canceling calls: the use cases that talk to the PBX.
@@ -43,7 +45,7 @@ pub struct Dialer {
 /// Reading and listing a user's calls: the store alone, no PBX.
 #[derive(Clone)]
 pub struct CallQueries {
-    store: Arc<dyn CallStore>,
+    store: Arc<dyn CallReads>,
 }
 
 impl CallService {
@@ -487,7 +489,7 @@ impl Dialer {
 const CANCEL_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl CallQueries {
-    pub fn new(store: Arc<dyn CallStore>) -> Self {
+    pub fn new(store: Arc<dyn CallReads>) -> Self {
         Self { store }
     }
 

@@ -15,11 +15,11 @@ use crate::domain::user::valid_username;
 use crate::domain::{ThrottleKey, ThrottlePolicy};
 use crate::metrics::Metrics;
 use crate::secrets::SecretError;
-use crate::store::{StoreError, ThrottleStore, UserStore};
+use crate::store::{StoreError, ThrottleStore, UserReads};
 
 #[derive(Clone)]
 pub struct LoginService {
-    users: Arc<dyn UserStore>,
+    users: Arc<dyn UserReads>,
     throttle: Arc<dyn ThrottleStore>,
     policy: ThrottlePolicy,
     hasher: Arc<dyn PasswordHasher>,
@@ -35,7 +35,7 @@ pub struct LoginService {
 #[derive(Clone)]
 pub struct Authenticator {
     tokens: Arc<Tokens>,
-    users: Arc<dyn UserStore>,
+    users: Arc<dyn UserReads>,
     cache: Arc<UserCache>,
 }
 
@@ -57,7 +57,7 @@ pub enum AuthError {
 
 impl LoginService {
     pub fn new(
-        users: Arc<dyn UserStore>,
+        users: Arc<dyn UserReads>,
         throttle: Arc<dyn ThrottleStore>,
         policy: ThrottlePolicy,
         hasher: Arc<dyn PasswordHasher>,
@@ -175,7 +175,7 @@ impl Authenticator {
     /// `user_cache`: how long one container may trust what it last read about a user
     /// (zero: read the store on every request). A disabled user or a revoked token
     /// stops working at most this long after the change.
-    pub fn new(tokens: Arc<Tokens>, users: Arc<dyn UserStore>, user_cache: Duration) -> Self {
+    pub fn new(tokens: Arc<Tokens>, users: Arc<dyn UserReads>, user_cache: Duration) -> Self {
         Self {
             tokens,
             users,

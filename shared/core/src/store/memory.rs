@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    CallPage, CallStore, PacingStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
-    TransitionResult, UserStore, Versioned,
+    CallPage, CallReads, CallStore, PacingStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
+    TransitionResult, UserReads, UserStore, Versioned,
 };
 use crate::domain::webhook::Delivery;
 use crate::domain::{Annotation, Call, CallStatus, FailureCount, Pacing, Transition, User};
@@ -99,6 +99,31 @@ impl MemoryStore {
 }
 
 #[async_trait]
+impl CallReads for MemoryStore {
+    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
+        Ok(self.lock().calls.get(&id).cloned())
+    }
+
+    async fn calls_of(
+        &self,
+        owner: &str,
+        before: Option<PageCursor>,
+        limit: usize,
+    ) -> Result<CallPage, StoreError> {
+        let inner = self.lock();
+        let mut calls: Vec<Call> = inner
+            .calls
+            .values()
+            .filter(|c| c.owner == owner && before.is_none_or(|b| b.precedes(c)))
+            .cloned()
+            .collect();
+        calls.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        calls.truncate(limit + 1);
+        Ok(CallPage::from_overfetch(calls, limit))
+    }
+}
+
+#[async_trait]
 impl CallStore for MemoryStore {
     async fn insert_call(&self, call: &Call) -> Result<(), StoreError> {
         let mut inner = self.lock();
@@ -108,10 +133,6 @@ impl CallStore for MemoryStore {
         inner.calls.insert(call.id, call.clone());
         inner.reindex(call.id);
         Ok(())
-    }
-
-    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
-        Ok(self.lock().calls.get(&id).cloned())
     }
 
     async fn transition(
@@ -184,24 +205,6 @@ impl CallStore for MemoryStore {
             .filter_map(|id| inner.calls.get(id))
             .cloned()
             .collect())
-    }
-
-    async fn calls_of(
-        &self,
-        owner: &str,
-        before: Option<PageCursor>,
-        limit: usize,
-    ) -> Result<CallPage, StoreError> {
-        let inner = self.lock();
-        let mut calls: Vec<Call> = inner
-            .calls
-            .values()
-            .filter(|c| c.owner == owner && before.is_none_or(|b| b.precedes(c)))
-            .cloned()
-            .collect();
-        calls.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        calls.truncate(limit + 1);
-        Ok(CallPage::from_overfetch(calls, limit))
     }
 
     async fn record_delivery(
@@ -311,11 +314,14 @@ impl PacingStore for MemoryStore {
 }
 
 #[async_trait]
-impl UserStore for MemoryStore {
+impl UserReads for MemoryStore {
     async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError> {
         Ok(self.lock().users.get(username).cloned())
     }
+}
 
+#[async_trait]
+impl UserStore for MemoryStore {
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if inner.users.contains_key(&user.username) {

@@ -125,12 +125,27 @@ impl CallPage {
     }
 }
 
+/// Reading calls: all the status routes ask of the store. A port of its own so that a
+/// process that only reads (the status function) holds a `dyn CallReads`, and its
+/// binary links none of a store's writes.
 #[async_trait]
-pub trait CallStore: Send + Sync {
+pub trait CallReads: Send + Sync {
+    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError>;
+
+    /// A user's calls, newest first (by `created_at`, then call id), after `before` in
+    /// that order when given.
+    async fn calls_of(
+        &self,
+        owner: &str,
+        before: Option<PageCursor>,
+        limit: usize,
+    ) -> Result<CallPage, StoreError>;
+}
+
+#[async_trait]
+pub trait CallStore: CallReads {
     /// Writes a new call; `Conflict` when the id is taken.
     async fn insert_call(&self, call: &Call) -> Result<(), StoreError>;
-
-    async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError>;
 
     /// The conditional status write (see [`Transition::apply`]).
     async fn transition(
@@ -161,15 +176,6 @@ pub trait CallStore: Send + Sync {
 
     /// Every call not yet in a final status: what the bridge reconciles after a reconnect.
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError>;
-
-    /// A user's calls, newest first (by `created_at`, then call id), after `before` in
-    /// that order when given.
-    async fn calls_of(
-        &self,
-        owner: &str,
-        before: Option<PageCursor>,
-        limit: usize,
-    ) -> Result<CallPage, StoreError>;
 
     // The webhook outbox. Events are written by `insert_call`, `transition` and
     // `annotate` themselves, in the same atomic write as the change each reports
@@ -283,10 +289,15 @@ pub fn pacing_queue_key(username: &str) -> String {
     format!("queue#{username}")
 }
 
+/// Reading a user: all that checking a token or a password asks of the user store (see
+/// [`CallReads`] for why it is a port of its own).
 #[async_trait]
-pub trait UserStore: Send + Sync {
+pub trait UserReads: Send + Sync {
     async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError>;
+}
 
+#[async_trait]
+pub trait UserStore: UserReads {
     /// Creates a user; `Conflict` when the name is taken.
     async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
 
