@@ -55,15 +55,19 @@ async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store: A
     let placing = std::time::Instant::now();
     let calls = trunk.place_at_once("alice", BUSY, 60).await;
     // Calls within the rate while the requests arrive are dialed at once; on a slow
-    // store the requests take a few seconds, so a few windows' worth may be.
-    let windows = (placing.elapsed().as_secs_f64() / 1.1).ceil() as usize + 1;
+    // store the requests take a few seconds, so a few windows' worth may be. (On moto
+    // in a loaded CI run the 60 requests once took over 12 s, arriving slower than the
+    // rate, and rightly none was queued: what is asserted then is the pacing at the
+    // PBX below.)
+    let placed_in = placing.elapsed();
+    let windows = (placed_in.as_secs_f64() / 1.1).ceil() as usize + 1;
     let queued = calls
         .iter()
         .filter(|c| c.status == CallStatus::Queued)
         .count();
     assert!(
-        queued >= 60_usize.saturating_sub(5 * windows) && queued > 0,
-        "only {queued} of 60 were queued"
+        queued >= 60_usize.saturating_sub(5 * windows),
+        "only {queued} of 60 were queued, placed in {placed_in:?}"
     );
     let ended = trunk.all_final(&calls, LIMIT).await;
     assert!(
