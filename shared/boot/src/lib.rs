@@ -346,18 +346,19 @@ mod api {
             pbx: Arc<dyn dialer_core::pbx::Pbx>,
             policy: CallPolicy,
         ) -> dialer_http::OriginateState {
-            dialer_http::OriginateState {
-                calls: dialer_core::service::CallService::new(
-                    self.store.clone(),
-                    self.store.clone(),
-                    self.guard.clone(),
+            originate_state(
+                self.store.clone(),
+                self.store.clone(),
+                OriginateParts {
+                    tokens: self.tokens.clone(),
+                    metrics: self.metrics.clone(),
+                    user_cache: self.user_cache,
+                    guard: self.guard.clone(),
                     pbx,
                     policy,
-                    self.metrics.clone(),
-                    self.pacer.clone(),
-                ),
-                auth: self.auth(),
-            }
+                },
+                self.pacer.clone(),
+            )
         }
 
         pub fn status_state(&self) -> StatusState {
@@ -452,40 +453,27 @@ mod api {
         platform: &Platform,
     ) -> Result<axum::Router, BootError> {
         struct OriginatePart {
-            tokens: Arc<Tokens>,
-            metrics: Arc<Metrics>,
-            user_cache: Duration,
-            guard: Arc<dyn dialer_core::webhooks::CallbackGuard>,
-            pbx: Arc<dyn dialer_core::pbx::Pbx>,
-            policy: CallPolicy,
+            parts: OriginateParts,
             limits: dialer_core::domain::TrunkLimits,
         }
         impl super::StoreUse for OriginatePart {
             type Output = axum::Router;
             fn build<S: Store + 'static>(self, store: Arc<S>) -> axum::Router {
                 let pacer = dialer_core::service::Pacer::new(store.clone(), self.limits);
-                let state = dialer_http::OriginateState {
-                    calls: dialer_core::service::CallService::new(
-                        store.clone(),
-                        store.clone(),
-                        self.guard,
-                        self.pbx,
-                        self.policy,
-                        self.metrics.clone(),
-                        pacer,
-                    ),
-                    auth: Authenticator::new(self.tokens, store, self.user_cache),
-                };
-                Api::new(self.metrics).originate(state).build()
+                let metrics = self.parts.metrics.clone();
+                let state = originate_state(store.clone(), store, self.parts, pacer);
+                Api::new(metrics).originate(state).build()
             }
         }
         let part = OriginatePart {
-            tokens: tokens(&settings.auth, platform)?,
-            metrics: metrics(&settings.metrics),
-            user_cache: settings.auth.user_cache,
-            guard: super::callback_guard(&settings.webhooks),
-            pbx: Arc::new(super::ari_client(&settings.pbx, platform)?),
-            policy: settings.policy.clone(),
+            parts: OriginateParts {
+                tokens: tokens(&settings.auth, platform)?,
+                metrics: metrics(&settings.metrics),
+                user_cache: settings.auth.user_cache,
+                guard: super::callback_guard(&settings.webhooks),
+                pbx: Arc::new(super::ari_client(&settings.pbx, platform)?),
+                policy: settings.policy.clone(),
+            },
             limits: settings.limits,
         };
         super::with_store(&settings.store, platform, part).await
@@ -523,6 +511,36 @@ mod api {
             user_cache: settings.auth.user_cache,
         };
         super::with_store(&settings.store, platform, part).await
+    }
+
+    /// What the originate routes are built from, beside the store and the pacer.
+    struct OriginateParts {
+        tokens: Arc<Tokens>,
+        metrics: Arc<Metrics>,
+        user_cache: Duration,
+        guard: Arc<dyn dialer_core::webhooks::CallbackGuard>,
+        pbx: Arc<dyn dialer_core::pbx::Pbx>,
+        policy: CallPolicy,
+    }
+
+    fn originate_state(
+        calls: Arc<dyn dialer_core::store::CallStore>,
+        users: Arc<dyn dialer_core::store::UserStore>,
+        parts: OriginateParts,
+        pacer: dialer_core::service::Pacer,
+    ) -> dialer_http::OriginateState {
+        dialer_http::OriginateState {
+            calls: dialer_core::service::CallService::new(
+                calls,
+                users.clone(),
+                parts.guard,
+                parts.pbx,
+                parts.policy,
+                parts.metrics,
+                pacer,
+            ),
+            auth: Authenticator::new(parts.tokens, users, parts.user_cache),
+        }
     }
 
     fn status_state(
