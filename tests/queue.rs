@@ -4,12 +4,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
+use dialer_core::domain::Pacing;
 use dialer_core::domain::schedule::RetryRequest;
 use dialer_core::domain::{CallRequest, CallStatus, FailureReason, TrunkLimits, UserLimits};
-use dialer_core::store::{MemoryStore, Store};
+use dialer_core::service::pacing::PLACEMENT_PATIENCE;
+use dialer_core::store::{MemoryStore, PacingStore, Store, StoreError, Versioned};
 use integration::queue::{Trunk, most_within};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -562,6 +565,59 @@ async fn a_line_left_held_by_a_crash_is_freed_by_reconciliation() {
     trunk.run_dispatcher();
     let ended = trunk.all_final(&calls, Duration::from_secs(10)).await;
     assert_eq!(ended[0].status, CallStatus::Busy);
+    trunk.stop().await;
+}
+
+/// Pacing states whose every write loses the race while `contended` is set, as when
+/// many writers keep changing the trunk's state first.
+struct Contended {
+    store: Arc<dyn Store>,
+    contended: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl PacingStore for Contended {
+    async fn load_pacing(&self, keys: &[String]) -> Result<Vec<Versioned<Pacing>>, StoreError> {
+        self.store.load_pacing(keys).await
+    }
+
+    async fn save_pacing(
+        &self,
+        writes: &[(String, Versioned<Pacing>)],
+    ) -> Result<bool, StoreError> {
+        if self.contended.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.store.save_pacing(writes).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_placed_while_the_trunk_state_stays_contended_is_queued_not_refused() {
+    let store = memory();
+    let pacing = Arc::new(Contended {
+        store: store.clone(),
+        contended: AtomicBool::new(true),
+    });
+    let limits = TrunkLimits {
+        calls_per_second: Some(5),
+        concurrent_calls: None,
+    };
+    let mut trunk = Trunk::start_with_pacing(store, pacing.clone(), limits, 0.02).await;
+    let placing = std::time::Instant::now();
+    let calls = trunk.place_at_once("alice", BUSY, 1).await;
+    let waited = placing.elapsed();
+    assert_eq!(calls[0].status, CallStatus::Queued, "{:?}", calls[0]);
+    assert!(
+        waited < PLACEMENT_PATIENCE + Duration::from_millis(900),
+        "the client waited {waited:?}"
+    );
+    assert!(trunk.originates().is_empty(), "dialed unpaced");
+    pacing.contended.store(false, Ordering::SeqCst);
+    trunk.run_dispatcher();
+    let ended = trunk.all_final(&calls, Duration::from_secs(10)).await;
+    assert_eq!(ended[0].status, CallStatus::Busy);
+    assert_eq!(trunk.originates().len(), 1, "dialed once");
     trunk.stop().await;
 }
 

@@ -11,7 +11,7 @@ use dialer_core::domain::{Call, CallPolicy, CallRequest, TrunkLimits};
 use dialer_core::metrics::Metrics;
 use dialer_core::service::calls::Dialer;
 use dialer_core::service::{CallService, DispatchTiming, Dispatcher, Pacer};
-use dialer_core::store::Store;
+use dialer_core::store::{PacingStore, Store};
 use pbx_sim::{SimConfig, SimHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -62,13 +62,25 @@ pub fn fast_dispatch() -> DispatchTiming {
 
 impl Trunk {
     pub async fn start(store: Arc<dyn Store>, limits: TrunkLimits, time_scale: f64) -> Self {
+        let pacing: Arc<dyn PacingStore> = store.clone();
+        Self::start_with_pacing(store, pacing, limits, time_scale).await
+    }
+
+    /// The same, with the pacing states kept by `pacing` (a store that loses races on
+    /// demand, for one).
+    pub async fn start_with_pacing(
+        store: Arc<dyn Store>,
+        pacing: Arc<dyn PacingStore>,
+        limits: TrunkLimits,
+        time_scale: f64,
+    ) -> Self {
         let sim = pbx_sim::start(SimConfig {
             time_scale,
             ..SimConfig::default()
         })
         .await
         .expect("sim starts");
-        let pacer = Pacer::new(store.clone(), limits);
+        let pacer = Pacer::new(pacing, limits);
         let (mut source, health) = event_source(store.clone(), sim.base_url()).await;
         source.events = source.events.with_pacer(pacer.clone());
         let ari = source.ari.clone();

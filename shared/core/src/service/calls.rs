@@ -6,7 +6,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::ServiceError;
-use super::pacing::Pacer;
+use super::pacing::{PLACEMENT_PATIENCE, Pacer};
 use crate::domain::pacing::queue_full_retry_after;
 use crate::domain::{
     Admission, Annotation, Call, CallPolicy, CallRequest, CallStatus, FailureReason, Transition,
@@ -145,15 +145,22 @@ impl CallService {
         let admission = match call.held_until(now) {
             Some(due) => Err(due),
             None if self.pacer.applies(limits) => {
-                match self.pacer.admit(owner, limits, call.slot()).await? {
-                    (Admission::Granted, granted_at) => {
+                let admission = self
+                    .pacer
+                    .admit_within(owner, limits, call.slot(), PLACEMENT_PATIENCE)
+                    .await?;
+                match admission {
+                    Some((Admission::Granted, granted_at)) => {
                         call.paced = true;
                         Ok(self.pacer.limits().calls_per_second.map(|_| granted_at))
                     }
-                    (
+                    Some((
                         Admission::RateLimited { .. } | Admission::TrunkFull | Admission::UserFull,
                         _,
-                    ) => Err(now),
+                    )) => Err(now),
+                    // The trunk's state is contended: a trunk that busy is full for
+                    // now, and the dispatcher admits the call when it can.
+                    None => Err(now),
                 }
             }
             None => Ok(None),

@@ -4,6 +4,7 @@
 //! the limits hold across all of them.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
@@ -66,6 +67,22 @@ impl Pacer {
         user: UserLimits,
         slot: Slot,
     ) -> Result<(Admission, DateTime<Utc>), StoreError> {
+        self.admit_within(owner, user, slot, UPDATE_PATIENCE)
+            .await?
+            .ok_or_else(contended)
+    }
+
+    /// [`Pacer::admit`], trying for no longer than `patience` while other writers keep
+    /// winning the race for the same state: `None` then. A new call's placement asks
+    /// this way and queues the call on `None`, for a dispatcher to admit, rather than
+    /// keep its client waiting or answer 503 because the trunk is busy.
+    pub async fn admit_within(
+        &self,
+        owner: &str,
+        user: UserLimits,
+        slot: Slot,
+        patience: Duration,
+    ) -> Result<Option<(Admission, DateTime<Utc>)>, StoreError> {
         let track_trunk = self.limits.any();
         let track_user = user.max_concurrent_calls.is_some();
         let mut keys = Vec::new();
@@ -76,7 +93,7 @@ impl Pacer {
             keys.push(pacing_user_key(owner));
         }
         if keys.is_empty() {
-            return Ok((Admission::Granted, crate::domain::now()));
+            return Ok(Some((Admission::Granted, crate::domain::now())));
         }
         let limits = self.limits;
         let lead = if limits.calls_per_second.is_some() {
@@ -84,7 +101,7 @@ impl Pacer {
         } else {
             chrono::Duration::zero()
         };
-        self.update(keys, |states| {
+        self.update_within(keys, patience, |states| {
             let now = crate::domain::now() + lead;
             let (trunk, user_state) = match (track_trunk, states) {
                 (true, [trunk, user_state]) => (Some(trunk), Some(user_state)),
@@ -213,13 +230,28 @@ impl Pacer {
     }
 
     /// Read, apply `change`, write back if it changed anything, unless another writer
-    /// came first: then again from what that writer left.
+    /// came first: then again from what that writer left, for up to [`UPDATE_PATIENCE`].
     async fn update<R>(
         &self,
         keys: Vec<String>,
-        mut change: impl FnMut(&mut [Pacing]) -> R,
+        change: impl FnMut(&mut [Pacing]) -> R,
     ) -> Result<R, StoreError> {
-        for round in 0..UPDATE_ATTEMPTS {
+        self.update_within(keys, UPDATE_PATIENCE, change)
+            .await?
+            .ok_or_else(contended)
+    }
+
+    /// [`Pacer::update`], giving up with `None` once `patience` is spent on lost races.
+    async fn update_within<R>(
+        &self,
+        keys: Vec<String>,
+        patience: Duration,
+        mut change: impl FnMut(&mut [Pacing]) -> R,
+    ) -> Result<Option<R>, StoreError> {
+        let started = Instant::now();
+        let mut backoff = BackOff::new();
+        loop {
+            let tried = Instant::now();
             let read = self.store.load_pacing(&keys).await?;
             let mut states: Vec<Pacing> = read.iter().map(|v| v.value.clone()).collect();
             let answer = change(&mut states);
@@ -238,25 +270,52 @@ impl Pacer {
                 })
                 .collect();
             if writes.is_empty() || self.store.save_pacing(&writes).await? {
-                return Ok(answer);
+                return Ok(Some(answer));
             }
-            back_off(round).await;
+            let pause = backoff.next(tried.elapsed());
+            if started.elapsed() + pause > patience {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
         }
-        Err(StoreError::unavailable(
-            "the pacing state kept changing under concurrent writes",
-        ))
     }
 }
 
-/// Lost races before giving up; with the back-off below, about six seconds of trying.
-const UPDATE_ATTEMPTS: u32 = 100;
+/// How long a pacing write keeps trying while other writers win the race for its state.
+pub const UPDATE_PATIENCE: Duration = Duration::from_secs(10);
 
-/// A random pause, longer after each lost race (up to 64 ms), so that writers who
-/// collided spread out instead of colliding again in step.
-async fn back_off(round: u32) {
-    let ceiling = 1_u128 << round.min(6);
-    let micros = uuid::Uuid::new_v4().as_u128() % (ceiling * 1_000);
-    tokio::time::sleep(std::time::Duration::from_micros(micros as u64)).await;
+/// How long a new call's placement tries to win the trunk's state before it queues the
+/// call instead (see [`Pacer::admit_within`]).
+pub const PLACEMENT_PATIENCE: Duration = Duration::from_secs(1);
+
+fn contended() -> StoreError {
+    StoreError::unavailable("the pacing state kept changing under concurrent writes")
+}
+
+/// Random pauses between tries of a lost race ("full jitter"), so that writers who
+/// collided spread out instead of colliding again in step. The window doubles after
+/// each loss, from the time one try took: on a slow store a try takes long, and as many
+/// writers contend as can start during one, so pauses shorter than a try would only
+/// collide again (on a loaded moto, 60 writers lost 100 tries each that way).
+struct BackOff {
+    losses: u32,
+}
+
+impl BackOff {
+    /// The longest pause, however many races were lost.
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self { losses: 0 }
+    }
+
+    fn next(&mut self, try_took: Duration) -> Duration {
+        self.losses = self.losses.saturating_add(1);
+        let base = try_took.max(Duration::from_millis(1));
+        let window = base.saturating_mul(1 << self.losses.min(8)).min(Self::MAX);
+        let micros = window.as_micros().max(1) as u64;
+        Duration::from_micros(fastrand::u64(0..micros))
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +328,30 @@ mod tests {
             call: uuid::Uuid::from_u128(n),
             attempt: 1,
         }
+    }
+
+    #[test]
+    fn pauses_after_lost_races_grow_from_what_a_try_took_and_stay_below_a_second() {
+        let try_took = Duration::from_millis(40);
+        let mut backoff = BackOff::new();
+        let mut longest = Vec::new();
+        for losses in 1..=12_u32 {
+            let window = (try_took * (1 << losses.min(8))).min(BackOff::MAX);
+            let pause = backoff.next(try_took);
+            assert!(pause < window, "{pause:?} after {losses} losses");
+            longest.push(window);
+        }
+        assert_eq!(longest[0], Duration::from_millis(80));
+        assert_eq!(*longest.last().expect("pauses"), BackOff::MAX);
+        // Spread, not in step: of many pauses in one window, hardly any repeat.
+        let mut backoff = BackOff::new();
+        let pauses: std::collections::HashSet<Duration> =
+            (0..200).map(|_| backoff.next(try_took)).collect();
+        assert!(
+            pauses.len() > 190,
+            "{} distinct pauses of 200",
+            pauses.len()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
