@@ -10,51 +10,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use dialer_ari::AriEvent;
 use dialer_bridge::CallEvents;
 use dialer_bridge::queue::{Retry, WriteQueue};
 use dialer_bridge::signal::signal_of;
-use dialer_core::domain::validation::{Context, Extension, Media};
 use dialer_core::domain::{CallPolicy, CallRequest, CallStatus, Transition, now};
 use dialer_core::metrics::Metrics;
-use dialer_core::pbx::{OriginateSpec, Pbx, PbxError};
+use dialer_core::pbx::NullPbx;
 use dialer_core::store::{CallStore, MemoryStore};
 use serde_json::json;
 use uuid::Uuid;
 
 const CALLS: usize = 20_000;
-
-/// A PBX that accepts every request at once.
-struct InstantPbx;
-
-#[async_trait]
-impl Pbx for InstantPbx {
-    async fn app_connected(&self) -> Result<bool, PbxError> {
-        Ok(true)
-    }
-    async fn originate(&self, _: &OriginateSpec<'_>) -> Result<(), PbxError> {
-        Ok(())
-    }
-    async fn continue_in_dialplan(
-        &self,
-        _: Uuid,
-        _: &Context,
-        _: &Extension,
-        _: u32,
-    ) -> Result<(), PbxError> {
-        Ok(())
-    }
-    async fn play(&self, _: Uuid, _: &str, _: &[Media]) -> Result<(), PbxError> {
-        Ok(())
-    }
-    async fn hangup(&self, _: Uuid) -> Result<(), PbxError> {
-        Ok(())
-    }
-    async fn channel_state(&self, _: Uuid) -> Result<Option<String>, PbxError> {
-        Ok(None)
-    }
-}
 
 /// The frames a real Asterisk sends on an answered call's own channel (see
 /// tests/ari-traces/stasis_continue_answered.jsonl), trimmed of fields the bridge
@@ -128,7 +95,14 @@ fn report(label: &str, events: usize, writes: f64, seconds: f64) {
 async fn core_alone() {
     let (store, ids) = store_with_calls().await;
     let metrics = Arc::new(Metrics::new());
-    let core = CallEvents::new(store.clone(), Arc::new(InstantPbx), metrics.clone());
+    let core = CallEvents::new(
+        store.clone(),
+        Arc::new(NullPbx {
+            listening: true,
+            ..NullPbx::default()
+        }),
+        metrics.clone(),
+    );
     let events: Vec<AriEvent> = ids
         .iter()
         .flat_map(|id| frames_of(*id))
@@ -151,7 +125,14 @@ async fn core_alone() {
 async fn full_path() {
     let (store, ids) = store_with_calls().await;
     let metrics = Arc::new(Metrics::new());
-    let core = CallEvents::new(store.clone(), Arc::new(InstantPbx), metrics.clone());
+    let core = CallEvents::new(
+        store.clone(),
+        Arc::new(NullPbx {
+            listening: true,
+            ..NullPbx::default()
+        }),
+        metrics.clone(),
+    );
     let retry = Retry {
         first: std::time::Duration::from_millis(10),
         max: std::time::Duration::from_secs(1),

@@ -67,12 +67,7 @@ async fn sigterm_answers_every_request_in_flight_then_exits_0() {
         assert!(Instant::now() < deadline, "the burst is not being answered");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let pid = server.child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    sigterm(&server);
     let mut answered = 0;
     for request in requests {
         match request.await.expect("task") {
@@ -82,17 +77,7 @@ async fn sigterm_answers_every_request_in_flight_then_exits_0() {
             Err(e) => panic!("a request in flight was dropped: {e}"),
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = server.child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running 30 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = exited_after_sigterm(&mut server);
     assert!(exit.success(), "exit status {exit}");
     reader.join().expect("log reader");
     let log = log.lock().expect("log").clone();
@@ -120,12 +105,7 @@ async fn a_request_on_a_connection_opened_before_sigterm_is_answered() {
         .await
         .expect("connect");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let pid = server.child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    sigterm(&server);
     tokio::time::sleep(Duration::from_millis(150)).await;
     socket
         .write_all(format!("GET /health HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
@@ -140,14 +120,7 @@ async fn a_request_on_a_connection_opened_before_sigterm_is_answered() {
         read.is_ok() && answer.starts_with("HTTP/1.1 "),
         "no answer: {read:?} {answer:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.child.try_wait().expect("wait").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "still running 30 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    exited_after_sigterm(&mut server);
 }
 
 #[cfg(feature = "postgres")]
@@ -223,6 +196,30 @@ async fn the_local_binary_honours_database_url_and_keeps_calls_in_postgres() {
         .execute(&mut admin)
         .await
         .expect("schema dropped");
+}
+
+fn sigterm(server: &Server) {
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+}
+
+/// How the server exited; it must within 30 s of a SIGTERM.
+fn exited_after_sigterm(server: &mut Server) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(exit) = server.child.try_wait().expect("wait") {
+            return exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `DATABASE_URL`; without one the test fails, never passes unrun (`./scripts/test`

@@ -147,52 +147,62 @@ impl<P: Pbx> Pbx for FollowedByLocalBridge<P> {
     }
 }
 
+/// A PBX that accepts every request at once and places nothing: for tests and benches
+/// of what lies around the PBX. It says whether the app listens as `listening` tells,
+/// and counts the hang-ups it is asked for.
+#[cfg(any(test, feature = "test-support"))]
+#[derive(Debug, Default)]
+pub struct NullPbx {
+    pub listening: bool,
+    pub hangups: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(any(test, feature = "test-support"))]
+#[async_trait]
+impl Pbx for NullPbx {
+    async fn app_connected(&self) -> Result<bool, PbxError> {
+        Ok(self.listening)
+    }
+
+    async fn originate(&self, _: &OriginateSpec<'_>) -> Result<(), PbxError> {
+        Ok(())
+    }
+
+    async fn continue_in_dialplan(
+        &self,
+        _: Uuid,
+        _: &Context,
+        _: &Extension,
+        _: u32,
+    ) -> Result<(), PbxError> {
+        Ok(())
+    }
+
+    async fn play(&self, _: Uuid, _: &str, _: &[Media]) -> Result<(), PbxError> {
+        Ok(())
+    }
+
+    async fn hangup(&self, _: Uuid) -> Result<(), PbxError> {
+        self.hangups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn channel_state(&self, _: Uuid) -> Result<Option<String>, PbxError> {
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::health::BridgeHealth;
     use std::sync::Arc;
 
-    /// A PBX that answers "nobody listens" and counts the hang-ups it is asked for.
-    #[derive(Default)]
-    struct Remote {
-        hangups: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait]
-    impl Pbx for Remote {
-        async fn app_connected(&self) -> Result<bool, PbxError> {
-            Ok(false)
-        }
-        async fn originate(&self, _: &OriginateSpec<'_>) -> Result<(), PbxError> {
-            Ok(())
-        }
-        async fn continue_in_dialplan(
-            &self,
-            _: Uuid,
-            _: &Context,
-            _: &Extension,
-            _: u32,
-        ) -> Result<(), PbxError> {
-            Ok(())
-        }
-        async fn play(&self, _: Uuid, _: &str, _: &[Media]) -> Result<(), PbxError> {
-            Ok(())
-        }
-        async fn hangup(&self, _: Uuid) -> Result<(), PbxError> {
-            self.hangups
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(())
-        }
-        async fn channel_state(&self, _: Uuid) -> Result<Option<String>, PbxError> {
-            Ok(None)
-        }
-    }
-
     #[tokio::test]
     async fn a_local_bridge_answers_whether_it_listens_and_the_pbx_does_the_rest() {
         let bridge = Arc::new(BridgeHealth::default());
-        let pbx = FollowedByLocalBridge::new(Remote::default(), bridge.clone());
+        let pbx = FollowedByLocalBridge::new(NullPbx::default(), bridge.clone());
         assert!(
             !pbx.app_connected().await.expect("answer"),
             "not yet connected"
