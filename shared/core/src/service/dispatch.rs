@@ -3,7 +3,8 @@
 //! may run at once, since each call is claimed with a conditional write and every limit
 //! is counted in the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,7 +77,7 @@ pub struct Dispatcher {
     /// the rounds since saw: whose queues a round reads when one batch of the whole
     /// queue cannot show every user. A hint, rebuilt from the store at every
     /// reconciliation: no limit or claim rests on it.
-    waiting_users: Arc<Mutex<HashSet<String>>>,
+    waiting_users: Arc<Mutex<BTreeSet<String>>>,
     /// The user whose call this dispatcher claimed last: the next round's turns begin
     /// with the user after them (by name, round the list), so the users take turns
     /// across rounds, not only within one.
@@ -275,25 +276,28 @@ impl Dispatcher {
     async fn listing(&self, horizon: DateTime<Utc>) -> Result<Vec<QueuedCall>, StoreError> {
         let batch = self.timing.batch.max(1);
         let mut listed = self.calls.due_calls(horizon, batch).await?;
-        let mut waiting = self
-            .waiting_users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        waiting.extend(listed.iter().map(|q| q.owner.clone()));
-        if listed.len() < batch || waiting.len() < 2 {
-            return Ok(listed);
-        }
-        let mut users: Vec<String> = waiting.into_iter().collect();
-        users.sort();
-        let read = users.len().min(HEADS_PER_ROUND);
-        let first = first_turn(&users, self.last_served_user().as_deref());
+        let after = self.last_served_user();
+        let turns = {
+            let mut waiting = self.waiting_users.lock().unwrap_or_else(|p| p.into_inner());
+            for queued in &listed {
+                if !waiting.contains(&queued.owner) {
+                    waiting.insert(queued.owner.clone());
+                }
+            }
+            if listed.len() < batch || waiting.len() < 2 {
+                return Ok(listed);
+            }
+            // Only the users read this round are copied out: with thousands waiting, a
+            // round costs no more than with a few.
+            next_turns(&waiting, after.as_deref(), HEADS_PER_ROUND)
+        };
+        let read = turns.len();
         // Each user's head, as deep as a round could take of it when every user read
         // takes a turn.
         let depth = (batch / read).max(1);
         let mut seen: HashSet<Uuid> = listed.iter().map(|q| q.id).collect();
         let mut emptied = Vec::new();
-        for user in users.iter().cycle().skip(first).take(read) {
+        for user in &turns {
             let head = self.calls.due_calls_of(user, horizon, depth).await?;
             if head.is_empty() {
                 emptied.push(user.clone());
@@ -569,6 +573,20 @@ pub fn fair_order(due: Vec<QueuedCall>, after: Option<&str>) -> Vec<QueuedCall> 
     }
 }
 
+/// The next `n` users (or all, if fewer) whose turns come, in name order round the set,
+/// starting with the first after `after`.
+fn next_turns(users: &BTreeSet<String>, after: Option<&str>, n: usize) -> Vec<String> {
+    match after {
+        Some(after) => users
+            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
+            .chain(users.range::<str, _>((Bound::Unbounded, Bound::Included(after))))
+            .take(n)
+            .cloned()
+            .collect(),
+        None => users.iter().take(n).cloned().collect(),
+    }
+}
+
 /// Where the turns begin in `users` (sorted): at the first user after `after`, round
 /// the list.
 fn first_turn(users: &[String], after: Option<&str>) -> usize {
@@ -593,6 +611,27 @@ mod tests {
             due_at: at,
             created_at: at,
         }
+    }
+
+    #[test]
+    fn the_users_read_next_are_those_after_the_last_served_round_the_set() {
+        let users: BTreeSet<String> = ["ann", "bob", "cat", "dan"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(next_turns(&users, None, 2), ["ann", "bob"]);
+        assert_eq!(next_turns(&users, Some("bob"), 3), ["cat", "dan", "ann"]);
+        assert_eq!(
+            next_turns(&users, Some("dan"), 9),
+            ["ann", "bob", "cat", "dan"]
+        );
+        // A last-served user no longer waiting: the turn goes on from where it was.
+        assert_eq!(next_turns(&users, Some("bz"), 2), ["cat", "dan"]);
+        assert_eq!(
+            next_turns(&users, Some("zed"), 9),
+            ["ann", "bob", "cat", "dan"]
+        );
+        assert!(next_turns(&BTreeSet::new(), Some("ann"), 4).is_empty());
     }
 
     #[test]
