@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dialer_core::domain::{Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition};
 use dialer_core::store::{
-    CallPage, CallReads, CallStore, MemoryStore, StoreError, TransitionResult,
+    CallBacklog, CallPage, CallReads, CallStore, MemoryStore, StoreError, TransitionResult,
 };
 use integration::api::Api;
 use integration::bridge::{Bridged, event_source, until_final};
@@ -374,10 +374,12 @@ impl CallStore for FlakyStore {
         self.check()?;
         self.inner.transition(id, change).await
     }
+
     async fn annotate(&self, id: Uuid, note: &Annotation) -> Result<Option<Call>, StoreError> {
         self.check()?;
         self.inner.annotate(id, note).await
     }
+
     async fn claim_idempotency_key(
         &self,
         o: &str,
@@ -388,10 +390,15 @@ impl CallStore for FlakyStore {
         self.check()?;
         self.inner.claim_idempotency_key(o, k, id, ttl).await
     }
+
     async fn idempotency_binding(&self, o: &str, k: &str) -> Result<Option<Uuid>, StoreError> {
         self.check()?;
         self.inner.idempotency_binding(o, k).await
     }
+}
+
+#[async_trait]
+impl CallBacklog for FlakyStore {
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         self.check()?;
         self.inner.active_calls().await
@@ -406,6 +413,7 @@ impl CallStore for FlakyStore {
         self.check()?;
         self.inner.record_delivery(id, sequence, delivery).await
     }
+
     async fn claim_due_calls(
         &self,
         now: chrono::DateTime<chrono::Utc>,
@@ -415,10 +423,12 @@ impl CallStore for FlakyStore {
         self.check()?;
         self.inner.claim_due_calls(now, lease, limit).await
     }
+
     async fn release_call(&self, id: Uuid) -> Result<(), StoreError> {
         self.check()?;
         self.inner.release_call(id).await
     }
+
     async fn due_calls(
         &self,
         now: chrono::DateTime<chrono::Utc>,
@@ -427,6 +437,7 @@ impl CallStore for FlakyStore {
         self.check()?;
         self.inner.due_calls(now, limit).await
     }
+
     async fn due_calls_of(
         &self,
         owner: &str,

@@ -7,8 +7,8 @@ use axum::body::Body;
 use dialer_core::domain::{Annotation, Call, FailureCount, Pacing, Transition, User};
 use dialer_core::metrics::Metrics;
 use dialer_core::store::{
-    CallPage, CallReads, CallStore, PacingStore, QueuedCall, StoreError, ThrottleStore,
-    TransitionResult, UserReads, UserStore, Versioned,
+    CallBacklog, CallPage, CallReads, CallStore, PacingStore, QueuedCall, StoreError,
+    ThrottleStore, TransitionResult, UserReads, UserStore, Versioned,
 };
 use dialer_http::Routes;
 use http::Request;
@@ -45,9 +45,11 @@ impl CallStore for BrokenStore {
     async fn transition(&self, _: Uuid, _: &Transition) -> Result<TransitionResult, StoreError> {
         Ok(TransitionResult::NotFound)
     }
+
     async fn annotate(&self, _: Uuid, _: &Annotation) -> Result<Option<Call>, StoreError> {
         Ok(None)
     }
+
     async fn claim_idempotency_key(
         &self,
         _: &str,
@@ -57,9 +59,14 @@ impl CallStore for BrokenStore {
     ) -> Result<Option<Uuid>, StoreError> {
         Ok(None)
     }
+
     async fn idempotency_binding(&self, _: &str, _: &str) -> Result<Option<Uuid>, StoreError> {
         Ok(None)
     }
+}
+
+#[async_trait]
+impl CallBacklog for BrokenStore {
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         Ok(Vec::new())
     }
@@ -72,6 +79,7 @@ impl CallStore for BrokenStore {
     ) -> Result<Option<Call>, StoreError> {
         Ok(None)
     }
+
     async fn claim_due_calls(
         &self,
         _: chrono::DateTime<chrono::Utc>,
@@ -80,9 +88,11 @@ impl CallStore for BrokenStore {
     ) -> Result<Vec<Uuid>, StoreError> {
         Ok(Vec::new())
     }
+
     async fn release_call(&self, _: Uuid) -> Result<(), StoreError> {
         Ok(())
     }
+
     async fn due_calls(
         &self,
         _: chrono::DateTime<chrono::Utc>,
@@ -90,6 +100,7 @@ impl CallStore for BrokenStore {
     ) -> Result<Vec<QueuedCall>, StoreError> {
         Ok(Vec::new())
     }
+
     async fn due_calls_of(
         &self,
         _: &str,

@@ -46,7 +46,13 @@ fn dials_per_call(trunk: &Trunk) -> HashMap<String, usize> {
     dials
 }
 
-async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store: Arc<dyn Store>) {
+/// `drain_limit`: how long the queue may take to drain. 12 s at the rate; on DynamoDB
+/// under moto (one request at a time) the queue drains at about one call a second, 57 s
+/// for 57 queued calls in one run alone on the machine.
+async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(
+    store: Arc<dyn Store>,
+    drain_limit: Duration,
+) {
     let limits = TrunkLimits {
         calls_per_second: Some(5),
         concurrent_calls: None,
@@ -72,7 +78,7 @@ async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store: A
         queued >= 60_usize.saturating_sub(5 * windows),
         "only {queued} of 60 were queued, placed in {placed_in:?}"
     );
-    let ended = trunk.all_final(&calls, LIMIT).await;
+    let ended = trunk.all_final(&calls, drain_limit).await;
     assert!(
         ended.iter().all(|c| c.status == CallStatus::Busy),
         "{:?}",
@@ -90,18 +96,20 @@ async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store: A
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second_in_process() {
-    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(memory()).await;
+    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(memory(), LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second_on_dynamodb() {
-    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(dynamodb().await).await;
+    let drain_limit = Duration::from_secs(120);
+    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(dynamodb().await, drain_limit)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second_on_postgres() {
     let (store, _schema) = postgres().await;
-    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store).await;
+    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store, LIMIT).await;
 }
 
 async fn never_more_than_eight_calls_at_once_at_the_pbx(store: Arc<dyn Store>) {

@@ -10,7 +10,7 @@ use dialer_core::domain::{Call, CallPolicy};
 use dialer_core::metrics::Metrics;
 use dialer_core::secrets::Secret;
 use dialer_core::service::CallService;
-use dialer_core::store::CallStore;
+use dialer_core::store::{CallBacklog, CallStore};
 use pbx_sim::{SimConfig, SimHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -40,7 +40,7 @@ pub fn ari_settings(url: String) -> AriSettings {
 
 /// A bridge for `store` reading ARI at `url`, connected when this returns.
 pub async fn event_source(
-    store: Arc<dyn CallStore>,
+    store: Arc<dyn CallBacklog>,
     url: String,
 ) -> (EventSource, Arc<BridgeHealth>) {
     let ari = AriClient::new(ari_settings(url)).expect("ARI client");
@@ -50,7 +50,7 @@ pub async fn event_source(
 }
 
 impl Bridged {
-    pub async fn start(store: Arc<dyn CallStore>, time_scale: f64) -> Self {
+    pub async fn start(store: Arc<dyn CallBacklog>, time_scale: f64) -> Self {
         let sim = pbx_sim::start(SimConfig {
             time_scale,
             ..SimConfig::default()

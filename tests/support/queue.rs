@@ -194,8 +194,10 @@ impl Trunk {
         let deadline = tokio::time::Instant::now() + limit;
         let mut ended: Vec<Option<Call>> = vec![None; calls.len()];
         loop {
-            // Only the calls not yet seen final are read again: a slow store (moto
-            // serves one request at a time) is not flooded by the test itself.
+            // Only the calls not yet seen final are read again, and the pause between
+            // passes is twice what a pass took: a slow store (moto serves one request
+            // at a time) spends at most a third of its time on the test's own reads.
+            let pass = tokio::time::Instant::now();
             for (call, slot) in calls.iter().zip(ended.iter_mut()) {
                 if slot.is_none() {
                     let stored = self
@@ -218,7 +220,7 @@ impl Trunk {
                 "{open} of {} calls not final",
                 calls.len()
             );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep((pass.elapsed() * 2).max(Duration::from_millis(200))).await;
         }
     }
 

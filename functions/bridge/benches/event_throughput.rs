@@ -17,7 +17,7 @@ use dialer_bridge::signal::signal_of;
 use dialer_core::domain::{CallPolicy, CallRequest, CallStatus, Transition, now};
 use dialer_core::metrics::Metrics;
 use dialer_core::pbx::NullPbx;
-use dialer_core::store::{CallStore, MemoryStore};
+use dialer_core::store::{CallBacklog, CallStore, MemoryStore};
 use serde_json::json;
 use uuid::Uuid;
 

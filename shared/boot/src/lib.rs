@@ -587,13 +587,13 @@ mod bridge {
     use dialer_bridge::{CallEvents, EventSource, EventSourceTiming};
     use dialer_core::health::BridgeHealth;
     use dialer_core::metrics::Metrics;
-    use dialer_core::store::CallStore;
+    use dialer_core::store::CallBacklog;
 
     use super::BootError;
 
     /// The event bridge for `store`, on the ARI client `ari`.
     pub fn event_source(
-        store: Arc<dyn CallStore>,
+        store: Arc<dyn CallBacklog>,
         ari: dialer_ari::AriClient,
         metrics: Arc<Metrics>,
         timing: EventSourceTiming,

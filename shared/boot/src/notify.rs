@@ -29,7 +29,8 @@ use dialer_core::domain::{Annotation, Call, Transition};
 use dialer_core::metrics::Metrics;
 use dialer_core::service::Deliverer;
 use dialer_core::store::{
-    CallPage, CallReads, CallStore, PageCursor, QueuedCall, Store, StoreError, TransitionResult,
+    CallBacklog, CallPage, CallReads, CallStore, PageCursor, QueuedCall, Store, StoreError,
+    TransitionResult,
 };
 use dialer_core::webhooks::WebhookSender;
 use serde::{Deserialize, Serialize};
@@ -420,7 +421,10 @@ impl CallStore for Watched {
     ) -> Result<Option<Uuid>, StoreError> {
         self.calls.idempotency_binding(owner, key).await
     }
+}
 
+#[async_trait]
+impl CallBacklog for Watched {
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         self.calls.active_calls().await
     }

@@ -20,11 +20,11 @@ use dialer_core::metrics::Metrics;
 use dialer_core::pbx::{Pbx, PbxError};
 use dialer_core::service::Pacer;
 use dialer_core::service::calls::release_ended;
-use dialer_core::store::{CallStore, StoreError, TransitionResult};
+use dialer_core::store::{CallBacklog, StoreError, TransitionResult};
 
 #[derive(Clone)]
 pub struct CallEvents {
-    store: Arc<dyn CallStore>,
+    store: Arc<dyn CallBacklog>,
     pbx: Arc<dyn Pbx>,
     metrics: Arc<Metrics>,
     /// Frees an attempt's line when its end is written (when calls are paced).
@@ -40,7 +40,7 @@ pub struct Reconciled {
 }
 
 impl CallEvents {
-    pub fn new(store: Arc<dyn CallStore>, pbx: Arc<dyn Pbx>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Arc<dyn CallBacklog>, pbx: Arc<dyn Pbx>, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
             pbx,

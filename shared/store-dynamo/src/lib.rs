@@ -37,7 +37,7 @@ use dialer_core::domain::{
     UserLimits,
 };
 use dialer_core::store::{
-    CallPage, CallReads, CallStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
+    CallBacklog, CallPage, CallReads, CallStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
     TransitionResult, UserReads, UserStore,
 };
 
@@ -501,7 +501,10 @@ impl CallStore for DynamoStore {
             .and_then(|i| text(&i, "target"))
             .and_then(|t| Uuid::try_parse(&t).ok()))
     }
+}
 
+#[async_trait]
+impl CallBacklog for DynamoStore {
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         self.query_calls(
             ACTIVE_INDEX,

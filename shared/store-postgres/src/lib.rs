@@ -26,8 +26,8 @@ use dialer_core::domain::{
     Pacing, RetryPolicy, Transition, User, UserLimits,
 };
 use dialer_core::store::{
-    CallPage, CallReads, CallStore, PacingStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
-    TransitionResult, UserReads, UserStore, Versioned,
+    CallBacklog, CallPage, CallReads, CallStore, PacingStore, PageCursor, QueuedCall, StoreError,
+    ThrottleStore, TransitionResult, UserReads, UserStore, Versioned,
 };
 
 /// The columns of a call, as a literal: every statement here is a `&'static str` built
@@ -385,7 +385,10 @@ impl CallStore for PgStore {
         .map(|row| row.try_get::<Uuid, _>("call_id").map_err(unavailable))
         .transpose()
     }
+}
 
+#[async_trait]
+impl CallBacklog for PgStore {
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         let sql = concat!(
             "SELECT ",

@@ -10,13 +10,13 @@ use uuid::Uuid;
 use super::ServiceError;
 use crate::domain::webhook::SendOutcome;
 use crate::metrics::Metrics;
-use crate::store::{CallStore, UserStore};
+use crate::store::{CallBacklog, UserStore};
 use crate::webhooks::WebhookSender;
 
 /// Sends calls' due events and records how each attempt went.
 #[derive(Clone)]
 pub struct Deliverer {
-    calls: Arc<dyn CallStore>,
+    calls: Arc<dyn CallBacklog>,
     users: Arc<dyn UserStore>,
     sender: Arc<dyn WebhookSender>,
     /// How long after an event retries go on before it is dead.
@@ -26,7 +26,7 @@ pub struct Deliverer {
 
 impl Deliverer {
     pub fn new(
-        calls: Arc<dyn CallStore>,
+        calls: Arc<dyn CallBacklog>,
         users: Arc<dyn UserStore>,
         sender: Arc<dyn WebhookSender>,
         max_age: Duration,

@@ -19,8 +19,8 @@ use crate::domain::outcome::progress_of_channel_state;
 use crate::domain::{Admission, Annotation, CallStatus, FailureReason, Transition, UserLimits};
 use crate::metrics::Metrics;
 use crate::store::{
-    CallStore, PACING_TRUNK, QueuedCall, StoreError, TransitionResult, UserStore, pacing_queue_key,
-    pacing_user_key,
+    CallBacklog, PACING_TRUNK, QueuedCall, StoreError, TransitionResult, UserStore,
+    pacing_queue_key, pacing_user_key,
 };
 
 /// How a dispatcher runs.
@@ -64,7 +64,7 @@ pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Dispatcher {
-    calls: Arc<dyn CallStore>,
+    calls: Arc<dyn CallBacklog>,
     users: Arc<dyn UserStore>,
     dialer: Dialer,
     pacer: Pacer,
@@ -100,7 +100,7 @@ pub struct Round {
 
 impl Dispatcher {
     pub fn new(
-        calls: Arc<dyn CallStore>,
+        calls: Arc<dyn CallBacklog>,
         users: Arc<dyn UserStore>,
         dialer: Dialer,
         ready: Ready,

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    CallPage, CallReads, CallStore, PacingStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
-    TransitionResult, UserReads, UserStore, Versioned,
+    CallBacklog, CallPage, CallReads, CallStore, PacingStore, PageCursor, QueuedCall, StoreError,
+    ThrottleStore, TransitionResult, UserReads, UserStore, Versioned,
 };
 use crate::domain::webhook::Delivery;
 use crate::domain::{Annotation, Call, CallStatus, FailureCount, Pacing, Transition, User};
@@ -196,7 +196,10 @@ impl CallStore for MemoryStore {
             .filter(|(_, expires)| *expires > now)
             .map(|(id, _)| *id))
     }
+}
 
+#[async_trait]
+impl CallBacklog for MemoryStore {
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
         let inner = self.lock();
         Ok(inner

@@ -173,7 +173,13 @@ pub trait CallStore: CallReads {
     /// queue) still answers a repeat of an earlier request with that request's call.
     async fn idempotency_binding(&self, owner: &str, key: &str)
     -> Result<Option<Uuid>, StoreError>;
+}
 
+/// The calls waiting on the always-on service: every active call (what it reconciles),
+/// the webhook outbox, and the queue. A port of its own so that the API functions, which
+/// never work through them, hold a `dyn CallStore` and link none of it.
+#[async_trait]
+pub trait CallBacklog: CallStore {
     /// Every call not yet in a final status: what the bridge reconciles after a reconnect.
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError>;
 
@@ -192,7 +198,7 @@ pub trait CallStore: CallReads {
     ) -> Result<Option<Call>, StoreError>;
 
     /// Up to `limit` calls with an event due by `now` (see `Call::next_event_due`), each
-    /// claimed until `now + lease` or [`CallStore::release_call`]: two deliverers never
+    /// claimed until `now + lease` or [`CallBacklog::release_call`]: two deliverers never
     /// hold the same call, so its events go out one at a time, in order. Stores whose
     /// deployment delivers another way (DynamoDB: its stream feeds the `notify`
     /// function) may answer none.
@@ -217,7 +223,7 @@ pub trait CallStore: CallReads {
     ) -> Result<Vec<QueuedCall>, StoreError>;
 
     /// One user's part of the queue: up to `limit` of `owner`'s `queued` calls due by
-    /// `now`, in the order of [`CallStore::due_calls`]. The dispatcher reads it for each
+    /// `now`, in the order of [`CallBacklog::due_calls`]. The dispatcher reads it for each
     /// user with calls waiting when the queue is deeper than one batch, so that a long
     /// backlog of one user cannot hold back another's calls queued after it.
     async fn due_calls_of(
@@ -334,6 +340,6 @@ pub trait ThrottleStore: Send + Sync {
 }
 
 /// A store that holds all of them.
-pub trait Store: CallStore + UserStore + ThrottleStore + PacingStore {}
+pub trait Store: CallBacklog + UserStore + ThrottleStore + PacingStore {}
 
-impl<T: CallStore + UserStore + ThrottleStore + PacingStore> Store for T {}
+impl<T: CallBacklog + UserStore + ThrottleStore + PacingStore> Store for T {}
