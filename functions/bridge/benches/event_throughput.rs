@@ -92,17 +92,19 @@ fn report(label: &str, events: usize, writes: f64, seconds: f64) {
     );
 }
 
+/// The bridge's event handling on `store`, with a PBX that answers at once.
+fn events_of(store: &Arc<MemoryStore>, metrics: &Arc<Metrics>) -> CallEvents {
+    let pbx = NullPbx {
+        listening: true,
+        ..NullPbx::default()
+    };
+    CallEvents::new(store.clone(), Arc::new(pbx), metrics.clone())
+}
+
 async fn core_alone() {
     let (store, ids) = store_with_calls().await;
     let metrics = Arc::new(Metrics::new());
-    let core = CallEvents::new(
-        store.clone(),
-        Arc::new(NullPbx {
-            listening: true,
-            ..NullPbx::default()
-        }),
-        metrics.clone(),
-    );
+    let core = events_of(&store, &metrics);
     let events: Vec<AriEvent> = ids
         .iter()
         .flat_map(|id| frames_of(*id))
@@ -125,14 +127,7 @@ async fn core_alone() {
 async fn full_path() {
     let (store, ids) = store_with_calls().await;
     let metrics = Arc::new(Metrics::new());
-    let core = CallEvents::new(
-        store.clone(),
-        Arc::new(NullPbx {
-            listening: true,
-            ..NullPbx::default()
-        }),
-        metrics.clone(),
-    );
+    let core = events_of(&store, &metrics);
     let retry = Retry {
         first: std::time::Duration::from_millis(10),
         max: std::time::Duration::from_secs(1),
