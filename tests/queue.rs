@@ -631,6 +631,36 @@ async fn a_call_placed_while_the_trunk_state_stays_contended_is_queued_not_refus
     trunk.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_whose_admissions_keep_losing_the_race_gives_way_and_stops_promptly() {
+    let store = memory();
+    let pacing = Arc::new(Contended {
+        store: store.clone(),
+        contended: AtomicBool::new(true),
+    });
+    let limits = TrunkLimits {
+        calls_per_second: Some(5),
+        concurrent_calls: None,
+    };
+    let trunk = Trunk::start_with_pacing(store, pacing.clone(), limits, 0.02).await;
+    let calls = trunk.place_at_once("alice", BUSY, 1).await;
+    assert_eq!(calls[0].status, CallStatus::Queued, "{:?}", calls[0]);
+    let dispatcher = trunk.spawn_dispatcher();
+    // Well into a round whose admission keeps losing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = std::time::Instant::now();
+    dispatcher.stop().await;
+    let took = stopping.elapsed();
+    // A round gives way after PLACEMENT_PATIENCE (the last pause within it is under a
+    // second), not after the pacer's 10 s UPDATE_PATIENCE.
+    assert!(
+        took < PLACEMENT_PATIENCE + Duration::from_millis(1_500),
+        "the dispatcher took {took:?} to stop"
+    );
+    assert!(trunk.originates().is_empty(), "dialed unpaced");
+    trunk.stop().await;
+}
+
 async fn a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed(store: Arc<dyn Store>) {
     let mut alice = dialer_core::domain::User::new("alice", "x");
     alice.limits = UserLimits {

@@ -54,6 +54,10 @@ impl Default for DispatchTiming {
 /// The longest a dispatcher sleeps when told to wait (a spent rate).
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 
+/// How long one admission in a round may keep losing the race for the pacing state
+/// before the round gives way: as long as a new call's placement waits.
+const ADMIT_PATIENCE: Duration = super::pacing::PLACEMENT_PATIENCE;
+
 /// The users' own queues read in one round at most, when the queue is deeper than a
 /// batch (see [`Dispatcher::round`]).
 const HEADS_PER_ROUND: usize = 32;
@@ -226,8 +230,17 @@ impl Dispatcher {
                 attempt: queued.attempt_number,
             };
             let paced = self.pacer.applies(user_limits);
-            let (admission, granted_at) =
-                self.pacer.admit(&queued.owner, user_limits, slot).await?;
+            let Some((admission, granted_at)) = self
+                .pacer
+                .admit_within(&queued.owner, user_limits, slot, ADMIT_PATIENCE)
+                .await?
+            else {
+                // Other writers kept winning the trunk's state: they are placing
+                // calls. The round ends and the next one tries again, rather than
+                // holding the loop (and its stop) for the pacer's whole patience.
+                round.wait_until = Some(Utc::now() + self.timing.poll);
+                break;
+            };
             match admission {
                 Admission::Granted => {}
                 Admission::RateLimited { until } => {
