@@ -23,7 +23,7 @@ where
         check_deployed(binary, &ProcessEnv)?;
     }
     let settings = settings(&ProcessEnv)?;
-    let router = build(settings, Platform::from_env().await).await?;
+    let router = build(settings, Platform::from_lambda_env(&ProcessEnv)).await?;
     lambda_http::run(behind_api_gateway(router)).await
 }
 

@@ -10,6 +10,8 @@
 pub mod settings;
 pub mod telemetry;
 
+#[cfg(feature = "aws")]
+pub mod aws_env;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 #[cfg(feature = "local")]
@@ -56,36 +58,59 @@ pub enum BootError {
 }
 
 /// What the platform gives a process: in AWS builds, the AWS configuration (region,
-/// credentials, `AWS_ENDPOINT_URL`) that DynamoDB and Secrets Manager clients use.
+/// credentials, endpoints) that DynamoDB, Secrets Manager and SQS clients use, or why
+/// there is none (a variable a Lambda function cannot do without, named).
 #[derive(Clone, Default)]
 pub struct Platform {
     #[cfg(feature = "aws")]
-    aws: Option<aws_config::SdkConfig>,
+    aws: Option<Result<aws_types::SdkConfig, ConfigError>>,
 }
 
 impl Platform {
-    /// The platform as the environment describes it (the AWS configuration read the
-    /// usual way, where this build has AWS adapters).
+    /// The platform as the environment describes it. With `aws-chain` (the bridge,
+    /// `dialer-users`): the AWS SDK's whole default chain (variables, profile files,
+    /// SSO, web identity, container and instance roles). Otherwise, in AWS builds, what
+    /// a Lambda function is given ([`Platform::from_lambda_env`]).
     pub async fn from_env() -> Self {
         Self {
-            #[cfg(feature = "aws")]
-            aws: Some(
-                aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .load()
-                    .await,
-            ),
+            #[cfg(feature = "aws-chain")]
+            aws: Some(Ok(aws_config::defaults(
+                aws_config::BehaviorVersion::latest(),
+            )
+            .load()
+            .await)),
+            #[cfg(all(feature = "aws", not(feature = "aws-chain")))]
+            aws: Some(aws_env::lambda_config(&settings::ProcessEnv)),
+        }
+    }
+
+    /// A Lambda function's platform: the region and role keys the Lambda runtime puts in
+    /// its environment, read without the SDK's default chain (see [`aws_env`]). A
+    /// missing variable stops the function at start only if it builds an AWS client.
+    #[cfg(feature = "aws")]
+    pub fn from_lambda_env(env: &dyn settings::Env) -> Self {
+        Self {
+            aws: Some(aws_env::lambda_config(env)),
         }
     }
 
     /// A platform on a given AWS configuration (tests point it at moto).
     #[cfg(feature = "aws")]
-    pub fn with_aws(aws: aws_config::SdkConfig) -> Self {
-        Self { aws: Some(aws) }
+    pub fn with_aws(aws: aws_types::SdkConfig) -> Self {
+        Self { aws: Some(Ok(aws)) }
     }
 
+    /// The AWS configuration for the client `var` asks for, or why there is none.
     #[cfg(feature = "aws")]
-    pub fn aws(&self) -> Option<&aws_config::SdkConfig> {
-        self.aws.as_ref()
+    pub fn aws(&self, var: &'static str) -> Result<&aws_types::SdkConfig, BootError> {
+        match &self.aws {
+            Some(Ok(aws)) => Ok(aws),
+            Some(Err(error)) => Err(BootError::Config(error.clone())),
+            None => Err(BootError::Unsupported {
+                var,
+                why: "no AWS configuration was loaded",
+            }),
+        }
     }
 }
 
@@ -170,10 +195,7 @@ pub fn dynamo_store(
     users_table: &str,
     call_retention_days: i64,
 ) -> Result<dialer_store_dynamo::DynamoStore, BootError> {
-    let aws = platform.aws().ok_or(BootError::Unsupported {
-        var: "CALLS_TABLE",
-        why: "no AWS configuration was loaded",
-    })?;
+    let aws = platform.aws("CALLS_TABLE")?;
     Ok(dialer_store_dynamo::DynamoStore::new(
         dialer_store_dynamo::Client::new(aws),
         calls_table.to_owned(),
@@ -193,10 +215,7 @@ pub fn secret_source(
         SecretSetting::Value(value) => Ok(Arc::new(Fixed(value.clone()))),
         #[cfg(feature = "aws")]
         SecretSetting::SecretId { id, ttl } => {
-            let aws = platform.aws().ok_or(BootError::Unsupported {
-                var,
-                why: "no AWS configuration was loaded",
-            })?;
+            let aws = platform.aws(var)?;
             let client = dialer_secrets_aws::Client::new(aws);
             Ok(Arc::new(dialer_secrets_aws::SecretsManagerSecret::new(
                 client,

@@ -61,7 +61,7 @@ where
         check_deployed(binary, &ProcessEnv)?;
     }
     let settings = settings(&ProcessEnv)?;
-    let notifier = Arc::new(build(settings, Platform::from_env().await).await?);
+    let notifier = Arc::new(build(settings, Platform::from_lambda_env(&ProcessEnv)).await?);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Batch>| {
             let notifier = notifier.clone();
@@ -76,10 +76,7 @@ pub async fn notifier(
     settings: &NotifyFunction,
     platform: &Platform,
 ) -> Result<Notifier, BootError> {
-    let aws = platform.aws().ok_or(BootError::Unsupported {
-        var: "WEBHOOK_RETRY_QUEUE_URL",
-        why: "no AWS configuration was loaded",
-    })?;
+    let aws = platform.aws("WEBHOOK_RETRY_QUEUE_URL")?;
     let store = crate::open_store(&settings.store, platform).await?;
     let sender = dialer_webhooks::Sender::new(crate::webhook_adapter_settings(&settings.webhooks))
         .map_err(BootError::Webhooks)?;

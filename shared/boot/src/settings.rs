@@ -39,7 +39,7 @@ impl Env for Vars<'_> {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[error("configuration: {var}: {problem}")]
 pub struct ConfigError {
     pub var: &'static str,
