@@ -602,8 +602,8 @@ impl PacingStore for Contended {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_placed_while_the_trunk_state_stays_contended_is_queued_not_refused() {
+/// A trunk at 5 calls/s whose pacing writes all lose until `contended` is cleared.
+async fn contended_trunk() -> (Trunk, Arc<Contended>) {
     let store = memory();
     let pacing = Arc::new(Contended {
         store: store.clone(),
@@ -613,7 +613,13 @@ async fn a_call_placed_while_the_trunk_state_stays_contended_is_queued_not_refus
         calls_per_second: Some(5),
         concurrent_calls: None,
     };
-    let mut trunk = Trunk::start_with_pacing(store, pacing.clone(), limits, 0.02).await;
+    let trunk = Trunk::start_with_pacing(store, pacing.clone(), limits, 0.02).await;
+    (trunk, pacing)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_placed_while_the_trunk_state_stays_contended_is_queued_not_refused() {
+    let (mut trunk, pacing) = contended_trunk().await;
     let placing = std::time::Instant::now();
     let calls = trunk.place_at_once("alice", BUSY, 1).await;
     let waited = placing.elapsed();
@@ -633,16 +639,7 @@ async fn a_call_placed_while_the_trunk_state_stays_contended_is_queued_not_refus
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispatcher_whose_admissions_keep_losing_the_race_gives_way_and_stops_promptly() {
-    let store = memory();
-    let pacing = Arc::new(Contended {
-        store: store.clone(),
-        contended: AtomicBool::new(true),
-    });
-    let limits = TrunkLimits {
-        calls_per_second: Some(5),
-        concurrent_calls: None,
-    };
-    let trunk = Trunk::start_with_pacing(store, pacing.clone(), limits, 0.02).await;
+    let (trunk, _) = contended_trunk().await;
     let calls = trunk.place_at_once("alice", BUSY, 1).await;
     assert_eq!(calls[0].status, CallStatus::Queued, "{:?}", calls[0]);
     let dispatcher = trunk.spawn_dispatcher();
