@@ -11,6 +11,7 @@ use chrono::Utc;
 use dialer_core::domain::Pacing;
 use dialer_core::domain::schedule::RetryRequest;
 use dialer_core::domain::{CallRequest, CallStatus, FailureReason, TrunkLimits, UserLimits};
+use dialer_core::service::dispatch::QUEUE_READS;
 use dialer_core::service::pacing::PLACEMENT_PATIENCE;
 use dialer_core::store::{MemoryStore, PacingStore, Store, StoreError, Versioned};
 use integration::queue::{Trunk, most_within};
@@ -46,15 +47,7 @@ fn dials_per_call(trunk: &Trunk) -> HashMap<String, usize> {
     dials
 }
 
-/// `drain_limit`: how long the queue may take to drain. 12 s at the rate; on DynamoDB
-/// under moto about one call a second (57 s for 57 queued calls, in a run alone on the
-/// machine): moto serves one request at a time and a Query there took 62 ms on average
-/// (822 of them, from the two dispatchers' queue reads and reconciliations, kept it busy
-/// 51 s of the run's 77).
-async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(
-    store: Arc<dyn Store>,
-    drain_limit: Duration,
-) {
+async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store: Arc<dyn Store>) {
     let limits = TrunkLimits {
         calls_per_second: Some(5),
         concurrent_calls: None,
@@ -80,7 +73,7 @@ async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(
         queued >= 60_usize.saturating_sub(5 * windows),
         "only {queued} of 60 were queued, placed in {placed_in:?}"
     );
-    let ended = trunk.all_final(&calls, drain_limit).await;
+    let ended = trunk.all_final(&calls, LIMIT).await;
     assert!(
         ended.iter().all(|c| c.status == CallStatus::Busy),
         "{:?}",
@@ -98,20 +91,18 @@ async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second_in_process() {
-    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(memory(), LIMIT).await;
+    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(memory()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second_on_dynamodb() {
-    let drain_limit = Duration::from_secs(120);
-    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(dynamodb().await, drain_limit)
-        .await;
+    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(dynamodb().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second_on_postgres() {
     let (store, _schema) = postgres().await;
-    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store, LIMIT).await;
+    sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store).await;
 }
 
 async fn never_more_than_eight_calls_at_once_at_the_pbx(store: Arc<dyn Store>) {
@@ -655,6 +646,48 @@ async fn a_dispatcher_whose_admissions_keep_losing_the_race_gives_way_and_stops_
         "the dispatcher took {took:?} to stop"
     );
     assert!(trunk.originates().is_empty(), "dialed unpaced");
+    trunk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_waiting_out_a_spent_rate_reads_the_queue_about_once_a_window() {
+    // One dial a second: after each, the trunk's rate is spent for a second.
+    let limits = TrunkLimits {
+        calls_per_second: Some(1),
+        concurrent_calls: None,
+    };
+    let mut trunk = Trunk::start(memory(), limits, 0.02).await;
+    trunk.run_dispatcher();
+    // The first call is dialed at once and spends the rate; the second waits in the
+    // queue, where the dispatcher finds it and waits for the rate to allow it.
+    trunk.place_at_once("alice", BUSY, 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = trunk.metrics.value(QUEUE_READS, &[]);
+    // Then a call every 100 ms: each one queued wakes the dispatcher, and each dialed
+    // one frees its line when it ends (busy at once), which wakes it again. Neither
+    // lets it dial before the rate allows, so neither may cost a read of the queue.
+    let started = std::time::Instant::now();
+    for _ in 0..18 {
+        trunk.place_at_once("alice", BUSY, 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    let reads = trunk.metrics.value(QUEUE_READS, &[]) - before;
+    let times: Vec<_> = trunk.originates().into_iter().map(|(_, at)| at).collect();
+    // A read in each window the rate opens, and one more for a wake that came during
+    // the wait (kept by the notification until the wait is over).
+    let windows = elapsed.as_secs_f64().ceil();
+    assert!(
+        reads <= windows + 2.0,
+        "{reads} reads of the queue in {elapsed:?}, {} dialed",
+        times.len()
+    );
+    assert!(
+        times.len() >= 2,
+        "only {} dialed in {elapsed:?}: the dispatcher must still dial as the rate allows",
+        times.len()
+    );
+    assert!(most_within(&times, Duration::from_secs(1)) <= 1);
     trunk.stop().await;
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dialer_ari::{AriClient, AriSettings};
-use dialer_bridge::{BridgeHealth, EventSource};
+use dialer_bridge::{BridgeHealth, EventSource, EventSourceTiming};
 use dialer_core::domain::{Call, CallPolicy};
 use dialer_core::metrics::Metrics;
 use dialer_core::secrets::Secret;
@@ -43,8 +43,17 @@ pub async fn event_source(
     store: Arc<dyn CallBacklog>,
     url: String,
 ) -> (EventSource, Arc<BridgeHealth>) {
+    event_source_with(store, url, fast_timing()).await
+}
+
+/// The same, with its own timing.
+pub async fn event_source_with(
+    store: Arc<dyn CallBacklog>,
+    url: String,
+    timing: EventSourceTiming,
+) -> (EventSource, Arc<BridgeHealth>) {
     let ari = AriClient::new(ari_settings(url)).expect("ARI client");
-    let source = dialer_boot::event_source(store, ari, Arc::new(Metrics::new()), fast_timing());
+    let source = dialer_boot::event_source(store, ari, Arc::new(Metrics::new()), timing);
     let health = source.health.clone();
     (source, health)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dialer_ari::AriClient;
-use dialer_bridge::BridgeHealth;
+use dialer_bridge::{BridgeHealth, EventSourceTiming};
 use dialer_core::domain::{Call, CallPolicy, CallRequest, TrunkLimits};
 use dialer_core::metrics::Metrics;
 use dialer_core::service::calls::Dialer;
@@ -16,8 +16,8 @@ use pbx_sim::{SimConfig, SimHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::bridge::event_source;
-use super::wait_until;
+use super::bridge::event_source_with;
+use super::{fast_timing, wait_until};
 
 pub struct Trunk {
     pub sim: SimHandle,
@@ -26,6 +26,8 @@ pub struct Trunk {
     pub pacer: Pacer,
     pub health: Arc<BridgeHealth>,
     pub ari: AriClient,
+    /// The counters of the call service and of every dispatcher started here.
+    pub metrics: Arc<Metrics>,
     stop_bridge: watch::Sender<bool>,
     bridge: JoinHandle<()>,
     dispatchers: Vec<RunningDispatcher>,
@@ -81,12 +83,20 @@ impl Trunk {
         .await
         .expect("sim starts");
         let pacer = Pacer::new(pacing, limits);
-        let (mut source, health) = event_source(store.clone(), sim.base_url()).await;
+        // The sweeper is not what these tests are about; at its test pace (200 ms) its
+        // reads of the active calls alone would keep moto, which serves one request at a
+        // time and scans for each such query (~100 ms), busy half the time.
+        let timing = EventSourceTiming {
+            sweep_every: Duration::from_secs(2),
+            ..fast_timing()
+        };
+        let (mut source, health) = event_source_with(store.clone(), sim.base_url(), timing).await;
         source.events = source.events.with_pacer(pacer.clone());
         let ari = source.ari.clone();
         let (stop_bridge, stopped) = watch::channel(false);
         let bridge = tokio::spawn(source.run(stopped));
         wait_until(Duration::from_secs(10), || health.connected()).await;
+        let metrics = Arc::new(Metrics::new());
         let service = CallService::new(
             store.clone(),
             store.clone(),
@@ -96,7 +106,7 @@ impl Trunk {
                 dial_endpoint: "Local/{number}@test-pstn".into(),
                 ..CallPolicy::default()
             },
-            Arc::new(Metrics::new()),
+            metrics.clone(),
             pacer.clone(),
         );
         Self {
@@ -106,6 +116,7 @@ impl Trunk {
             pacer,
             health,
             ari,
+            metrics,
             stop_bridge,
             bridge,
             dispatchers: Vec::new(),
@@ -130,7 +141,7 @@ impl Trunk {
             ),
             Arc::new(move || health.connected()),
             timing,
-            Arc::new(Metrics::new()),
+            self.metrics.clone(),
         )
     }
 

@@ -62,6 +62,9 @@ const ADMIT_PATIENCE: Duration = super::pacing::PLACEMENT_PATIENCE;
 /// batch (see [`Dispatcher::round`]).
 const HEADS_PER_ROUND: usize = 32;
 
+/// The counter of the dispatcher's queries of the queue (each a query on DynamoDB).
+pub const QUEUE_READS: &str = "dialer_queue_reads_total";
+
 /// Whether the dispatcher may dial now: the bridge that will follow the calls is
 /// connected to the PBX.
 pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -94,6 +97,11 @@ pub struct Round {
     pub claimed: usize,
     /// Why the round stopped early, if it did: when the next dial may go.
     pub wait_until: Option<DateTime<Utc>>,
+    /// The round stopped because the trunk's dial rate is spent until `wait_until`. No
+    /// dispatcher anywhere can dial before then, so neither a freed line nor new work
+    /// wakes the loop early: on a store billed or slowed by the query, the queue is not
+    /// read again for nothing.
+    pub rate_limited: bool,
     /// The earliest call falling due before the next poll: the loop wakes for it
     /// instead of finding it a poll late.
     pub next_due: Option<DateTime<Utc>>,
@@ -144,20 +152,24 @@ impl Dispatcher {
             }
             let mut pause = self.timing.poll;
             let mut saturated = false;
+            let mut wakeable = true;
             if (self.ready)() {
                 match self.round(&mut dials).await {
                     Ok(round) => {
                         saturated = round.saturated;
                         if let Some(until) = round.wait_until {
-                            // Nothing can be dialed before then (a freed line or new
-                            // work in this process still wakes the loop).
+                            // Nothing can be dialed before then (but for a spent rate,
+                            // a freed line or new work in this process wakes the loop).
                             let wait = (until - Utc::now()).to_std().unwrap_or_default();
                             pause = wait.min(MAX_PAUSE);
+                            wakeable = !round.rate_limited;
                         } else if round.claimed > 0 {
                             // There may be more due right behind these.
                             pause = Duration::ZERO;
                         }
-                        if let Some(due) = round.next_due {
+                        if let Some(due) = round.next_due
+                            && wakeable
+                        {
                             let wait = (due - Utc::now()).to_std().unwrap_or_default();
                             pause = pause.min(wait);
                         }
@@ -174,7 +186,7 @@ impl Dispatcher {
             }
             tokio::select! {
                 () = &mut stop => break,
-                () = wake.notified(), if !pause.is_zero() => {}
+                () = wake.notified(), if wakeable && !pause.is_zero() => {}
                 () = tokio::time::sleep(pause) => {}
             }
         }
@@ -245,6 +257,7 @@ impl Dispatcher {
                 Admission::Granted => {}
                 Admission::RateLimited { until } => {
                     round.wait_until = Some(until);
+                    round.rate_limited = true;
                     break;
                 }
                 Admission::TrunkFull => {
@@ -288,6 +301,7 @@ impl Dispatcher {
     /// however many users wait.
     async fn listing(&self, horizon: DateTime<Utc>) -> Result<Vec<QueuedCall>, StoreError> {
         let batch = self.timing.batch.max(1);
+        self.metrics.inc(QUEUE_READS, &[]);
         let mut listed = self.calls.due_calls(horizon, batch).await?;
         let after = self.last_served_user();
         let turns = {
@@ -311,6 +325,7 @@ impl Dispatcher {
         let mut seen: HashSet<Uuid> = listed.iter().map(|q| q.id).collect();
         let mut emptied = Vec::new();
         for user in &turns {
+            self.metrics.inc(QUEUE_READS, &[]);
             let head = self.calls.due_calls_of(user, horizon, depth).await?;
             if head.is_empty() {
                 emptied.push(user.clone());
