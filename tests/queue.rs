@@ -11,10 +11,11 @@ use chrono::Utc;
 use dialer_core::domain::Pacing;
 use dialer_core::domain::schedule::RetryRequest;
 use dialer_core::domain::{CallRequest, CallStatus, FailureReason, TrunkLimits, UserLimits};
+use dialer_core::service::DispatchTiming;
 use dialer_core::service::dispatch::QUEUE_READS;
 use dialer_core::service::pacing::PLACEMENT_PATIENCE;
 use dialer_core::store::{MemoryStore, PacingStore, Store, StoreError, Versioned};
-use integration::queue::{Trunk, most_within};
+use integration::queue::{Trunk, fast_dispatch, most_within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// Busy at once: an attempt that ends as soon as it is dialed.
@@ -53,9 +54,15 @@ async fn sixty_calls_at_five_per_second_never_exceed_five_in_any_second(store: A
         concurrent_calls: None,
     };
     let mut trunk = Trunk::start(store, limits, 0.02).await;
-    // Two dispatchers at once, as two bridge tasks would be.
-    trunk.run_dispatcher();
-    trunk.run_dispatcher();
+    // Two dispatchers at once, as two bridge tasks would be. No crash here for their
+    // reconciliation to repair: at its test pace (500 ms) its reads of the active calls
+    // (a scan in moto, ~100 ms each) would take a good part of moto's time.
+    let timing = DispatchTiming {
+        reconcile: Duration::from_secs(2),
+        ..fast_dispatch()
+    };
+    trunk.run_dispatcher_with(timing.clone());
+    trunk.run_dispatcher_with(timing);
     let placing = std::time::Instant::now();
     let calls = trunk.place_at_once("alice", BUSY, 60).await;
     // Calls within the rate while the requests arrive are dialed at once; on a slow
@@ -376,9 +383,9 @@ async fn a_backlog_deeper_than_a_batch_does_not_hold_back_another_users_calls(
         "the trunk is full: every later call waits"
     );
     // A batch of 4 holds alice's calls alone: bob's are 28 places behind in the queue.
-    trunk.run_dispatcher_with(dialer_core::service::DispatchTiming {
+    trunk.run_dispatcher_with(DispatchTiming {
         batch: 4,
-        ..integration::queue::fast_dispatch()
+        ..fast_dispatch()
     });
     trunk.all_final(&alices, LIMIT).await;
     trunk.all_final(&bobs, LIMIT).await;
@@ -437,9 +444,9 @@ async fn a_user_queueing_behind_a_running_backlog_gets_turns_soon(store: Arc<dyn
     };
     let mut trunk = Trunk::start(store, limits, 0.02).await;
     let alices = trunk.place_at_once("alice", ANSWERS, 60).await;
-    trunk.run_dispatcher_with(dialer_core::service::DispatchTiming {
+    trunk.run_dispatcher_with(DispatchTiming {
         batch: 4,
-        ..integration::queue::fast_dispatch()
+        ..fast_dispatch()
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let bobs = trunk.place_at_once("bob", ANSWERS, 3).await;
@@ -489,9 +496,9 @@ async fn forty_users_with_queues_of_their_own_all_get_turns_early_in_process() {
     }
     let others: Vec<_> = users.iter().flatten().cloned().collect();
     assert!(others.iter().all(|c| c.status == CallStatus::Queued));
-    trunk.run_dispatcher_with(dialer_core::service::DispatchTiming {
+    trunk.run_dispatcher_with(DispatchTiming {
         batch: 8,
-        ..integration::queue::fast_dispatch()
+        ..fast_dispatch()
     });
     trunk.all_final(&alices, LIMIT).await;
     trunk.all_final(&others, LIMIT).await;
@@ -687,7 +694,8 @@ async fn a_dispatcher_waiting_out_a_spent_rate_reads_the_queue_about_once_a_wind
         "only {} dialed in {elapsed:?}: the dispatcher must still dial as the rate allows",
         times.len()
     );
-    assert!(most_within(&times, Duration::from_secs(1)) <= 1);
+    // Booked 1.1 s apart; a margin for a request that reaches the PBX late.
+    assert!(most_within(&times, Duration::from_millis(900)) <= 1);
     trunk.stop().await;
 }
 

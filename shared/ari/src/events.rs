@@ -3,8 +3,9 @@
 //! event type parses as [`AriEvent::Other`].
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde::de::Error as _;
+use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -83,50 +84,48 @@ impl AriEvent {
         // Serde's tagged enums copy the whole frame (every nested object of the
         // channel: caller, dialplan, …) into a tree of owned values before reading the
         // tag. Delimiting the fields first and parsing only those the event reads, from
-        // their text, parses frames 1.6x as fast (`cargo bench -p bridge`).
-        if !frame.trim_start().starts_with('{') {
-            return Err(serde_json::Error::custom("an ARI event is a JSON object"));
-        }
+        // their text, parses the bench's frames about 1.5x as fast (`cargo bench -p
+        // bridge`) and a call's events in 15% fewer instructions (scripts/profile-requests).
         let f: Frame = serde_json::from_str(frame)?;
         Ok(match f.kind.as_ref() {
             "StasisStart" => AriEvent::StasisStart {
-                channel: required(f.channel, "channel")?,
-                args: or_default(f.args)?,
+                channel: f.required("channel")?,
+                args: f.or_default("args")?,
             },
             "StasisEnd" => AriEvent::StasisEnd {
-                channel: required(f.channel, "channel")?,
+                channel: f.required("channel")?,
             },
             "ChannelStateChange" => AriEvent::ChannelStateChange {
-                channel: required(f.channel, "channel")?,
+                channel: f.required("channel")?,
             },
             "Dial" => AriEvent::Dial {
-                peer: required(f.peer, "peer")?,
-                dialstatus: or_default(f.dialstatus)?,
+                peer: f.required("peer")?,
+                dialstatus: f.or_default("dialstatus")?,
             },
             "ChannelHangupRequest" => AriEvent::ChannelHangupRequest {
-                channel: required(f.channel, "channel")?,
-                cause: or_default(f.cause)?,
+                channel: f.required("channel")?,
+                cause: f.or_default("cause")?,
             },
             "ChannelDestroyed" => AriEvent::ChannelDestroyed {
-                channel: required(f.channel, "channel")?,
-                cause: or_default(f.cause)?,
-                cause_txt: or_default(f.cause_txt)?,
+                channel: f.required("channel")?,
+                cause: f.or_default("cause")?,
+                cause_txt: f.or_default("cause_txt")?,
             },
             "ChannelDtmfReceived" => AriEvent::ChannelDtmfReceived {
-                channel: required(f.channel, "channel")?,
-                digit: required(f.digit, "digit")?,
+                channel: f.required("channel")?,
+                digit: f.required("digit")?,
             },
             "PlaybackStarted" => AriEvent::PlaybackStarted {
-                playback: required(f.playback, "playback")?,
+                playback: f.required("playback")?,
             },
             "PlaybackContinuing" => AriEvent::PlaybackContinuing {
-                playback: required(f.playback, "playback")?,
+                playback: f.required("playback")?,
             },
             "PlaybackFinished" => AriEvent::PlaybackFinished {
-                playback: required(f.playback, "playback")?,
+                playback: f.required("playback")?,
             },
             "ApplicationReplaced" => AriEvent::ApplicationReplaced {
-                application: or_default(f.application)?,
+                application: f.or_default("application")?,
             },
             _ => AriEvent::Other,
         })
@@ -151,51 +150,157 @@ impl AriEvent {
     }
 }
 
-/// A frame's type and the text of each field some event reads; every other field is
-/// skipped. A field given as `null` is kept (as the text `null`), so that it is an
-/// error where the event needs a value, as it is in the event's own shape.
-#[derive(Deserialize)]
+/// The fields some event reads; [`Frame`] keeps the text of each, and skips the rest.
+const READ: [&str; 9] = [
+    "channel",
+    "peer",
+    "args",
+    "dialstatus",
+    "cause",
+    "cause_txt",
+    "digit",
+    "playback",
+    "application",
+];
+
+/// A frame's type and the text of each of the fields in [`READ`]. What a field holds is
+/// parsed only when the event reads it, so a field of another shape, a `null` or a
+/// repeated key is an error exactly where the event's own shape would make it one.
 struct Frame<'a> {
-    #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    channel: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    peer: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    args: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    dialstatus: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    cause: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    cause_txt: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    digit: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    playback: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    application: Option<&'a RawValue>,
+    fields: [Field<'a>; READ.len()],
 }
 
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+#[derive(Clone, Copy, Default)]
+enum Field<'a> {
+    #[default]
+    Absent,
+    Once(&'a RawValue),
+    Repeated,
 }
 
-fn required<'a, T: Deserialize<'a>>(
-    raw: Option<&'a RawValue>,
-    name: &'static str,
-) -> Result<T, serde_json::Error> {
-    match raw {
-        Some(raw) => serde_json::from_str(raw.get()),
-        None => Err(serde_json::Error::missing_field(name)),
+impl<'a> Frame<'a> {
+    fn required<T: Deserialize<'a>>(&self, name: &'static str) -> Result<T, serde_json::Error> {
+        match self.field(name) {
+            Field::Absent => Err(serde_json::Error::missing_field(name)),
+            Field::Once(raw) => serde_json::from_str(raw.get()),
+            Field::Repeated => Err(serde_json::Error::duplicate_field(name)),
+        }
+    }
+
+    fn or_default<T: Deserialize<'a> + Default>(
+        &self,
+        name: &'static str,
+    ) -> Result<T, serde_json::Error> {
+        match self.field(name) {
+            Field::Absent => Ok(T::default()),
+            _ => self.required(name),
+        }
+    }
+
+    fn field(&self, name: &str) -> Field<'a> {
+        READ.iter()
+            .position(|read| *read == name)
+            .map_or(Field::Absent, |i| self.fields[i])
     }
 }
 
-fn or_default<'a, T: Deserialize<'a> + Default>(
-    raw: Option<&'a RawValue>,
-) -> Result<T, serde_json::Error> {
-    raw.map_or_else(|| Ok(T::default()), |raw| serde_json::from_str(raw.get()))
+impl<'de> Deserialize<'de> for Frame<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FrameVisitor)
+    }
+}
+
+struct FrameVisitor;
+
+impl<'de> Visitor<'de> for FrameVisitor {
+    type Value = Frame<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an ARI event: a JSON object with a `type`")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Frame<'de>, M::Error> {
+        let mut kind: Option<Cow<'de, str>> = None;
+        let mut fields = [Field::Absent; READ.len()];
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Type if kind.is_some() => return Err(M::Error::duplicate_field("type")),
+                Key::Type => kind = Some(map.next_value::<Text>()?.0),
+                Key::Read(i) => {
+                    let raw: &RawValue = map.next_value()?;
+                    fields[i] = match fields[i] {
+                        Field::Absent => Field::Once(raw),
+                        _ => Field::Repeated,
+                    };
+                }
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let kind = kind.ok_or_else(|| M::Error::missing_field("type"))?;
+        Ok(Frame { kind, fields })
+    }
+}
+
+/// A key of a frame, told apart without copying it: serde reads a `Cow<str>` (a key,
+/// the type) into a new `String` every time.
+enum Key {
+    Type,
+    Read(usize),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl Visitor<'_> for KeyVisitor {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+        Ok(match READ.iter().position(|read| *read == key) {
+            Some(i) => Key::Read(i),
+            None if key == "type" => Key::Type,
+            None => Key::Other,
+        })
+    }
+}
+
+/// Text borrowed from the frame where it holds no escapes, copied where it does.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(text)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(text.to_owned())))
+    }
 }
 
 #[cfg(test)]
@@ -235,9 +340,22 @@ mod tests {
             r#"{"type": "StasisEnd", "channel": {"name": "no id"}}"#,
             r#"{"type": "ChannelDtmfReceived", "channel": {"id": "a"}}"#,
             r#"["StasisEnd", {"id": "a"}]"#,
+            r#"{"type": "StasisEnd", "channel": {"id": "a"}, "channel": {"id": "b"}}"#,
+            r#"{"type": "StasisEnd", "type": "StasisEnd", "channel": {"id": "a"}}"#,
         ] {
             assert!(AriEvent::parse(frame).is_err(), "{frame}");
         }
+    }
+
+    #[test]
+    fn a_repeated_key_the_event_does_not_read_is_ignored() {
+        let frame = r#"{"type": "StasisEnd", "channel": {"id": "a"}, "cause": 1, "cause": 2}"#;
+        assert!(matches!(
+            AriEvent::parse(frame),
+            Ok(AriEvent::StasisEnd { channel }) if channel.id == "a"
+        ));
+        let frame = r#"{"type": "ChannelVarset", "channel": {"id": "a"}, "channel": 5}"#;
+        assert_eq!(AriEvent::parse(frame).expect("parses"), AriEvent::Other);
     }
 
     #[test]

@@ -98,9 +98,10 @@ pub struct Round {
     /// Why the round stopped early, if it did: when the next dial may go.
     pub wait_until: Option<DateTime<Utc>>,
     /// The round stopped because the trunk's dial rate is spent until `wait_until`. No
-    /// dispatcher anywhere can dial before then, so neither a freed line nor new work
-    /// wakes the loop early: on a store billed or slowed by the query, the queue is not
-    /// read again for nothing.
+    /// dispatcher with the same limits can be admitted a dial before then, so neither a
+    /// freed line nor new work wakes the loop early: on a store billed or slowed by the
+    /// query, the queue is not read again for nothing. (A dial booked again later, on a
+    /// slow store, may open a window sooner; it is found a window late at worst.)
     pub rate_limited: bool,
     /// The earliest call falling due before the next poll: the loop wakes for it
     /// instead of finding it a poll late.
@@ -256,7 +257,9 @@ impl Dispatcher {
             match admission {
                 Admission::Granted => {}
                 Admission::RateLimited { until } => {
-                    round.wait_until = Some(until);
+                    // `until` is a booking time, and a dial is booked DIAL_LEAD ahead
+                    // of its admission: the window opens to admissions that much sooner.
+                    round.wait_until = Some(until - crate::domain::pacing::DIAL_LEAD);
                     round.rate_limited = true;
                     break;
                 }
