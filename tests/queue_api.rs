@@ -234,19 +234,27 @@ async fn a_retried_call_shows_every_attempt_to_the_client_and_its_webhook() {
     };
     let mut unique = seen.clone();
     unique.dedup();
+    // `dialing` is written by whoever placed the attempt, on the PBX's answer to the
+    // originate. The callee is busy at once, so the bridge may have written the end
+    // first (a loaded CI run saw it), and a status never goes back: an attempt's
+    // `dialing` may be missing, but where it is reported it follows its `pending`.
+    for (i, (n, status)) in unique.iter().enumerate() {
+        if status == "dialing" {
+            assert_eq!(unique[i - 1], (*n, "pending".to_owned()), "{unique:?}");
+        }
+    }
+    let reported: Vec<(u64, String)> = unique.into_iter().filter(|(_, s)| s != "dialing").collect();
     let expected: Vec<(u64, String)> = [
         (1, "pending"),
-        (1, "dialing"),
         (1, "busy"),
         (2, "queued"),
         (2, "pending"),
-        (2, "dialing"),
         (2, "busy"),
     ]
     .iter()
     .map(|(n, s)| (*n, (*s).to_owned()))
     .collect();
-    assert_eq!(unique, expected);
+    assert_eq!(reported, expected, "{seen:?}");
     server.stop().await;
 }
 
