@@ -18,6 +18,7 @@ mod json_errors;
 mod lambda_events;
 mod login_safety;
 mod notify_events;
+mod pbx_scenarios;
 mod postgres;
 mod queue;
 mod queue_api;

@@ -166,11 +166,17 @@ async fn perform_stasis_requests(trace: &Trace, ari: &AriClient, id: Uuid) {
     }
 }
 
+/// Recorded on an Asterisk without its core sounds, where the IVR's prompt fails at
+/// once. The simulator plays prompts as an Asterisk with them does (ours, and any in
+/// production): `stasis_continue_answered_with_prompts` is its trace.
+const RECORDED_WITHOUT_PROMPTS: &[&str] = &["stasis_continue_answered"];
+
 #[tokio::test]
 async fn simulator_reproduces_every_stasis_trace_on_the_calls_channel() {
     for trace in traces::all()
         .iter()
         .filter(|t| t.name.starts_with("stasis_"))
+        .filter(|t| !RECORDED_WITHOUT_PROMPTS.contains(&t.name.as_str()))
     {
         let expected = trace.own_channel_sequence();
         let actual = run_like_the_trace(trace).await;

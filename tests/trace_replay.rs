@@ -116,7 +116,9 @@ async fn every_recorded_trace_ends_in_the_right_status() {
         ("stasis_cancel_while_ringing", "canceled", None),
         ("stasis_congestion", "failed", Some("congestion")),
         ("stasis_continue_answered", "completed", None),
+        ("stasis_continue_answered_with_prompts", "completed", None),
         ("stasis_dtmf", "completed", None),
+        ("stasis_dtmf_during_playback", "completed", None),
         ("stasis_hangup_while_up", "completed", None),
         ("stasis_no_answer", "no_answer", None),
         ("stasis_playback", "completed", None),
@@ -186,6 +188,26 @@ async fn dtmf_digits_are_recorded_on_the_call() {
     let replayed = replay(&traces::load("stasis_dtmf")).await;
     assert_eq!(replayed.call.dtmf, "1");
     assert_eq!(replayed.call.status, CallStatus::Completed);
+}
+
+/// Asterisk reports the playback that our hang-up on the digit cut short as `failed`,
+/// after the hang-up request: the sound was there, so nothing is media the PBX lacks.
+#[tokio::test]
+async fn a_playback_cut_short_by_the_hang_up_on_a_digit_is_not_media_the_pbx_lacks() {
+    let trace = traces::load("stasis_dtmf_during_playback");
+    let replayed = replay(&trace).await;
+    assert_eq!(replayed.call.dtmf, "1");
+    assert_eq!(replayed.call.status, CallStatus::Completed);
+    assert!(
+        replayed.call.media_failed.is_empty(),
+        "{:?}",
+        replayed.call.media_failed
+    );
+    assert!(
+        replayed.actions.contains(&"hangup".to_owned()),
+        "{:?}",
+        replayed.actions
+    );
 }
 
 #[tokio::test]

@@ -2,8 +2,11 @@
 //! simulated PBX, an HTTP client that speaks the API, and the recorded ARI traces.
 
 pub mod api;
+pub mod ari_proxy;
+pub mod asterisk;
 pub mod aws;
 pub mod bridge;
+pub mod local_bin;
 pub mod pg;
 pub mod queue;
 pub mod receiver;

@@ -1,6 +1,8 @@
 //! The bridge core: one ARI event in, conditional store writes and call control out.
-//! It holds no state of its own between events; everything it needs to decide an
-//! outcome is on the call record, so a restarted bridge decides the same way.
+//! Everything it needs to decide an outcome is on the call record, so a restarted bridge
+//! decides the same way. It keeps one hint between events, never an outcome: which
+//! calls' channels are hanging up, so that a playback the hang-up cut short (Asterisk
+//! reports it `failed`, after the hang-up request) is not taken for media the PBX lacks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,43 @@ pub struct CallEvents {
     metrics: Arc<Metrics>,
     /// Frees an attempt's line when its end is written (when calls are paced).
     pacer: Option<Pacer>,
+    hanging_up: Arc<HangingUp>,
+}
+
+/// The calls whose channel has a hang-up request and is not yet destroyed. A call's
+/// events reach the core in order, so the request is seen before the playback's end.
+/// Bounded: a channel whose destruction was never seen (a lost socket) is forgotten with
+/// the rest when the set is full; at worst a cut-short playback is then reported failed.
+#[derive(Default)]
+struct HangingUp(std::sync::Mutex<std::collections::HashSet<Uuid>>);
+
+impl HangingUp {
+    const MAX: usize = 100_000;
+
+    fn insert(&self, id: Uuid) {
+        let mut set = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if set.len() >= Self::MAX {
+            set.clear();
+        }
+        set.insert(id);
+    }
+
+    fn contains(&self, id: Uuid) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&id)
+    }
+
+    fn remove(&self, id: Uuid) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+    }
 }
 
 /// What reconciliation did with the calls the store held as active.
@@ -46,6 +85,7 @@ impl CallEvents {
             pbx,
             metrics,
             pacer: None,
+            hanging_up: Arc::default(),
         }
     }
 
@@ -83,7 +123,9 @@ impl CallEvents {
                     .annotate(id, &Annotation::DialStatus(dialstatus))
                     .await?;
             }
+            Signal::HangupRequested => self.hanging_up.insert(id),
             Signal::Destroyed { cause, cause_txt } => {
+                self.hanging_up.remove(id);
                 if let Some(call) = self.store.get_call(id).await? {
                     self.finish(&call, Some(cause), Some(cause_txt)).await?;
                 }
@@ -100,6 +142,10 @@ impl CallEvents {
             }
             Signal::PlaybackFinished { failed } => {
                 let noted = match failed {
+                    Some(media) if self.hanging_up.contains(id) => {
+                        debug!(call = %id, media = %media, "a playback cut short by the hang-up");
+                        None
+                    }
                     Some(media) => {
                         warn!(call = %id, media = %media, "the PBX could not play a media item");
                         self.store

@@ -17,6 +17,8 @@ pub enum Signal {
     },
     /// A `Dial` status that is not progress (BUSY, CONGESTION, NOANSWER, …).
     DialStatus(String),
+    /// Someone (the callee, the PBX, or we) asked for the channel to hang up.
+    HangupRequested,
     /// The channel is gone.
     Destroyed {
         cause: i64,
@@ -60,6 +62,9 @@ pub fn signal_of(event: &AriEvent) -> Option<(Uuid, Signal)> {
                     None => Signal::DialStatus(dialstatus.clone()),
                 },
             ))
+        }
+        AriEvent::ChannelHangupRequest { channel, .. } => {
+            Some((call_id(&channel.id)?, Signal::HangupRequested))
         }
         AriEvent::ChannelDestroyed {
             channel,

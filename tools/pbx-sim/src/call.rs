@@ -104,6 +104,7 @@ pub(crate) fn spawn(
         after_answer: Vec::new(),
         actions: VecDeque::new(),
         dialplan_wait: None,
+        dialplan_sets: None,
         playbacks: VecDeque::new(),
         playback_at: None,
     };
@@ -114,8 +115,14 @@ pub(crate) fn spawn(
 /// little also lets the originate's answer reach the client before any event does.
 const DIAL_DELAY: Duration = Duration::from_millis(2);
 
-/// Seconds each playback media item takes.
-const MEDIA_SECONDS: f64 = 1.0;
+/// Seconds a playback media item takes: the length of the prompt in Asterisk's core
+/// sounds where the tests use one, else a second.
+pub(crate) fn media_seconds(media: &str) -> f64 {
+    match media {
+        "sound:hello-world" => 1.42,
+        _ => 1.0,
+    }
+}
 
 /// Guards against a dialplan that would loop without waiting.
 const MAX_DIALPLAN_STEPS: usize = 64;
@@ -155,6 +162,8 @@ struct Call {
     /// The callee's script once answered, earliest first.
     actions: VecDeque<(Instant, ActionKind)>,
     dialplan_wait: Option<Instant>,
+    /// The variable a prompt playing in the dialplan sets when it ends.
+    dialplan_sets: Option<(&'static str, &'static str)>,
     /// The playing playback first, then the queued ones.
     playbacks: VecDeque<Playback>,
     playback_at: Option<Instant>,
@@ -303,6 +312,9 @@ impl Call {
             }
             Timer::DialplanWait => {
                 self.dialplan_wait = None;
+                if let Some((name, value)) = self.dialplan_sets.take() {
+                    self.emit(events::varset(&self.channel, name, value));
+                }
                 self.channel.dialplan.priority = self.channel.dialplan.priority.saturating_add(1);
                 self.run_dialplan(at);
             }
@@ -325,6 +337,9 @@ impl Call {
                 }
                 Phase::Dialplan => {
                     self.emit(events::hangup_request(&self.channel, cause, false));
+                    if self.was_in_stasis {
+                        self.emit(events::varset(&self.channel, "STASISSTATUS", "SUCCESS"));
+                    }
                     self.destroy(cause);
                 }
                 Phase::Dialing | Phase::Ringing | Phase::Ended => {}
@@ -361,7 +376,7 @@ impl Call {
         if self.phase != Phase::Stasis {
             return Err(NotInStasis);
         }
-        self.stop_playback();
+        self.stop_playback("done");
         self.emit(events::stasis_end(&self.channel));
         let dialplan = &mut self.channel.dialplan;
         if let Some(context) = target.context {
@@ -412,9 +427,14 @@ impl Call {
             let location = &mut self.channel.dialplan;
             match step.effect {
                 Effect::Next => location.priority = location.priority.saturating_add(1),
-                Effect::SetVar { name, value } => {
-                    location.priority = location.priority.saturating_add(1);
-                    self.emit(events::varset(&self.channel, name, value));
+                Effect::Play {
+                    seconds,
+                    name,
+                    value,
+                } => {
+                    self.dialplan_wait = self.after(now, seconds);
+                    self.dialplan_sets = Some((name, value));
+                    return;
                 }
                 Effect::Wait(seconds) => {
                     // A wait too long to represent never ends; the callee still can.
@@ -443,7 +463,9 @@ impl Call {
     }
 
     fn leave_stasis_for_hangup(&mut self) {
-        self.stop_playback();
+        // Asterisk reports a playback that a hang-up cut short as failed, after the
+        // hang-up request.
+        self.stop_playback("failed");
         self.emit(events::stasis_end(&self.channel));
         self.emit(events::varset(&self.channel, "STASISSTATUS", "SUCCESS"));
     }
@@ -453,12 +475,16 @@ impl Call {
             self.playback_at = None;
             return;
         };
+        let seconds = playback
+            .media
+            .get(playback.index)
+            .map_or(1.0, |m| media_seconds(m));
         let started = events::playback("PlaybackStarted", Value::Object(playback.json("playing")));
         self.emit(started);
         if self.fail_if_missing(now) {
             return;
         }
-        self.playback_at = self.after(now, MEDIA_SECONDS);
+        self.playback_at = self.after(now, seconds);
     }
 
     /// A media item the PBX does not have fails at once, and with it the rest of its
@@ -489,13 +515,17 @@ impl Call {
         if playback.index + 1 < playback.media.len() {
             let continuing = Value::Object(playback.json("continuing"));
             playback.index += 1;
+            let seconds = playback
+                .media
+                .get(playback.index)
+                .map_or(1.0, |m| media_seconds(m));
             let started = Value::Object(playback.json("playing"));
             self.emit(events::playback("PlaybackContinuing", continuing));
             self.emit(events::playback("PlaybackStarted", started));
             if self.fail_if_missing(at) {
                 return;
             }
-            self.playback_at = self.after(at, MEDIA_SECONDS);
+            self.playback_at = self.after(at, seconds);
         } else {
             let finished = Value::Object(playback.json("done"));
             self.playbacks.pop_front();
@@ -504,12 +534,13 @@ impl Call {
         }
     }
 
-    /// Ends the playing playback (queued ones never start) when the channel leaves Stasis.
-    fn stop_playback(&mut self) {
+    /// Ends the playing playback (queued ones never start) when the channel leaves Stasis,
+    /// in `state`.
+    fn stop_playback(&mut self, state: &str) {
         if self.playback_at.take().is_some()
             && let Some(playback) = self.playbacks.front()
         {
-            let finished = Value::Object(playback.json("done"));
+            let finished = Value::Object(playback.json(state));
             self.emit(events::playback("PlaybackFinished", finished));
         }
         self.playbacks.clear();

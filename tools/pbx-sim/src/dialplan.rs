@@ -13,13 +13,14 @@ pub(crate) struct Step {
 pub(crate) enum Effect {
     /// Go on to the next priority at once.
     Next,
-    /// Set a channel variable, then go on.
-    SetVar {
+    /// Go on after this many simulated seconds.
+    Wait(f64),
+    /// Play a prompt of this many simulated seconds, set a variable, then go on.
+    Play {
+        seconds: f64,
         name: &'static str,
         value: &'static str,
     },
-    /// Go on after this many simulated seconds.
-    Wait(f64),
     Hangup(u16),
     Goto {
         exten: &'static str,
@@ -40,14 +41,15 @@ pub(crate) fn step(context: &str, exten: &str, priority: i64, caller_number: &st
                 data: format!("IVR for {caller_number}"),
                 effect: Effect::Next,
             }),
-            // The recorded Asterisk had no sound files: Playback failed at once, which also
-            // keeps the IVR's own hang-up ahead of the 001 callee's.
+            // As an Asterisk with the core sounds plays it (the prompt is 1.42 s long):
+            // the `001` callee, who hangs up 2 s after answering, ends the call first.
             2 => Some(Step {
                 app: "Playback",
                 data: "hello-world".to_owned(),
-                effect: Effect::SetVar {
+                effect: Effect::Play {
+                    seconds: crate::call::media_seconds("sound:hello-world"),
                     name: "PLAYBACKSTATUS",
-                    value: "FAILED",
+                    value: "SUCCESS",
                 },
             }),
             3 => Some(Step {

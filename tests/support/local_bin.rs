@@ -1,0 +1,189 @@
+//! The real `local` binary, started as a user starts it: from environment variables
+//! alone, on a free port, its output in a log file beside the test's temporary files.
+//! Killed when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{ADMIN, SECRET_KEY};
+
+/// The webhook secret of the demo user in every run started here.
+pub const WEBHOOK_SECRET: &str = "whsec_local-binary-test-secret";
+
+pub struct LocalBinary {
+    child: Child,
+    pub base_url: String,
+    pub log: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl LocalBinary {
+    /// Starts the binary with the test defaults and `vars` (which win), and waits until
+    /// its bridge is connected to the PBX.
+    pub async fn start(vars: &[(&str, &str)]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let port = port.to_string();
+        let mut all: Vec<(String, String)> = [
+            ("PATH", std::env::var("PATH").unwrap_or_default().as_str()),
+            ("HOST", "127.0.0.1"),
+            ("PORT", port.as_str()),
+            ("SECRET_KEY", SECRET_KEY),
+            ("ADMIN_USERNAME", ADMIN.0),
+            ("ADMIN_PASSWORD", ADMIN.1),
+            ("BCRYPT_COST", "4"),
+            ("DIAL_ENDPOINT", "Local/{number}@test-pstn"),
+            ("ALLOWED_CONTEXTS", "outbound-ivr"),
+            ("WEBHOOK_ALLOW_PRIVATE", "true"),
+            ("WEBHOOK_ALLOW_INSECURE", "true"),
+            ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("NO_COLOR", "1"),
+            ("RUST_LOG", "info"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        for (k, v) in vars {
+            all.retain(|(name, _)| name != k);
+            all.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        let log = std::env::temp_dir().join(format!("dialer-local-{port}.log"));
+        let child = spawn(&all, &log);
+        let mut server = Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            log,
+            vars: all,
+        };
+        server.wait_for_bridge().await;
+        server
+    }
+
+    /// SIGKILL, as a crash or a lost host would end it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again with the same variables, on the same port (after [`kill`]).
+    pub async fn restart(&mut self) {
+        self.child = spawn(&self.vars, &self.log);
+        self.wait_for_bridge().await;
+    }
+
+    /// Its log so far, for a failure message.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    async fn wait_for_bridge(&mut self) {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!(
+                    "the local binary exited at start: {exit}\n{}",
+                    self.log_tail()
+                );
+            }
+            if let Ok(response) = http.get(format!("{}/health", self.base_url)).send().await
+                && let Ok(body) = response.json::<Value>().await
+                && body["bridge"]["connected"] == true
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the local binary's bridge never connected\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for LocalBinary {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `local` binary of this build: `LOCAL_BIN`, or `local` beside the test binary's
+/// folder (`target/debug/deps/integration-…` → `target/debug/local`), which
+/// `cargo nextest run --workspace` (`./scripts/test`) builds with the workspace's
+/// features (PostgreSQL included). A run of this package alone does not rebuild it: a
+/// binary older than the code it is built from is refused, not tested.
+pub fn local_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("LOCAL_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("local"))
+        .expect("a target folder");
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "no local binary at {}: run the tests with --workspace (./scripts/test does)",
+                path.display()
+            )
+        });
+    let root = crate::asterisk::repo_root();
+    for dir in ["shared", "functions/local/src", "tools/pbx-sim/src"] {
+        if let Some(newer) = newer_source(&root.join(dir), built) {
+            panic!(
+                "{} is older than {}: run the tests with --workspace (./scripts/test does) to rebuild it",
+                path.display(),
+                newer.display()
+            );
+        }
+    }
+    path
+}
+
+/// A Rust source file under `dir` changed after `built`, if any.
+fn newer_source(dir: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(newer) = newer_source(&path, built) {
+                return Some(newer);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m > built)
+        {
+            return Some(path);
+        }
+    }
+    None
+}
+
+fn spawn(vars: &[(String, String)], log: &Path) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("the log file");
+    let err = out.try_clone().expect("the log file");
+    Command::new(local_binary())
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .expect("the local binary starts")
+}
