@@ -12,7 +12,10 @@
 //! Each party runs in its own process, as the real ones do: the simulated PBX and the
 //! bare handler are this bench binary started again in another role. `ARI_HTTP_URL`
 //! (`http://` only), `ARI_USERNAME`, `ARI_PASSWORD` and `DIAL_ENDPOINT` point both
-//! originate runs at another PBX instead. `LOAD_SECONDS` (default 5) is the length of
+//! originate runs at another PBX instead, and `ASTERISK_PID` names its process for the
+//! CPU figures: `eval "$(./scripts/asterisk start)"` sets all five for a real Asterisk.
+//! Each run prints the CPU time the server, the load generator and the PBX spent per
+//! request, and the next run waits until the PBX holds no channel. `LOAD_SECONDS` (default 5) is the length of
 //! each run, `LOAD_CONNECTIONS` (default 8) the connection count, `LOCAL_BIN` another
 //! build of the server, `LOAD_ONLY=originate|status` one half.
 
@@ -62,12 +65,17 @@ async fn run() {
     let binary =
         std::env::var("LOCAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_local").to_owned());
 
-    // The PBX: the one given, or a simulated one in its own process.
-    let (_pbx_process, ari_url) = match std::env::var("ARI_HTTP_URL") {
-        Ok(url) => (None, url.trim_end_matches('/').to_owned()),
+    // The PBX: the one given (its process id in ASTERISK_PID, as `scripts/asterisk start`
+    // exports it, for its CPU time), or a simulated one in its own process.
+    let (_pbx_process, ari_url, pbx_pid) = match std::env::var("ARI_HTTP_URL") {
+        Ok(url) => {
+            let pid = std::env::var("ASTERISK_PID").ok().and_then(|p| p.parse().ok());
+            (None, url.trim_end_matches('/').to_owned(), pid)
+        }
         Err(_) => {
             let (child, url) = spawn_role("pbx", &[]);
-            (Some(child), url)
+            let pid = child.id();
+            (Some(child), url, Some(pid))
         }
     };
     let ari_user = std::env::var("ARI_USERNAME").unwrap_or_else(|_| "asterisk".into());
@@ -91,6 +99,9 @@ async fn run() {
     let idle_rss = rss_kib(server.child.id());
     let api = Target::parse(&server.base_url);
     let bearer = format!("Bearer {token}");
+    let mut parties = vec![("server", server.child.id()), ("load generator", std::process::id())];
+    parties.extend(pbx_pid.map(|pid| ("PBX", pid)));
+    let cpu = Cpu { parties };
 
     println!(
         "load: {connections} connections, {seconds} s per run, PBX at {ari_url}, server {binary}"
@@ -106,6 +117,7 @@ async fn run() {
         );
         let ari_path = format!("{}/ari/channels", ari.path);
         let raw_endpoint = endpoint.clone();
+        let before = cpu.read();
         let raw = load(&ari, connections, run_for, move |n| {
             let body = serde_json::json!({
                 "endpoint": raw_endpoint.replace("{number}", &number(n)),
@@ -118,9 +130,12 @@ async fn run() {
         })
         .await;
         raw.print("PBX alone: POST /ari/channels");
+        cpu.print_since(&before, raw.sent);
+        settle(&ari_url, &ari_user, &ari_password).await;
 
         let api_path = api.path.clone();
         let bearer = bearer.clone();
+        let before = cpu.read();
         let originate = load(&api, connections, run_for, move |n| {
             post(
                 &format!("{api_path}/api/v2/interaction/{}", number(n)),
@@ -130,6 +145,8 @@ async fn run() {
         })
         .await;
         originate.print("API: POST /api/v2/interaction/{number}");
+        cpu.print_since(&before, originate.sent);
+        settle(&ari_url, &ari_user, &ari_password).await;
         println!(
             "originate ratio: {:.2}x the PBX's own rate (goal >= 0.8x)",
             originate.rate() / raw.rate()
@@ -140,11 +157,13 @@ async fn run() {
         let (call_id, document) = one_ended_call(&http, &server.base_url, &token).await;
         let api_path = format!("{}/api/v2/status/{call_id}", api.path);
         let bearer = bearer.clone();
+        let before = cpu.read();
         let status = load(&api, connections, run_for, move |_| {
             get(&api_path, Some(&bearer))
         })
         .await;
         status.print("API: GET /api/v2/status/{id}");
+        cpu.print_since(&before, status.sent);
 
         let (_bare_process, bare_url) = spawn_role("bare", &[("LOAD_BENCH_BODY", &document)]);
         let bare = Target::parse(&bare_url);
@@ -168,6 +187,8 @@ async fn run() {
 /// One run's answers.
 struct Figures {
     elapsed: Duration,
+    /// Requests sent, warm-up included: what the CPU time of a whole run is divided by.
+    sent: u64,
     /// Microseconds per request, sorted.
     latencies: Vec<u64>,
     statuses: BTreeMap<u16, u64>,
@@ -260,6 +281,71 @@ fn get(path: &str, authorization: Option<&str>) -> Request<Body> {
     request.body(Full::new(Bytes::new())).expect("request")
 }
 
+/// What each party's CPU time was, per request of a run (from `/proc/PID/stat`): where
+/// an originate's time goes when the PBX, the server and the load share the cores.
+struct Cpu {
+    parties: Vec<(&'static str, u32)>,
+}
+
+impl Cpu {
+    fn read(&self) -> Vec<(f64, f64)> {
+        self.parties.iter().map(|(_, pid)| cpu_seconds(*pid)).collect()
+    }
+
+    fn print_since(&self, before: &[(f64, f64)], requests: u64) {
+        let now = self.read();
+        let per = |seconds: f64| seconds * 1e6 / requests.max(1) as f64;
+        let per_request: Vec<String> = self
+            .parties
+            .iter()
+            .zip(now.iter().zip(before))
+            .map(|((name, _), ((user, system), (user0, system0)))| {
+                let (user, system) = (per(user - user0), per(system - system0));
+                format!("{name} {:.0} us ({user:.0} user, {system:.0} system)", user + system)
+            })
+            .collect();
+        println!("  CPU per request: {}", per_request.join(", "));
+    }
+}
+
+/// User and system time of `pid` so far, in seconds (0 when it cannot be read).
+fn cpu_seconds(pid: u32) -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return (0.0, 0.0);
+    };
+    // Fields after the command name (which may hold spaces); utime and stime are the
+    // 14th and 15th, in clock ticks of 1/100 s on Linux.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) / 100.0, ticks(12) / 100.0)
+}
+
+/// Waits until the PBX holds no channel (at most 30 s): the next run must not pay for
+/// the last one's hang-ups.
+async fn settle(ari_url: &str, user: &str, password: &str) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let channels: Option<Value> = match http
+            .get(format!("{ari_url}/ari/channels"))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+        {
+            Ok(response) => response.json().await.ok(),
+            Err(_) => None,
+        };
+        if channels.as_ref().and_then(Value::as_array).is_some_and(Vec::is_empty) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 /// The callee of request `n`: busy at once in the simulator, a new number each time.
 fn number(n: u64) -> String {
     format!("+1555002{:04}", n % 10_000)
@@ -326,6 +412,7 @@ where
         .collect();
     let mut figures = Figures {
         elapsed: run_for,
+        sent: 0,
         latencies: Vec::new(),
         statuses: BTreeMap::new(),
         errors: 0,
@@ -339,6 +426,7 @@ where
         figures.errors += errors;
     }
     figures.latencies.sort_unstable();
+    figures.sent = counter.load(Ordering::Relaxed);
     figures
 }
 
