@@ -18,7 +18,7 @@ use chrono::{DateTime, FixedOffset};
 use integration::api::Api;
 use integration::ari_proxy::AriProxy;
 use integration::asterisk::{self, Asterisk, ari_channels};
-use integration::local_bin::{LocalBinary, WEBHOOK_SECRET};
+use integration::binaries::{Process, WEBHOOK_SECRET};
 use integration::receiver::{Receiver, signature_verifies};
 use integration::{ADMIN, pg};
 use pbx_sim::{SimConfig, SimHandle};
@@ -86,6 +86,130 @@ async fn a_bridge_killed_mid_call_settles_every_call_after_restart_on_the_simula
 #[tokio::test]
 async fn a_bridge_killed_mid_call_settles_every_call_after_restart_on_asterisk_with_postgres() {
     bridge_killed_mid_call(&Pbx::asterisk()).await;
+}
+
+#[tokio::test]
+async fn an_answered_call_the_bridge_never_drove_is_driven_after_restart_on_the_simulator_with_postgres()
+ {
+    undriven_call_resumed(&Pbx::simulated().await).await;
+}
+
+#[tokio::test]
+async fn an_answered_call_the_bridge_never_drove_is_driven_after_restart_on_asterisk_with_postgres()
+{
+    undriven_call_resumed(&Pbx::asterisk()).await;
+}
+
+/// The AWS stack's shape: calls placed by the originate side's own code on DynamoDB
+/// (moto), followed by the real `bridge` binary, which is SIGKILLed while one call plays
+/// its media and one rings, and started again: its reconciliation reads the active calls
+/// from DynamoDB's index, and each call ends as it really did.
+#[tokio::test]
+async fn a_bridge_killed_mid_call_settles_every_call_after_restart_on_asterisk_with_dynamodb() {
+    use dialer_core::domain::{CallPolicy, CallRequest};
+    use std::sync::Arc;
+
+    let pbx = Pbx::asterisk();
+    let (store, tables, _) = integration::aws::dynamo_store().await;
+    let store = Arc::new(store);
+    let ari_url = pbx.ari_url();
+    let endpoint = integration::aws::endpoint();
+    let mut bridge = Process::bridge(&[
+        ("ARI_HTTP_URL", ari_url.as_str()),
+        ("ARI_USERNAME", asterisk::USER),
+        ("ARI_PASSWORD", asterisk::PASSWORD),
+        ("CALLS_TABLE", tables.calls.as_str()),
+        ("USERS_TABLE", tables.users.as_str()),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ])
+    .await;
+    let ari = dialer_ari::AriClient::new(integration::bridge::ari_settings(ari_url.clone()))
+        .expect("ARI client");
+    let calls = dialer_core::service::CallService::new(
+        store.clone(),
+        store.clone(),
+        Arc::new(dialer_core::webhooks::AcceptAll),
+        Arc::new(ari),
+        CallPolicy {
+            dial_endpoint: "Local/{number}@test-pstn".into(),
+            ..CallPolicy::default()
+        },
+        Arc::new(dialer_core::metrics::Metrics::new()),
+        dialer_core::service::Pacer::new(store.clone(), Default::default()),
+    );
+    let place = |request: CallRequest| {
+        let calls = &calls;
+        async move {
+            calls
+                .place_call("alice", request, None)
+                .await
+                .expect("placed")
+                .id
+        }
+    };
+    let playing = place(CallRequest {
+        phone_number: "+15550080001".into(),
+        mode: Some("playback".into()),
+        media: Some(vec!["sound:hello-world".into(); 3]),
+        ..CallRequest::default()
+    })
+    .await;
+    let ringing = place(CallRequest {
+        phone_number: "+15550030001".into(),
+        timeout: Some(5000),
+        ..CallRequest::default()
+    })
+    .await;
+    let status_of = |id| {
+        let store = store.clone();
+        async move {
+            dialer_core::store::CallReads::get_call(store.as_ref(), id)
+                .await
+                .expect("read")
+                .expect("the call")
+        }
+    };
+    let deadline = Instant::now() + LIMIT;
+    while status_of(playing).await.answered_at.is_none()
+        || status_of(ringing).await.ringing_at.is_none()
+    {
+        assert!(Instant::now() < deadline, "never answered and ringing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bridge.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bridge.restart().await;
+
+    let until_final = |id| async move {
+        loop {
+            let call = status_of(id).await;
+            if call.status.is_final() {
+                return call;
+            }
+            assert!(Instant::now() < deadline, "not final: {call:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let call = until_final(playing).await;
+    assert_eq!(
+        call.status.as_str(),
+        "completed",
+        "{call:?}\n{}",
+        bridge.log_tail()
+    );
+    let duration = call.duration_seconds().unwrap_or_default();
+    assert!((3.9..=6.0).contains(&duration), "{call:?}");
+    assert!(call.media_failed.is_empty(), "{call:?}");
+    let call = until_final(ringing).await;
+    assert_eq!(
+        call.status.as_str(),
+        "no_answer",
+        "{call:?}\n{}",
+        bridge.log_tail()
+    );
 }
 
 /// Asterisk SIGKILLed with one call up and one ringing, then started again: both calls
@@ -586,6 +710,45 @@ async fn bridge_killed_mid_call(pbx: &Pbx) {
     );
 }
 
+/// The bridge stops between a call's answer and its `play` or `continue` (here: what it
+/// sends the PBX is held from the ringing on, and it is killed once the call is
+/// answered): the channel waits in our app, undriven. The restarted bridge drives it,
+/// so each call ends when its IVR or media does, well before the callee's own hang-up
+/// 8 s after answering.
+async fn undriven_call_resumed(pbx: &Pbx) {
+    let schema = pg::fresh_schema().await;
+    let mut rig = Rig::start(pbx, Some(&schema.url), &[], true).await;
+    let playback = rig
+        .call(json!({ "phone_number": "+15550070001", "mode": "playback", "media": ["sound:hello-world"] }))
+        .await;
+    let ivr = rig.call(json!({ "phone_number": "+15550070002" })).await;
+    rig.wait_status(&playback, "ringing").await;
+    rig.wait_status(&ivr, "ringing").await;
+    let proxy = rig.proxy.as_ref().expect("a proxy");
+    proxy.delay_requests(Duration::from_secs(60));
+    rig.wait_status(&playback, "answered").await;
+    rig.wait_status(&ivr, "answered").await;
+    rig.server.kill();
+    // What it had sent and the PBX had not yet got dies with it.
+    proxy.cut_all();
+    proxy.delay_requests(Duration::ZERO);
+    rig.server.restart().await;
+    rig.token = rig.api.token(ADMIN.0, ADMIN.1).await;
+
+    for id in [&playback, &ivr] {
+        let doc = rig.until_final(id).await;
+        assert_eq!(
+            doc["status"],
+            "completed",
+            "{doc}\n{}",
+            rig.server.log_tail()
+        );
+        let duration = doc["duration"].as_f64().unwrap_or_default();
+        assert!(duration < 7.0, "driven only by the callee's hang-up: {doc}");
+        assert_eq!(doc["media_failed"], json!([]), "{doc}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The rig: a PBX, the local binary in front of it, a client and a webhook receiver
 
@@ -628,7 +791,7 @@ impl Pbx {
 }
 
 struct Rig {
-    server: LocalBinary,
+    server: Process,
     proxy: Option<AriProxy>,
     api: Api,
     token: String,
@@ -659,7 +822,7 @@ impl Rig {
             all.push(("DATABASE_URL", url));
         }
         all.extend_from_slice(vars);
-        let server = LocalBinary::start(&all).await;
+        let server = Process::start(&all).await;
         let api = Api::new(server.base_url.clone());
         let token = api.token(ADMIN.0, ADMIN.1).await;
         Self {

@@ -196,10 +196,7 @@ async fn simulator_answers_http_errors_like_asterisk() {
         .await
         .expect("socket");
     assert!(ari.app_connected().await.expect("reachable"));
-    assert_eq!(
-        ari.channel_state(Uuid::nil()).await.expect("reachable"),
-        None
-    );
+    assert_eq!(ari.channel(Uuid::nil()).await.expect("reachable"), None);
     assert!(matches!(
         ari.hangup(Uuid::nil()).await,
         Err(PbxError::NotFound)
@@ -248,6 +245,6 @@ async fn simulator_answers_http_errors_like_asterisk() {
         matches!(duplicate, Err(PbxError::Rejected { status: 409, .. })),
         "{duplicate:?}"
     );
-    assert!(ari.channel_state(id).await.expect("reachable").is_some());
+    assert!(ari.channel(id).await.expect("reachable").is_some());
     sim.shutdown().await;
 }

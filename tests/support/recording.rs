@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use dialer_core::domain::validation::{Context, Extension, Media};
-use dialer_core::pbx::{OriginateSpec, Pbx, PbxError};
+use dialer_core::pbx::{ChannelView, OriginateSpec, Pbx, PbxError};
 use uuid::Uuid;
 
 /// Records what the bridge asks of the PBX. A replay has no live PBX to answer: the
@@ -50,7 +50,10 @@ impl Pbx for RecordingPbx {
     async fn hangup(&self, _: Uuid) -> Result<(), PbxError> {
         self.record("hangup".into())
     }
-    async fn channel_state(&self, _: Uuid) -> Result<Option<String>, PbxError> {
+    async fn channel(&self, _: Uuid) -> Result<Option<ChannelView>, PbxError> {
         Ok(None)
+    }
+    async fn playing(&self, _: &str) -> Result<bool, PbxError> {
+        Ok(false)
     }
 }

@@ -69,7 +69,9 @@ async fn run() {
     // exports it, for its CPU time), or a simulated one in its own process.
     let (_pbx_process, ari_url, pbx_pid) = match std::env::var("ARI_HTTP_URL") {
         Ok(url) => {
-            let pid = std::env::var("ASTERISK_PID").ok().and_then(|p| p.parse().ok());
+            let pid = std::env::var("ASTERISK_PID")
+                .ok()
+                .and_then(|p| p.parse().ok());
             (None, url.trim_end_matches('/').to_owned(), pid)
         }
         Err(_) => {
@@ -99,7 +101,10 @@ async fn run() {
     let idle_rss = rss_kib(server.child.id());
     let api = Target::parse(&server.base_url);
     let bearer = format!("Bearer {token}");
-    let mut parties = vec![("server", server.child.id()), ("load generator", std::process::id())];
+    let mut parties = vec![
+        ("server", server.child.id()),
+        ("load generator", std::process::id()),
+    ];
     parties.extend(pbx_pid.map(|pid| ("PBX", pid)));
     let cpu = Cpu { parties };
 
@@ -289,7 +294,10 @@ struct Cpu {
 
 impl Cpu {
     fn read(&self) -> Vec<(f64, f64)> {
-        self.parties.iter().map(|(_, pid)| cpu_seconds(*pid)).collect()
+        self.parties
+            .iter()
+            .map(|(_, pid)| cpu_seconds(*pid))
+            .collect()
     }
 
     fn print_since(&self, before: &[(f64, f64)], requests: u64) {
@@ -301,7 +309,10 @@ impl Cpu {
             .zip(now.iter().zip(before))
             .map(|((name, _), ((user, system), (user0, system0)))| {
                 let (user, system) = (per(user - user0), per(system - system0));
-                format!("{name} {:.0} us ({user:.0} user, {system:.0} system)", user + system)
+                format!(
+                    "{name} {:.0} us ({user:.0} user, {system:.0} system)",
+                    user + system
+                )
             })
             .collect();
         println!("  CPU per request: {}", per_request.join(", "));
@@ -319,7 +330,12 @@ fn cpu_seconds(pid: u32) -> (f64, f64) {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
@@ -338,7 +354,11 @@ async fn settle(ari_url: &str, user: &str, password: &str) {
             Ok(response) => response.json().await.ok(),
             Err(_) => None,
         };
-        if channels.as_ref().and_then(Value::as_array).is_some_and(Vec::is_empty) {
+        if channels
+            .as_ref()
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use dialer_core::domain::validation::{Context, Extension, Media};
-use dialer_core::pbx::{OriginateSpec, Pbx, PbxError};
+use dialer_core::pbx::{ChannelView, OriginateSpec, Pbx, PbxError};
 use dialer_core::secrets::Secret;
 use dialer_core::secrets::{Fixed, SecretSource};
 
@@ -212,20 +212,31 @@ impl Pbx for AriClient {
         self.send(Method::DELETE, &path, &[], None).await.map(drop)
     }
 
-    async fn channel_state(&self, call_id: Uuid) -> Result<Option<String>, PbxError> {
+    async fn channel(&self, call_id: Uuid) -> Result<Option<ChannelView>, PbxError> {
         let path = format!("/channels/{call_id}");
         match self.send(Method::GET, &path, &[], None).await {
             Ok((_, body)) => {
                 let body: Value = serde_json::from_slice(&body)
                     .map_err(|e| PbxError::unconfirmed("unreadable answer", e))?;
-                Ok(Some(
-                    body.get("state")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                ))
+                let dialplan = |field: &str| body["dialplan"][field].as_str().unwrap_or_default();
+                // In Stasis, `app_data` begins with the app's name (then its arguments).
+                let in_app = dialplan("app_name") == "Stasis"
+                    && dialplan("app_data").split(',').next() == Some(self.settings.app.as_str());
+                Ok(Some(ChannelView {
+                    state: body["state"].as_str().unwrap_or_default().to_owned(),
+                    in_app,
+                }))
             }
             Err(PbxError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn playing(&self, playback_id: &str) -> Result<bool, PbxError> {
+        let path = format!("/playbacks/{}", encode(playback_id));
+        match self.send(Method::GET, &path, &[], None).await {
+            Ok(_) => Ok(true),
+            Err(PbxError::NotFound) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -148,7 +148,11 @@ async fn requests_share_one_kept_alive_connection() {
     }
     let id = Uuid::new_v4();
     assert_eq!(
-        ari.channel_state(id).await.expect("answer").as_deref(),
+        ari.channel(id)
+            .await
+            .expect("answer")
+            .map(|c| c.state)
+            .as_deref(),
         Some("Ring")
     );
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);

@@ -76,6 +76,8 @@ pub struct Reconciled {
     pub checked: usize,
     pub finished: usize,
     pub advanced: usize,
+    /// Answered calls whose channel still waited in our app, undriven: driven now.
+    pub resumed: usize,
 }
 
 impl CallEvents {
@@ -179,6 +181,14 @@ impl CallEvents {
     /// found behind waits `settle` and is read again before reconciliation writes
     /// anything: a live event always wins over a guess. Pending calls younger than
     /// `pending_grace` are left alone: their originate may still be under way.
+    ///
+    /// An answered call whose channel still waits in our app was not driven: the bridge
+    /// before this one stopped between the answer and its `continue` or `play`, or
+    /// while its media played. After `settle` (a request of this process may still be on
+    /// its way), one still waiting is driven as at its answer: continued into its
+    /// context, or its media played unless that playback still runs (so a playback that
+    /// had ended just before its hang-up plays again: better twice than silence); and its
+    /// talk-time limit is armed again for what is left of it.
     pub async fn reconcile(
         &self,
         connected_at: DateTime<Utc>,
@@ -188,6 +198,7 @@ impl CallEvents {
         let mut report = Reconciled::default();
         let grace = chrono::Duration::from_std(pending_grace).unwrap_or(chrono::Duration::MAX);
         let mut behind = Vec::new();
+        let mut waiting = Vec::new();
         for call in self.store.active_calls().await? {
             // An unconfirmed originate's channel may not exist yet: the sweeper settles
             // it after its own grace period. A queued call has no channel to look at.
@@ -200,19 +211,22 @@ impl CallEvents {
                 continue;
             }
             report.checked += 1;
-            match self.pbx.channel_state(call.id).await {
+            match self.pbx.channel(call.id).await {
                 Ok(None) => behind.push((call.id, None)),
-                Ok(Some(state)) => {
-                    if let Some(status) = progress_of_channel_state(&state)
+                Ok(Some(channel)) => {
+                    if let Some(status) = progress_of_channel_state(&channel.state)
                         && call.status.can_move_to(status)
                     {
                         behind.push((call.id, Some(status)));
+                    }
+                    if channel.in_app && channel.state == "Up" {
+                        waiting.push(call.id);
                     }
                 }
                 Err(e) => return Err(ReconcileError::Pbx(e)),
             }
         }
-        if !behind.is_empty() {
+        if !behind.is_empty() || !waiting.is_empty() {
             tokio::time::sleep(settle).await;
         }
         for (id, progress) in behind {
@@ -232,10 +246,60 @@ impl CallEvents {
                 }
             }
         }
+        for id in waiting {
+            if self.resume(id).await.map_err(ReconcileError::Pbx)? {
+                report.resumed += 1;
+            }
+        }
         if report.checked > 0 {
             info!(?report, "reconciled active calls");
         }
         Ok(report)
+    }
+
+    /// Drives an answered call whose channel still waits in our app (see
+    /// [`CallEvents::reconcile`]); returns whether it did.
+    async fn resume(&self, id: Uuid) -> Result<bool, PbxError> {
+        let call = match self.store.get_call(id).await {
+            Ok(Some(call)) if call.is_active() && call.answered_at.is_some() => call,
+            _ => return Ok(false),
+        };
+        let still_waiting = self
+            .pbx
+            .channel(id)
+            .await?
+            .is_some_and(|c| c.in_app && c.state == "Up");
+        if !still_waiting {
+            return Ok(false);
+        }
+        let driven = match call.mode {
+            CallMode::Ivr => {
+                self.control(
+                    id,
+                    Control::Continue {
+                        context: call.context.clone(),
+                        extension: call.extension.clone(),
+                        priority: call.priority,
+                    },
+                );
+                true
+            }
+            CallMode::Playback if self.pbx.playing(&playback_id(id)).await? => false,
+            CallMode::Playback => {
+                self.control(id, Control::Play(call.media.clone()));
+                true
+            }
+        };
+        // The limit's timer lived in the process that stopped.
+        if let (Some(max), Some(answered)) = (call.max_duration_ms, call.answered_at) {
+            let talked = (Utc::now() - answered).to_std().unwrap_or_default();
+            let left = Duration::from_millis(max).saturating_sub(talked);
+            self.control(id, Control::HangupAfter(left));
+        }
+        if driven {
+            info!(call = %id, "an answered call nobody drove: driven now");
+        }
+        Ok(driven)
     }
 
     /// Settles what events alone cannot:
@@ -269,7 +333,7 @@ impl CallEvents {
                 .is_some_and(|at| Utc::now() - at >= CANCEL_RETRY)
                 && call.status != CallStatus::Pending
             {
-                match self.pbx.channel_state(call.id).await {
+                match self.pbx.channel(call.id).await {
                     Ok(Some(_)) => self.control(call.id, Control::Hangup),
                     Ok(None) => {
                         if call.originate_unconfirmed_at.is_none()
@@ -291,7 +355,7 @@ impl CallEvents {
             if Utc::now() < deadline {
                 continue;
             }
-            match self.pbx.channel_state(call.id).await {
+            match self.pbx.channel(call.id).await {
                 Ok(Some(_)) => self.control(call.id, Control::Hangup),
                 Ok(None) => {
                     if self.finish(&call, None, None).await? {
@@ -330,7 +394,7 @@ impl CallEvents {
         if call.status != CallStatus::Dialing || Utc::now() - unconfirmed_at < grace {
             return Ok(false);
         }
-        match self.pbx.channel_state(call.id).await {
+        match self.pbx.channel(call.id).await {
             Ok(None) => {
                 let change = if call.cancel_requested_at.is_some() {
                     Transition::to(CallStatus::Canceled, dialer_core::domain::now())
@@ -344,9 +408,9 @@ impl CallEvents {
                 }
                 Ok(applied)
             }
-            Ok(Some(state)) => {
+            Ok(Some(channel)) => {
                 // The call was placed after all; its later events carry it on.
-                if let Some(status) = progress_of_channel_state(&state) {
+                if let Some(status) = progress_of_channel_state(&channel.state) {
                     self.advance(call.id, status).await?;
                 }
                 Ok(false)

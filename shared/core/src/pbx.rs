@@ -64,6 +64,16 @@ impl PbxError {
     }
 }
 
+/// A channel as the PBX holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelView {
+    /// Its state: `Ring`, `Ringing`, `Up`, ….
+    pub state: String,
+    /// Still held by our app after the answer: neither sent into the dialplan nor hung
+    /// up. Whoever drives the call has not done so, or is playing media to it.
+    pub in_app: bool,
+}
+
 #[async_trait]
 pub trait Pbx: Send + Sync {
     /// Whether an event listener (the bridge) is connected for our Stasis app.
@@ -86,8 +96,11 @@ pub trait Pbx: Send + Sync {
 
     async fn hangup(&self, call_id: Uuid) -> Result<(), PbxError>;
 
-    /// The channel's state (`Ringing`, `Up`, …), or `None` when it no longer exists.
-    async fn channel_state(&self, call_id: Uuid) -> Result<Option<String>, PbxError>;
+    /// The channel as the PBX holds it now, or `None` when it no longer exists.
+    async fn channel(&self, call_id: Uuid) -> Result<Option<ChannelView>, PbxError>;
+
+    /// Whether the playback `playback_id` is still queued or playing.
+    async fn playing(&self, playback_id: &str) -> Result<bool, PbxError>;
 }
 
 /// A PBX whose event listener is the bridge of this very process (the local server):
@@ -142,8 +155,12 @@ impl<P: Pbx> Pbx for FollowedByLocalBridge<P> {
         self.pbx.hangup(call_id).await
     }
 
-    async fn channel_state(&self, call_id: Uuid) -> Result<Option<String>, PbxError> {
-        self.pbx.channel_state(call_id).await
+    async fn channel(&self, call_id: Uuid) -> Result<Option<ChannelView>, PbxError> {
+        self.pbx.channel(call_id).await
+    }
+
+    async fn playing(&self, playback_id: &str) -> Result<bool, PbxError> {
+        self.pbx.playing(playback_id).await
     }
 }
 
@@ -188,8 +205,12 @@ impl Pbx for NullPbx {
         Ok(())
     }
 
-    async fn channel_state(&self, _: Uuid) -> Result<Option<String>, PbxError> {
+    async fn channel(&self, _: Uuid) -> Result<Option<ChannelView>, PbxError> {
         Ok(None)
+    }
+
+    async fn playing(&self, _: &str) -> Result<bool, PbxError> {
+        Ok(false)
     }
 }
 

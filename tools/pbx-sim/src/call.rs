@@ -562,6 +562,12 @@ impl Call {
     }
 
     fn emit(&self, event: Map<String, Value>) {
+        if let (Some(kind), Some(playback)) = (
+            event.get("type").and_then(Value::as_str),
+            event.get("playback"),
+        ) {
+            self.shared.note_playback(kind, playback);
+        }
         if event.get("type").and_then(Value::as_str) == Some("PlaybackStarted")
             && let Some(media) = event
                 .get("playback")

@@ -32,6 +32,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/channels/{id}", get(get_channel).delete(hangup))
         .route("/channels/{id}/continue", post(continue_in_dialplan))
         .route("/channels/{id}/play", post(play))
+        .route("/playbacks/{id}", get(get_playback))
         .route("/events", get(ws::events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -83,6 +84,20 @@ impl IntoResponse for ApiError {
 
 fn channel_not_found() -> Response {
     error(StatusCode::NOT_FOUND, "Channel not found")
+}
+
+/// `GET /playbacks/{id}`: a playback that has started and not finished; 404 otherwise.
+async fn get_playback(
+    State(shared): State<Arc<Shared>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::NOT_FOUND, "Playback not found");
+    };
+    match shared.playback(&id) {
+        Some(playback) => Json(playback).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Playback not found"),
+    }
 }
 
 fn not_in_stasis() -> Response {

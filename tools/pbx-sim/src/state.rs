@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     /// Media URIs each channel has started playing, in order; kept after the channel
     /// is gone, for tests.
     played: Mutex<HashMap<String, Vec<String>>>,
+    /// Playbacks started and not yet finished, by id, as `GET /playbacks/{id}` shows them.
+    playing: Mutex<HashMap<String, serde_json::Value>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -93,6 +95,7 @@ impl Shared {
             max_live: AtomicUsize::new(0),
             sequence: AtomicU64::new(0),
             played: Mutex::new(HashMap::new()),
+            playing: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
         }
     }
@@ -164,6 +167,28 @@ impl Shared {
             .entry(channel.to_owned())
             .or_default()
             .push(media.to_owned());
+    }
+
+    /// Follows a playback through its events: started, then finished.
+    pub(crate) fn note_playback(&self, kind: &str, playback: &serde_json::Value) {
+        let Some(id) = playback.get("id").and_then(serde_json::Value::as_str) else {
+            return;
+        };
+        let mut playing = lock(&self.playing);
+        match kind {
+            "PlaybackStarted" => {
+                playing.insert(id.to_owned(), playback.clone());
+            }
+            "PlaybackFinished" => {
+                playing.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// A playback that has started and not finished.
+    pub(crate) fn playback(&self, id: &str) -> Option<serde_json::Value> {
+        lock(&self.playing).get(id).cloned()
     }
 
     pub(crate) fn played(&self, channel: &str) -> Vec<String> {

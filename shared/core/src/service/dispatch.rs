@@ -532,9 +532,9 @@ impl Dispatcher {
                 && c.claimed_at.is_some_and(|at| now - at >= timeout)
                 && !in_flight.contains(&c.id)
         }) {
-            let change = match self.dialer.pbx().channel_state(call.id).await {
-                Ok(Some(state)) => Transition::to(
-                    progress_of_channel_state(&state).unwrap_or(CallStatus::Dialing),
+            let change = match self.dialer.pbx().channel(call.id).await {
+                Ok(Some(channel)) => Transition::to(
+                    progress_of_channel_state(&channel.state).unwrap_or(CallStatus::Dialing),
                     now,
                 ),
                 Ok(None) if call.cancel_requested_at.is_some() => {

@@ -1,6 +1,6 @@
-//! The real `local` binary, started as a user starts it: from environment variables
-//! alone, on a free port, its output in a log file beside the test's temporary files.
-//! Killed when dropped.
+//! The real `local` and `bridge` binaries, started as a user starts them: from
+//! environment variables alone, on a free port, their output in a log file beside the
+//! test's temporary files. Killed when dropped.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,22 +14,20 @@ use crate::{ADMIN, SECRET_KEY};
 /// The webhook secret of the demo user in every run started here.
 pub const WEBHOOK_SECRET: &str = "whsec_local-binary-test-secret";
 
-pub struct LocalBinary {
+pub struct Process {
     child: Child,
+    binary: &'static str,
+    /// Where it serves HTTP: the API (`local`), the health port (`bridge`).
     pub base_url: String,
     pub log: PathBuf,
     vars: Vec<(String, String)>,
 }
 
-impl LocalBinary {
-    /// Starts the binary with the test defaults and `vars` (which win), and waits until
-    /// its bridge is connected to the PBX.
+impl Process {
+    /// Starts the `local` binary with the test defaults and `vars` (which win), and waits
+    /// until its bridge is connected to the PBX.
     pub async fn start(vars: &[(&str, &str)]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let port = port.to_string();
+        let port = free_port();
         let mut all: Vec<(String, String)> = [
             ("PATH", std::env::var("PATH").unwrap_or_default().as_str()),
             ("HOST", "127.0.0.1"),
@@ -53,13 +51,35 @@ impl LocalBinary {
             all.retain(|(name, _)| name != k);
             all.push(((*k).to_owned(), (*v).to_owned()));
         }
-        let log = std::env::temp_dir().join(format!("dialer-local-{port}.log"));
-        let child = spawn(&all, &log);
+        Self::spawn_and_wait("local", port, all).await
+    }
+
+    /// Starts the `bridge` binary (the always-on service of the AWS stack) with `vars`,
+    /// its health port free, and waits until it is connected to the PBX.
+    pub async fn bridge(vars: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut all: Vec<(String, String)> = vec![
+            ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
+            ("BRIDGE_PORT".to_owned(), port.clone()),
+            ("NO_COLOR".to_owned(), "1".to_owned()),
+        ];
+        all.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Self::spawn_and_wait("bridge", port, all).await
+    }
+
+    async fn spawn_and_wait(
+        binary: &'static str,
+        port: String,
+        vars: Vec<(String, String)>,
+    ) -> Self {
+        let log = std::env::temp_dir().join(format!("dialer-{binary}-{port}.log"));
+        let child = spawn(binary, &vars, &log);
         let mut server = Self {
             child,
+            binary,
             base_url: format!("http://127.0.0.1:{port}"),
             log,
-            vars: all,
+            vars,
         };
         server.wait_for_bridge().await;
         server
@@ -73,7 +93,7 @@ impl LocalBinary {
 
     /// Starts it again with the same variables, on the same port (after [`kill`]).
     pub async fn restart(&mut self) {
-        self.child = spawn(&self.vars, &self.log);
+        self.child = spawn(self.binary, &self.vars, &self.log);
         self.wait_for_bridge().await;
     }
 
@@ -96,13 +116,14 @@ impl LocalBinary {
             }
             if let Ok(response) = http.get(format!("{}/health", self.base_url)).send().await
                 && let Ok(body) = response.json::<Value>().await
-                && body["bridge"]["connected"] == true
+                && (body["bridge"]["connected"] == true || body["connected"] == true)
             {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "the local binary's bridge never connected\n{}",
+                "the {} binary's bridge never connected\n{}",
+                self.binary,
                 self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -110,26 +131,23 @@ impl LocalBinary {
     }
 }
 
-impl Drop for LocalBinary {
+impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
 }
 
-/// The `local` binary of this build: `LOCAL_BIN`, or `local` beside the test binary's
-/// folder (`target/debug/deps/integration-…` → `target/debug/local`), which
+/// A workspace binary of this build, `local` or `bridge`, beside the test binary's folder
+/// (`target/debug/deps/integration-…` → `target/debug/local`), which
 /// `cargo nextest run --workspace` (`./scripts/test`) builds with the workspace's
 /// features (PostgreSQL included). A run of this package alone does not rebuild it: a
 /// binary older than the code it is built from is refused, not tested.
-pub fn local_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("LOCAL_BIN") {
-        return path.into();
-    }
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let path = exe
         .parent()
         .and_then(Path::parent)
-        .map(|dir| dir.join("local"))
+        .map(|dir| dir.join(name))
         .expect("a target folder");
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
@@ -140,8 +158,15 @@ pub fn local_binary() -> PathBuf {
             )
         });
     let root = crate::asterisk::repo_root();
-    for dir in ["shared", "functions/local/src", "tools/pbx-sim/src"] {
-        if let Some(newer) = newer_source(&root.join(dir), built) {
+    let mut sources = vec![root.join(format!("functions/{name}/src"))];
+    if name == "local" {
+        sources.push(root.join("tools/pbx-sim/src"));
+    }
+    if let Ok(crates) = std::fs::read_dir(root.join("shared")) {
+        sources.extend(crates.filter_map(Result::ok).map(|c| c.path().join("src")));
+    }
+    for dir in sources {
+        if let Some(newer) = newer_source(&dir, built) {
             panic!(
                 "{} is older than {}: run the tests with --workspace (./scripts/test does) to rebuild it",
                 path.display(),
@@ -172,14 +197,21 @@ fn newer_source(dir: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
     None
 }
 
-fn spawn(vars: &[(String, String)], log: &Path) -> Child {
+fn free_port() -> String {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port().to_string())
+        .expect("a free port")
+}
+
+fn spawn(binary: &str, vars: &[(String, String)], log: &Path) -> Child {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("the log file");
     let err = out.try_clone().expect("the log file");
-    Command::new(local_binary())
+    Command::new(workspace_binary(binary))
         .env_clear()
         .envs(vars.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::from(out))
