@@ -17,9 +17,20 @@ use uuid::Uuid;
 
 const SCALE: f64 = 0.02;
 
-async fn sim() -> (SimHandle, AriSettings) {
+/// The simulated time a trace runs at: real time where the order of its events hangs on
+/// less than a second (the IVR's prompt ends 0.58 s before the callee hangs up: 12 ms at
+/// `SCALE`, less than a loaded machine may take to send the `continue`).
+fn scale_of(trace: &Trace) -> f64 {
+    if trace.name.ends_with("_with_prompts") {
+        1.0
+    } else {
+        SCALE
+    }
+}
+
+async fn sim(scale: f64) -> (SimHandle, AriSettings) {
     let handle = pbx_sim::start(SimConfig {
-        time_scale: SCALE,
+        time_scale: scale,
         ..SimConfig::default()
     })
     .await
@@ -41,6 +52,7 @@ enum HangupCue {
 }
 
 fn hangup_cue(trace: &Trace) -> Option<HangupCue> {
+    let scale = scale_of(trace);
     let mut last_event_type = String::new();
     for step in &trace.steps {
         match step {
@@ -56,7 +68,7 @@ fn hangup_cue(trace: &Trace) -> Option<HangupCue> {
                 return Some(match last_event_type.as_str() {
                     "PlaybackFinished" => HangupCue::AfterEvent("PlaybackFinished"),
                     "ChannelDtmfReceived" => HangupCue::AfterEvent("ChannelDtmfReceived"),
-                    _ => HangupCue::At(Duration::from_secs_f64(at * SCALE)),
+                    _ => HangupCue::At(Duration::from_secs_f64(at * scale)),
                 });
             }
             Step::Request { .. } => {}
@@ -67,7 +79,7 @@ fn hangup_cue(trace: &Trace) -> Option<HangupCue> {
 
 /// Plays the trace's client against the simulator and returns the own-channel sequence.
 async fn run_like_the_trace(trace: &Trace) -> Vec<(String, String, String, Option<i64>)> {
-    let (sim, settings) = sim().await;
+    let (sim, settings) = sim(scale_of(trace)).await;
     let mut events: EventStream = socket::connect(&settings, &settings.password)
         .await
         .expect("event socket");
@@ -186,7 +198,7 @@ async fn simulator_reproduces_every_stasis_trace_on_the_calls_channel() {
 
 #[tokio::test]
 async fn simulator_answers_http_errors_like_asterisk() {
-    let (sim, settings) = sim().await;
+    let (sim, settings) = sim(SCALE).await;
     let ari = AriClient::new(settings.clone()).expect("client");
     assert!(
         !ari.app_connected().await.expect("reachable"),

@@ -69,6 +69,10 @@ impl Drop for AriProxy {
 }
 
 async fn pipe(client: TcpStream, upstream: TcpStream, delay_ms: Arc<AtomicU64>, cut: Arc<Notify>) {
+    // Registered now, not at the first poll: a cut right after the accept reaches it.
+    let cut = cut.notified();
+    tokio::pin!(cut);
+    cut.as_mut().enable();
     let (mut client_read, mut client_write) = client.into_split();
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
     // Client to PBX through a queue, each chunk stamped with when it may go on.
@@ -112,6 +116,6 @@ async fn pipe(client: TcpStream, upstream: TcpStream, delay_ms: Arc<AtomicU64>, 
     };
     tokio::select! {
         () = both => {}
-        () = cut.notified() => {}
+        () = cut => {}
     }
 }

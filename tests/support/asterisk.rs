@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const USER: &str = "asterisk";
-pub const PASSWORD: &str = "asterisk";
 
 pub struct Asterisk {
     pub ari_url: String,
+    /// Its ARI user's password, one of its own (`scripts/asterisk` makes it up).
+    pub password: String,
     pid: u32,
     port: u16,
     run: PathBuf,
@@ -24,7 +25,7 @@ impl Asterisk {
     /// Starts one (building it first when it is not built yet); panics, saying why,
     /// when it cannot.
     pub fn start() -> Self {
-        launch(&[])
+        launch(&[], None)
     }
 
     /// SIGKILL: no goodbye to anyone, as when the host dies. Returns once it is gone.
@@ -43,14 +44,25 @@ impl Asterisk {
         }
     }
 
-    /// Starts it again on the same port, in the same run folder (after [`kill`]).
-    pub fn restart(&mut self) {
-        let again = launch(&[
-            "--port",
-            &self.port.to_string(),
-            "--run",
-            &self.run.to_string_lossy(),
-        ]);
+    /// Starts it again on the same port, in the same run folder (after [`kill`]), off
+    /// the test's runtime: the others tasks of the test (a webhook receiver) go on.
+    pub async fn restart(&mut self) {
+        let args = [
+            "--port".to_owned(),
+            self.port.to_string(),
+            "--run".to_owned(),
+            self.run.to_string_lossy().into_owned(),
+        ];
+        // The same password: its clients keep the one they were given.
+        let password = self.password.clone();
+        let again = tokio::task::spawn_blocking(move || {
+            launch(
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+                Some(&password),
+            )
+        })
+        .await
+        .expect("scripts/asterisk ran");
         self.pid = again.pid;
         // The old handle's run folder is this one: keep it.
         std::mem::forget(again);
@@ -58,7 +70,7 @@ impl Asterisk {
 
     /// Every channel Asterisk holds now (`GET /ari/channels`).
     pub async fn channels(&self) -> Vec<Value> {
-        ari_channels(&self.ari_url).await
+        ari_channels(&self.ari_url, &self.password).await
     }
 }
 
@@ -70,10 +82,10 @@ impl Drop for Asterisk {
 }
 
 /// Every channel an ARI server holds now; its `creationtime` is the PBX's own clock.
-pub async fn ari_channels(ari_url: &str) -> Vec<Value> {
+pub async fn ari_channels(ari_url: &str, password: &str) -> Vec<Value> {
     let response = reqwest::Client::new()
         .get(format!("{ari_url}/ari/channels"))
-        .basic_auth(USER, Some(PASSWORD))
+        .basic_auth(USER, Some(password))
         .timeout(Duration::from_secs(10))
         .send()
         .await
@@ -93,15 +105,19 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-fn launch(args: &[&str]) -> Asterisk {
-    let output = Command::new("bash")
+/// `scripts/asterisk start ARGS`, with `password` or one it makes up.
+fn launch(args: &[&str], password: Option<&str>) -> Asterisk {
+    let mut command = Command::new("bash");
+    command
         .arg(repo_root().join("scripts/asterisk"))
         .arg("start")
         .args(args)
         .env("ARI_USERNAME", USER)
-        .env("ARI_PASSWORD", PASSWORD)
-        .output()
-        .expect("bash runs scripts/asterisk");
+        .env_remove("ARI_PASSWORD");
+    if let Some(password) = password {
+        command.env("ARI_PASSWORD", password);
+    }
+    let output = command.output().expect("bash runs scripts/asterisk");
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
@@ -122,6 +138,7 @@ fn launch(args: &[&str]) -> Asterisk {
         .and_then(|p| p.parse().ok())
         .expect("a port in ARI_HTTP_URL");
     Asterisk {
+        password: value("ARI_PASSWORD"),
         pid: value("ASTERISK_PID").parse().expect("a pid"),
         run: PathBuf::from(value("ASTERISK_RUN")),
         port,

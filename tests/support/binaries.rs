@@ -72,7 +72,9 @@ impl Process {
         port: String,
         vars: Vec<(String, String)>,
     ) -> Self {
-        let log = std::env::temp_dir().join(format!("dialer-{binary}-{port}.log"));
+        // Named for this test process too: a port is free again once a test is done.
+        let log =
+            std::env::temp_dir().join(format!("dialer-{binary}-{port}-{}.log", std::process::id()));
         let child = spawn(binary, &vars, &log);
         let mut server = Self {
             child,
@@ -110,7 +112,8 @@ impl Process {
         loop {
             if let Ok(Some(exit)) = self.child.try_wait() {
                 panic!(
-                    "the local binary exited at start: {exit}\n{}",
+                    "the {} binary exited at start: {exit}\n{}",
+                    self.binary,
                     self.log_tail()
                 );
             }
@@ -153,7 +156,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {
             panic!(
-                "no local binary at {}: run the tests with --workspace (./scripts/test does)",
+                "no binary at {}: run the tests with --workspace (./scripts/test does)",
                 path.display()
             )
         });
@@ -217,5 +220,5 @@ fn spawn(binary: &str, vars: &[(String, String)], log: &Path) -> Child {
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()
-        .expect("the local binary starts")
+        .expect("the binary starts")
 }

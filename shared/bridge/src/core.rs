@@ -1,8 +1,10 @@
 //! The bridge core: one ARI event in, conditional store writes and call control out.
 //! Everything it needs to decide an outcome is on the call record, so a restarted bridge
-//! decides the same way. It keeps one hint between events, never an outcome: which
+//! decides the same way. It keeps two hints between events, never an outcome: which
 //! calls' channels are hanging up, so that a playback the hang-up cut short (Asterisk
-//! reports it `failed`, after the hang-up request) is not taken for media the PBX lacks.
+//! reports it `failed`, after the hang-up request) is not taken for media the PBX lacks;
+//! and which calls this process has driven, so that a reconnect's reconciliation does
+//! not drive them again (a restarted process knows none, and asks the PBX).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,17 +33,21 @@ pub struct CallEvents {
     metrics: Arc<Metrics>,
     /// Frees an attempt's line when its end is written (when calls are paced).
     pacer: Option<Pacer>,
-    hanging_up: Arc<HangingUp>,
+    /// Calls whose channel has a hang-up request and is not yet destroyed. A call's
+    /// events reach the core in order, so the request is seen before the playback's end.
+    hanging_up: Arc<CallSet>,
+    /// Calls this process sent into the dialplan or played media to, until destroyed.
+    driven: Arc<CallSet>,
 }
 
-/// The calls whose channel has a hang-up request and is not yet destroyed. A call's
-/// events reach the core in order, so the request is seen before the playback's end.
-/// Bounded: a channel whose destruction was never seen (a lost socket) is forgotten with
-/// the rest when the set is full; at worst a cut-short playback is then reported failed.
+/// A set of call ids that lives as long as the process. Bounded: a channel whose
+/// destruction was never seen (a lost socket) is forgotten with the rest when the set is
+/// full; at worst a cut-short playback is then reported failed, or a call waiting in
+/// the app after its media is played to again.
 #[derive(Default)]
-struct HangingUp(std::sync::Mutex<std::collections::HashSet<Uuid>>);
+struct CallSet(std::sync::Mutex<std::collections::HashSet<Uuid>>);
 
-impl HangingUp {
+impl CallSet {
     const MAX: usize = 100_000;
 
     fn insert(&self, id: Uuid) {
@@ -70,6 +76,15 @@ impl HangingUp {
     }
 }
 
+/// Why a waiting call could not be driven.
+#[derive(Debug, thiserror::Error)]
+enum ResumeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pbx(#[from] PbxError),
+}
+
 /// What reconciliation did with the calls the store held as active.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
@@ -88,6 +103,7 @@ impl CallEvents {
             metrics,
             pacer: None,
             hanging_up: Arc::default(),
+            driven: Arc::default(),
         }
     }
 
@@ -128,6 +144,7 @@ impl CallEvents {
             Signal::HangupRequested => self.hanging_up.insert(id),
             Signal::Destroyed { cause, cause_txt } => {
                 self.hanging_up.remove(id);
+                self.driven.remove(id);
                 if let Some(call) = self.store.get_call(id).await? {
                     self.finish(&call, Some(cause), Some(cause_txt)).await?;
                 }
@@ -219,7 +236,11 @@ impl CallEvents {
                     {
                         behind.push((call.id, Some(status)));
                     }
-                    if channel.in_app && channel.state == "Up" {
+                    // One the record holds as answered: `advance` drives the others.
+                    if channel.in_app
+                        && call.answered_at.is_some()
+                        && !self.driven.contains(call.id)
+                    {
                         waiting.push(call.id);
                     }
                 }
@@ -247,8 +268,11 @@ impl CallEvents {
             }
         }
         for id in waiting {
-            if self.resume(id).await.map_err(ReconcileError::Pbx)? {
-                report.resumed += 1;
+            match self.resume(id).await {
+                Ok(true) => report.resumed += 1,
+                Ok(false) => {}
+                // The next reconnect or sweep looks again.
+                Err(e) => warn!(call = %id, error = %e, "could not drive a waiting call"),
             }
         }
         if report.checked > 0 {
@@ -259,16 +283,19 @@ impl CallEvents {
 
     /// Drives an answered call whose channel still waits in our app (see
     /// [`CallEvents::reconcile`]); returns whether it did.
-    async fn resume(&self, id: Uuid) -> Result<bool, PbxError> {
-        let call = match self.store.get_call(id).await {
-            Ok(Some(call)) if call.is_active() && call.answered_at.is_some() => call,
-            _ => return Ok(false),
+    async fn resume(&self, id: Uuid) -> Result<bool, ResumeError> {
+        let Some(call) = self.store.get_call(id).await? else {
+            return Ok(false);
         };
-        let still_waiting = self
-            .pbx
-            .channel(id)
-            .await?
-            .is_some_and(|c| c.in_app && c.state == "Up");
+        if !call.is_active() || call.answered_at.is_none() || self.driven.contains(id) {
+            return Ok(false);
+        }
+        if self.end_if_unwanted(&call, "reconcile") {
+            return Ok(false);
+        }
+        let still_waiting = self.pbx.channel(id).await?.is_some_and(|c| {
+            c.in_app && progress_of_channel_state(&c.state) == Some(CallStatus::Answered)
+        });
         if !still_waiting {
             return Ok(false);
         }
@@ -284,7 +311,10 @@ impl CallEvents {
                 );
                 true
             }
-            CallMode::Playback if self.pbx.playing(&playback_id(id)).await? => false,
+            CallMode::Playback if self.pbx.playing(&playback_id(id)).await? => {
+                self.driven.insert(id);
+                false
+            }
             CallMode::Playback => {
                 self.control(id, Control::Play(call.media.clone()));
                 true
@@ -297,6 +327,7 @@ impl CallEvents {
             self.control(id, Control::HangupAfter(left));
         }
         if driven {
+            self.driven.insert(id);
             info!(call = %id, "an answered call nobody drove: driven now");
         }
         Ok(driven)
@@ -493,6 +524,7 @@ impl CallEvents {
         if self.end_if_unwanted(&call, "answer") {
             return Ok(());
         }
+        self.driven.insert(id);
         match call.mode {
             CallMode::Ivr => self.control(
                 id,

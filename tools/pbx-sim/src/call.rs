@@ -403,6 +403,8 @@ impl Call {
             target_uri: format!("channel:{}", self.channel.id),
         };
         let answer = playback.json("queued");
+        self.shared
+            .note_playback("queued", &Value::Object(answer.clone()));
         self.playbacks.push_back(playback);
         if self.playback_at.is_none() {
             self.start_playback(now);
@@ -543,7 +545,11 @@ impl Call {
             let finished = Value::Object(playback.json(state));
             self.emit(events::playback("PlaybackFinished", finished));
         }
-        self.playbacks.clear();
+        // Those still queued never start, and nothing reports them ended.
+        for playback in self.playbacks.drain(..) {
+            self.shared
+                .note_playback("dropped", &Value::Object(playback.json("queued")));
+        }
     }
 
     fn destroy(&mut self, cause: u16) {

@@ -83,6 +83,11 @@ impl Callee {
                     hangup(8.0),
                 ],
             },
+            // Not in the recorded dialplan: ours (tests/asterisk/extensions.conf).
+            Some("009") => Self::Rings {
+                answer_after: Some(1.0),
+                after_answer: vec![hangup(60.0)],
+            },
             Some("008") => Self::AnswersAtOnce {
                 after_answer: vec![hangup(60.0)],
             },
@@ -149,7 +154,7 @@ mod tests {
     #[test]
     fn numbers_outside_the_ranges_are_unallocated() {
         for number in [
-            "+15550090001",
+            "+15550100001",
             "15550010001",
             "+1555001000",
             "+1555001000x",

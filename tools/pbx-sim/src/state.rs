@@ -169,17 +169,18 @@ impl Shared {
             .push(media.to_owned());
     }
 
-    /// Follows a playback through its events: started, then finished.
+    /// Follows a playback from its queueing (`queued`) through its events: started,
+    /// then finished.
     pub(crate) fn note_playback(&self, kind: &str, playback: &serde_json::Value) {
         let Some(id) = playback.get("id").and_then(serde_json::Value::as_str) else {
             return;
         };
         let mut playing = lock(&self.playing);
         match kind {
-            "PlaybackStarted" => {
+            "queued" | "PlaybackStarted" => {
                 playing.insert(id.to_owned(), playback.clone());
             }
-            "PlaybackFinished" => {
+            "PlaybackFinished" | "dropped" => {
                 playing.remove(id);
             }
             _ => {}
