@@ -1,7 +1,8 @@
 //! The bridge loses no call: the event socket dropping in the middle of calls, two
 //! bridges for one app, a store that fails for a while, a flood of events for unknown
 //! channels and malformed frames. And it drives answered calls: playback in order, a
-//! callee hanging up mid-playback, the maximum duration.
+//! callee hanging up mid-playback, the maximum duration; and, restarted, those an earlier
+//! bridge left waiting in the app, once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -610,4 +611,107 @@ async fn on_shutdown_the_bridge_writes_everything_it_had_queued() {
         .expect("get")
         .expect("exists");
     assert_eq!(call.status, CallStatus::Busy, "{call:?}");
+}
+
+/// An answered call, as a record, whose channel the PBX holds in our app; and the bridge
+/// core of a process that has not driven it (a restarted one).
+async fn answered_call_waiting_in_the_app(
+    request: CallRequest,
+    playing: bool,
+) -> (
+    Arc<MemoryStore>,
+    Arc<integration::recording::RecordingPbx>,
+    dialer_bridge::CallEvents,
+    Uuid,
+) {
+    let store = Arc::new(MemoryStore::new());
+    let pbx = Arc::new(integration::recording::RecordingPbx::holding(
+        dialer_core::pbx::ChannelView {
+            state: "Up".into(),
+            in_app: true,
+        },
+        playing,
+    ));
+    let events = dialer_bridge::CallEvents::new(
+        store.clone(),
+        pbx.clone(),
+        Arc::new(dialer_core::metrics::Metrics::new()),
+    );
+    let id = Uuid::new_v4();
+    let policy = CallPolicy {
+        dial_endpoint: "Local/{number}@test-pstn".into(),
+        ..CallPolicy::default()
+    };
+    let call = request
+        .validate(&policy, ADMIN.0, id, dialer_core::domain::now())
+        .expect("valid");
+    store.insert_call(&call).await.expect("insert");
+    for status in [CallStatus::Dialing, CallStatus::Answered] {
+        store
+            .transition(id, &Transition::to(status, dialer_core::domain::now()))
+            .await
+            .expect("transition");
+    }
+    (store, pbx, events, id)
+}
+
+async fn reconcile_now(events: &dialer_bridge::CallEvents) -> dialer_bridge::core::Reconciled {
+    let connected_at = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let reconciled = events
+        .reconcile(connected_at, Duration::ZERO, Duration::ZERO)
+        .await
+        .expect("reconciled");
+    // Call control runs on spawned tasks; let them finish.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    reconciled
+}
+
+#[tokio::test]
+async fn a_restarted_bridge_continues_an_answered_ivr_call_left_waiting_and_only_once() {
+    let request = CallRequest {
+        phone_number: "+15550090001".into(),
+        max_duration: Some(60_000),
+        ..CallRequest::default()
+    };
+    let (_store, pbx, events, _) = answered_call_waiting_in_the_app(request, false).await;
+    assert_eq!(reconcile_now(&events).await.resumed, 1);
+    assert_eq!(pbx.actions(), vec!["continue outbound-ivr s 1"]);
+    // A reconnect of the same process: it drove the call already.
+    assert_eq!(reconcile_now(&events).await.resumed, 0);
+    assert_eq!(pbx.actions(), vec!["continue outbound-ivr s 1"]);
+}
+
+#[tokio::test]
+async fn a_restarted_bridge_plays_a_waiting_call_s_media_unless_its_playback_still_runs() {
+    let request = || CallRequest {
+        phone_number: "+15550090001".into(),
+        mode: Some("playback".into()),
+        media: Some(vec!["sound:hello-world".into()]),
+        ..CallRequest::default()
+    };
+    let (_, pbx, events, id) = answered_call_waiting_in_the_app(request(), false).await;
+    assert_eq!(reconcile_now(&events).await.resumed, 1);
+    assert_eq!(
+        pbx.actions(),
+        vec![format!("play {id}-p1 sound:hello-world")]
+    );
+
+    let (_, pbx, events, _) = answered_call_waiting_in_the_app(request(), true).await;
+    assert_eq!(reconcile_now(&events).await.resumed, 0);
+    assert!(pbx.actions().is_empty(), "{:?}", pbx.actions());
+}
+
+#[tokio::test]
+async fn a_restarted_bridge_hangs_up_a_canceled_call_left_waiting_instead_of_driving_it() {
+    let request = CallRequest {
+        phone_number: "+15550090001".into(),
+        ..CallRequest::default()
+    };
+    let (store, pbx, events, id) = answered_call_waiting_in_the_app(request, false).await;
+    store
+        .annotate(id, &Annotation::CancelRequested(dialer_core::domain::now()))
+        .await
+        .expect("annotate");
+    assert_eq!(reconcile_now(&events).await.resumed, 0);
+    assert_eq!(pbx.actions(), vec!["hangup"]);
 }

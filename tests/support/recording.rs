@@ -9,13 +9,26 @@ use dialer_core::pbx::{ChannelView, OriginateSpec, Pbx, PbxError};
 use uuid::Uuid;
 
 /// Records what the bridge asks of the PBX. A replay has no live PBX to answer: the
-/// recorded events are the PBX's side.
+/// recorded events are the PBX's side. It holds no channel and plays nothing, unless a
+/// test says otherwise ([`RecordingPbx::holding`]).
 #[derive(Default)]
 pub struct RecordingPbx {
     actions: Mutex<Vec<String>>,
+    channel: Mutex<Option<ChannelView>>,
+    playing: Mutex<bool>,
 }
 
 impl RecordingPbx {
+    /// A PBX that answers every channel question with `channel`, and says a playback
+    /// runs when `playing`.
+    pub fn holding(channel: ChannelView, playing: bool) -> Self {
+        Self {
+            channel: Mutex::new(Some(channel)),
+            playing: Mutex::new(playing),
+            ..Self::default()
+        }
+    }
+
     pub fn actions(&self) -> Vec<String> {
         self.actions.lock().expect("lock").clone()
     }
@@ -51,9 +64,9 @@ impl Pbx for RecordingPbx {
         self.record("hangup".into())
     }
     async fn channel(&self, _: Uuid) -> Result<Option<ChannelView>, PbxError> {
-        Ok(None)
+        Ok(self.channel.lock().expect("lock").clone())
     }
     async fn playing(&self, _: &str) -> Result<bool, PbxError> {
-        Ok(false)
+        Ok(*self.playing.lock().expect("lock"))
     }
 }
