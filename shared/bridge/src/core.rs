@@ -300,23 +300,12 @@ impl CallEvents {
             return Ok(false);
         }
         let driven = match call.mode {
-            CallMode::Ivr => {
-                self.control(
-                    id,
-                    Control::Continue {
-                        context: call.context.clone(),
-                        extension: call.extension.clone(),
-                        priority: call.priority,
-                    },
-                );
-                true
-            }
             CallMode::Playback if self.pbx.playing(&playback_id(id)).await? => {
                 self.driven.insert(id);
                 false
             }
-            CallMode::Playback => {
-                self.control(id, Control::Play(call.media.clone()));
+            _ => {
+                self.drive(&call);
                 true
             }
         };
@@ -327,7 +316,6 @@ impl CallEvents {
             self.control(id, Control::HangupAfter(left));
         }
         if driven {
-            self.driven.insert(id);
             info!(call = %id, "an answered call nobody drove: driven now");
         }
         Ok(driven)
@@ -524,22 +512,26 @@ impl CallEvents {
         if self.end_if_unwanted(&call, "answer") {
             return Ok(());
         }
-        self.driven.insert(id);
-        match call.mode {
-            CallMode::Ivr => self.control(
-                id,
-                Control::Continue {
-                    context: call.context.clone(),
-                    extension: call.extension.clone(),
-                    priority: call.priority,
-                },
-            ),
-            CallMode::Playback => self.control(id, Control::Play(call.media.clone())),
-        }
+        self.drive(&call);
         if let Some(max) = call.max_duration_ms {
             self.control(id, Control::HangupAfter(Duration::from_millis(max)));
         }
         Ok(())
+    }
+
+    /// Sends an answered call where it goes: into its dialplan context, or its media
+    /// played to it; and notes that this process drove it.
+    fn drive(&self, call: &Call) {
+        self.driven.insert(call.id);
+        let control = match call.mode {
+            CallMode::Ivr => Control::Continue {
+                context: call.context.clone(),
+                extension: call.extension.clone(),
+                priority: call.priority,
+            },
+            CallMode::Playback => Control::Play(call.media.clone()),
+        };
+        self.control(call.id, control);
     }
 
     /// A live channel that nobody wants any more is hung up at once: its record is
