@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dialer_core::domain::{Annotation, Call, CallPolicy, CallRequest, CallStatus, Transition};
 use dialer_core::store::{
-    CallBacklog, CallPage, CallReads, CallStore, MemoryStore, StoreError, TransitionResult,
+    CallBacklog, CallPage, CallReads, CallStore, IdempotencyBinding, MemoryStore, StoreError,
+    TransitionResult,
 };
 use integration::api::Api;
 use integration::bridge::{Bridged, event_source, until_final};
@@ -385,14 +386,18 @@ impl CallStore for FlakyStore {
         &self,
         o: &str,
         k: &str,
-        id: Uuid,
+        binding: &IdempotencyBinding,
         ttl: i64,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         self.check()?;
-        self.inner.claim_idempotency_key(o, k, id, ttl).await
+        self.inner.claim_idempotency_key(o, k, binding, ttl).await
     }
 
-    async fn idempotency_binding(&self, o: &str, k: &str) -> Result<Option<Uuid>, StoreError> {
+    async fn idempotency_binding(
+        &self,
+        o: &str,
+        k: &str,
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         self.check()?;
         self.inner.idempotency_binding(o, k).await
     }

@@ -7,8 +7,8 @@ use axum::body::Body;
 use dialer_core::domain::{Annotation, Call, FailureCount, Pacing, Transition, User};
 use dialer_core::metrics::Metrics;
 use dialer_core::store::{
-    CallBacklog, CallPage, CallReads, CallStore, PacingStore, QueuedCall, StoreError,
-    ThrottleStore, TransitionResult, UserReads, UserStore, Versioned,
+    CallBacklog, CallPage, CallReads, CallStore, IdempotencyBinding, PacingStore, QueuedCall,
+    StoreError, ThrottleStore, TransitionResult, UserReads, UserStore, Versioned,
 };
 use dialer_http::Routes;
 use http::Request;
@@ -54,13 +54,17 @@ impl CallStore for BrokenStore {
         &self,
         _: &str,
         _: &str,
-        _: Uuid,
+        _: &IdempotencyBinding,
         _: i64,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         Ok(None)
     }
 
-    async fn idempotency_binding(&self, _: &str, _: &str) -> Result<Option<Uuid>, StoreError> {
+    async fn idempotency_binding(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         Ok(None)
     }
 }

@@ -501,6 +501,21 @@ fn originate_and_the_bridge_get_the_pacing_limits_and_may_use_the_pacing_state()
             "{parameter}: unlimited unless set"
         );
     }
+    for (var, parameter) in [
+        ("DEFAULT_MAX_QUEUED_CALLS", "DefaultMaxQueuedCalls"),
+        ("MAX_QUEUED_CALLS", "MaxQueuedCalls"),
+    ] {
+        assert_eq!(
+            named(&variables[var]),
+            Some(parameter),
+            "originate, which queues new calls: {var} from the {parameter} parameter"
+        );
+        assert_eq!(
+            template["Parameters"][parameter]["Default"].as_str(),
+            Some(""),
+            "{parameter}: the built-in bound unless set"
+        );
+    }
 
     let originate_statements = statements_on(originate, "CallsTable.Arn");
     let originate_pace = on_items(&originate_statements, "pace#*");

@@ -22,6 +22,7 @@ mod pbx_scenarios;
 mod postgres;
 mod queue;
 mod queue_api;
+mod queue_limits;
 mod routes;
 mod secrets_manager;
 mod sim_matches_traces;

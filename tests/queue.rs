@@ -730,7 +730,7 @@ async fn a_full_queue_refuses_and_a_canceled_queued_call_is_never_dialed(store: 
     assert!(
         matches!(
             refused,
-            dialer_core::service::ServiceError::QueueFull { retry_after_seconds } if retry_after_seconds >= 1
+            dialer_core::service::ServiceError::QueueFull { retry_after_seconds, .. } if retry_after_seconds >= 1
         ),
         "{refused:?}"
     );

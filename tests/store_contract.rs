@@ -11,7 +11,8 @@ use dialer_core::domain::{
     Pacing, RetryPolicy, Slot, Transition, User, UserLimits, now,
 };
 use dialer_core::store::{
-    PACING_TRUNK, QueuedCall, Store, StoreError, TransitionResult, Versioned, pacing_user_key,
+    IdempotencyBinding, PACING_TRUNK, QueuedCall, Store, StoreError, TransitionResult, Versioned,
+    pacing_user_key,
 };
 use uuid::Uuid;
 
@@ -463,30 +464,29 @@ pub async fn users_are_created_once_and_updated_in_place(store: Arc<dyn Store>) 
 }
 
 pub async fn an_idempotency_key_binds_once_per_owner(store: Arc<dyn Store>) {
-    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let binding = |fingerprint: &str| IdempotencyBinding {
+        call_id: Uuid::new_v4(),
+        fingerprint: fingerprint.to_owned(),
+    };
+    let (first, second) = (binding("request-a"), binding("request-b"));
+    let claim = |owner: &'static str, key: &'static str, binding: IdempotencyBinding, ttl| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_idempotency_key(owner, key, &binding, ttl)
+                .await
+                .expect("claim")
+        }
+    };
+    assert_eq!(claim("alice", "key-1", first.clone(), 60).await, None);
     assert_eq!(
-        store
-            .claim_idempotency_key("alice", "key-1", first, 60)
-            .await
-            .expect("claim"),
-        None
+        claim("alice", "key-1", second.clone(), 60).await,
+        Some(first.clone()),
+        "the first binding, with the fingerprint of its request"
     );
-    assert_eq!(
-        store
-            .claim_idempotency_key("alice", "key-1", second, 60)
-            .await
-            .expect("claim"),
-        Some(first)
-    );
-    assert_eq!(
-        store
-            .claim_idempotency_key("bob", "key-1", second, 60)
-            .await
-            .expect("claim"),
-        None
-    );
+    assert_eq!(claim("bob", "key-1", second.clone(), 60).await, None);
     assert!(
-        store.get_call(first).await.expect("get").is_none(),
+        store.get_call(first.call_id).await.expect("get").is_none(),
         "a binding is not a call"
     );
     let bound = |owner: &'static str, key: &'static str| {
@@ -494,25 +494,22 @@ pub async fn an_idempotency_key_binds_once_per_owner(store: Arc<dyn Store>) {
         async move { store.idempotency_binding(owner, key).await.expect("read") }
     };
     assert_eq!(bound("alice", "key-1").await, Some(first));
-    assert_eq!(bound("bob", "key-1").await, Some(second));
+    assert_eq!(bound("bob", "key-1").await, Some(second.clone()));
     assert_eq!(bound("alice", "key-2").await, None, "a read binds nothing");
     assert_eq!(
-        store
-            .claim_idempotency_key("alice", "key-2", second, 60)
-            .await
-            .expect("claim"),
+        claim("alice", "key-2", second.clone(), 60).await,
         None,
         "the key read before is still free"
     );
-    let lapsed = Uuid::new_v4();
-    assert_eq!(
-        store
-            .claim_idempotency_key("carol", "key-1", lapsed, -5)
-            .await
-            .expect("claim"),
-        None
-    );
+    assert_eq!(claim("carol", "key-1", binding("x"), -5).await, None);
     assert_eq!(bound("carol", "key-1").await, None, "a lapsed binding");
+    let fresh = binding("y");
+    assert_eq!(
+        claim("carol", "key-1", fresh.clone(), 60).await,
+        None,
+        "a lapsed binding is taken over"
+    );
+    assert_eq!(bound("carol", "key-1").await, Some(fresh));
 }
 
 pub async fn a_users_token_version_is_kept(store: Arc<dyn Store>) {

@@ -474,11 +474,13 @@ mod api {
         struct OriginatePart {
             parts: OriginateParts,
             limits: dialer_core::domain::TrunkLimits,
+            queue: dialer_core::domain::pacing::QueueLimits,
         }
         impl super::StoreUse for OriginatePart {
             type Output = axum::Router;
             fn build<S: Store + 'static>(self, store: Arc<S>) -> axum::Router {
-                let pacer = dialer_core::service::Pacer::new(store.clone(), self.limits);
+                let pacer = dialer_core::service::Pacer::new(store.clone(), self.limits)
+                    .with_queue_limits(self.queue);
                 let metrics = self.parts.metrics.clone();
                 let state = originate_state(store.clone(), store, self.parts, pacer);
                 Api::new(metrics).originate(state).build()
@@ -494,6 +496,7 @@ mod api {
                 policy: settings.policy.clone(),
             },
             limits: settings.limits,
+            queue: settings.queue,
         };
         super::with_store(&settings.store, platform, part).await
     }

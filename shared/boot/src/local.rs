@@ -52,6 +52,8 @@ pub struct LocalSettings {
     pub http_limits: Limits,
     /// `MAX_CALLS_PER_SECOND`, `MAX_CONCURRENT_CALLS`.
     pub limits: dialer_core::domain::TrunkLimits,
+    /// `DEFAULT_MAX_QUEUED_CALLS`, `MAX_QUEUED_CALLS`.
+    pub queue: dialer_core::domain::pacing::QueueLimits,
     /// `DISPATCH_POLL_MS`.
     pub dispatch: dialer_core::service::DispatchTiming,
     /// Run the dispatcher (tests turn it off to see calls wait queued).
@@ -105,6 +107,7 @@ impl LocalSettings {
             },
             http_limits: http_limits(env)?,
             limits: crate::settings::trunk_limits(env)?,
+            queue: crate::settings::queue_limits(env)?,
             dispatch: crate::settings::dispatch_timing(env)?,
             dispatcher: true,
         })
@@ -160,7 +163,8 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
     .await?;
     let metrics = Arc::new(Metrics::new());
     let ari = crate::ari_client(&settings.pbx, &platform)?;
-    let pacer = dialer_core::service::Pacer::new(store.clone(), settings.limits);
+    let pacer = dialer_core::service::Pacer::new(store.clone(), settings.limits)
+        .with_queue_limits(settings.queue);
     let mut source = crate::event_source(
         store.clone(),
         ari.clone(),

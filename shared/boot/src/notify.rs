@@ -29,8 +29,8 @@ use dialer_core::domain::{Annotation, Call, Transition};
 use dialer_core::metrics::Metrics;
 use dialer_core::service::Deliverer;
 use dialer_core::store::{
-    CallBacklog, CallPage, CallReads, CallStore, PageCursor, QueuedCall, Store, StoreError,
-    TransitionResult,
+    CallBacklog, CallPage, CallReads, CallStore, IdempotencyBinding, PageCursor, QueuedCall, Store,
+    StoreError, TransitionResult,
 };
 use dialer_core::webhooks::WebhookSender;
 use serde::{Deserialize, Serialize};
@@ -403,11 +403,11 @@ impl CallStore for Watched {
         &self,
         owner: &str,
         key: &str,
-        call_id: Uuid,
+        binding: &IdempotencyBinding,
         ttl_seconds: i64,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         self.calls
-            .claim_idempotency_key(owner, key, call_id, ttl_seconds)
+            .claim_idempotency_key(owner, key, binding, ttl_seconds)
             .await
     }
 
@@ -415,7 +415,7 @@ impl CallStore for Watched {
         &self,
         owner: &str,
         key: &str,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         self.calls.idempotency_binding(owner, key).await
     }
 }

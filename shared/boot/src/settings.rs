@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use dialer_core::auth::TokenSettings;
+use dialer_core::domain::pacing::QueueLimits;
 use dialer_core::domain::validation::{
     self, CallerId, Extension, RingTimeout, ValidationError, endpoint_template,
 };
@@ -129,6 +130,8 @@ pub struct OriginateFunction {
     pub metrics: MetricsSettings,
     /// `MAX_CALLS_PER_SECOND`, `MAX_CONCURRENT_CALLS`: a call over them is queued.
     pub limits: TrunkLimits,
+    /// `DEFAULT_MAX_QUEUED_CALLS`, `MAX_QUEUED_CALLS`: past them a new call gets 429.
+    pub queue: QueueLimits,
 }
 
 /// The status function: the call store and the signing key.
@@ -200,6 +203,7 @@ impl OriginateFunction {
             webhooks: WebhookSettings::from_env(env)?,
             metrics: MetricsSettings::from_env(env)?,
             limits: trunk_limits(env)?,
+            queue: queue_limits(env)?,
         })
     }
 }
@@ -622,6 +626,38 @@ pub fn trunk_limits(env: &dyn Env) -> Result<TrunkLimits, ConfigError> {
     })
 }
 
+/// `DEFAULT_MAX_QUEUED_CALLS` (each user without a `max_queued_calls` of their own;
+/// default 1,000) and `MAX_QUEUED_CALLS` (all users together; default 50,000), each 1
+/// to 100,000. Unset or empty is the default: a queue is never unbounded, since every
+/// call waiting in it is held in the store.
+pub fn queue_limits(env: &dyn Env) -> Result<QueueLimits, ConfigError> {
+    use dialer_core::domain::pacing::QUEUED_CALLS_RANGE;
+    let limit =
+        |name: &'static str, default: Option<u32>| match env.get(name).as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|v| QUEUED_CALLS_RANGE.contains(v))
+                .map(Some)
+                .ok_or_else(|| {
+                    problem(
+                        name,
+                        format!(
+                            "must be an integer from {} to {} (or unset: {}), got {raw:?}",
+                            QUEUED_CALLS_RANGE.start(),
+                            QUEUED_CALLS_RANGE.end(),
+                            default.unwrap_or_default()
+                        ),
+                    )
+                }),
+        };
+    Ok(QueueLimits {
+        per_user: limit("DEFAULT_MAX_QUEUED_CALLS", QueueLimits::DEFAULT.per_user)?,
+        total: limit("MAX_QUEUED_CALLS", QueueLimits::DEFAULT.total)?,
+    })
+}
+
 /// `DISPATCH_POLL_MS`, 10 ms to 10 s (default 100 ms): how often a dispatcher reads
 /// the queue when nothing in its own process signals work. A claimed call its
 /// dispatcher lost is settled after the ARI timeout plus the unconfirmed grace.
@@ -761,6 +797,27 @@ mod tests {
         ] {
             let err = TokenFunction::from_env(&Vars(&[KEY, (var, value)])).expect_err(var);
             assert_eq!(err.var, var);
+        }
+    }
+
+    #[test]
+    fn queue_limits_default_to_bounded_and_refuse_what_is_out_of_range() {
+        let empty = Vars(&[("MAX_QUEUED_CALLS", ""), ("DEFAULT_MAX_QUEUED_CALLS", " ")]);
+        assert_eq!(queue_limits(&empty).expect("loads"), QueueLimits::DEFAULT);
+        let set = Vars(&[
+            ("MAX_QUEUED_CALLS", "200"),
+            ("DEFAULT_MAX_QUEUED_CALLS", "20"),
+        ]);
+        assert_eq!(
+            queue_limits(&set).expect("loads"),
+            QueueLimits {
+                per_user: Some(20),
+                total: Some(200)
+            }
+        );
+        for bad in ["0", "100001", "many", "-1"] {
+            let e = queue_limits(&Vars(&[("MAX_QUEUED_CALLS", bad)])).expect_err(bad);
+            assert!(e.to_string().contains("MAX_QUEUED_CALLS"), "{e}");
         }
     }
 

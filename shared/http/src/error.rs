@@ -104,19 +104,31 @@ impl IntoResponse for ApiError {
             ApiError::Service(
                 e @ (ServiceError::Throttled { .. } | ServiceError::QueueFull { .. }),
             ) => {
-                let (ServiceError::Throttled {
-                    retry_after_seconds,
-                }
-                | ServiceError::QueueFull {
-                    retry_after_seconds,
-                }) = e
-                else {
-                    unreachable!("matched above")
+                let (retry_after_seconds, code) = match e {
+                    ServiceError::QueueFull {
+                        retry_after_seconds,
+                        whole_service,
+                    } => (
+                        retry_after_seconds,
+                        if whole_service {
+                            "service_queue_full"
+                        } else {
+                            "queue_full"
+                        },
+                    ),
+                    ServiceError::Throttled {
+                        retry_after_seconds,
+                    } => (retry_after_seconds, "login_throttled"),
+                    _ => unreachable!("matched above"),
                 };
                 let detail = e.to_string();
                 let mut response = (
                     StatusCode::TOO_MANY_REQUESTS,
-                    Json(json!({ "detail": detail, "retry_after": retry_after_seconds })),
+                    Json(json!({
+                        "detail": detail,
+                        "retry_after": retry_after_seconds,
+                        "code": code,
+                    })),
                 )
                     .into_response();
                 response
@@ -144,6 +156,14 @@ fn service_error(e: ServiceError) -> (StatusCode, Value) {
         ),
         ServiceError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "call not found" })),
         ServiceError::Conflict(_) => (StatusCode::CONFLICT, json!({ "detail": detail })),
+        ServiceError::IdempotencyKeyReused => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({
+                "detail": detail,
+                "field": "Idempotency-Key",
+                "code": "idempotency_key_reused",
+            }),
+        ),
         ServiceError::BadCredentials => (StatusCode::UNAUTHORIZED, json!({ "detail": detail })),
         ServiceError::Throttled { .. } | ServiceError::QueueFull { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, json!({ "detail": detail }))

@@ -37,8 +37,8 @@ use dialer_core::domain::{
     UserLimits,
 };
 use dialer_core::store::{
-    CallBacklog, CallPage, CallReads, CallStore, PageCursor, QueuedCall, StoreError, ThrottleStore,
-    TransitionResult, UserReads, UserStore,
+    CallBacklog, CallPage, CallReads, CallStore, IdempotencyBinding, PageCursor, QueuedCall,
+    StoreError, ThrottleStore, TransitionResult, UserReads, UserStore,
 };
 
 pub mod pacing;
@@ -458,9 +458,9 @@ impl CallStore for DynamoStore {
         &self,
         owner: &str,
         key: &str,
-        call_id: Uuid,
+        binding: &IdempotencyBinding,
         ttl_seconds: i64,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         // Bindings live in the calls table under a key no call id can take; they carry
         // no `status`, `owner` or `active`, so no index and no call read sees them.
         let slot = idempotency_slot(owner, key);
@@ -470,7 +470,8 @@ impl CallStore for DynamoStore {
             .put_item()
             .table_name(&self.calls_table)
             .item("call_id", s(slot.clone()))
-            .item("target", s(call_id.to_string()))
+            .item("target", s(binding.call_id.to_string()))
+            .item("fingerprint", s(binding.fingerprint.clone()))
             .item("expires_at", n(now + ttl_seconds))
             .condition_expression("attribute_not_exists(call_id) OR expires_at < :now")
             .expression_attribute_values(":now", n(now))
@@ -479,9 +480,7 @@ impl CallStore for DynamoStore {
         match result {
             Ok(_) => Ok(None),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                let item = self.read_slot(&slot).await?;
-                let target = item.as_ref().and_then(|i| text(i, "target"));
-                Ok(target.and_then(|t| Uuid::try_parse(&t).ok()))
+                Ok(self.read_slot(&slot).await?.as_ref().and_then(binding_of))
             }
             Err(e) => Err(unavailable(e)),
         }
@@ -493,14 +492,22 @@ impl CallStore for DynamoStore {
         &self,
         owner: &str,
         key: &str,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         let now = Utc::now().timestamp();
         let item = self.read_slot(&idempotency_slot(owner, key)).await?;
         Ok(item
             .filter(|i| number(i, "expires_at").is_some_and(|at| at >= now))
-            .and_then(|i| text(&i, "target"))
-            .and_then(|t| Uuid::try_parse(&t).ok()))
+            .as_ref()
+            .and_then(binding_of))
     }
+}
+
+/// An idempotency binding's item; one written before fingerprints were kept has none.
+fn binding_of(item: &Item) -> Option<IdempotencyBinding> {
+    Some(IdempotencyBinding {
+        call_id: Uuid::try_parse(&text(item, "target")?).ok()?,
+        fingerprint: text(item, "fingerprint").unwrap_or_default(),
+    })
 }
 
 #[async_trait]

@@ -26,8 +26,8 @@ use dialer_core::domain::{
     Pacing, RetryPolicy, Transition, User, UserLimits,
 };
 use dialer_core::store::{
-    CallBacklog, CallPage, CallReads, CallStore, PacingStore, PageCursor, QueuedCall, StoreError,
-    ThrottleStore, TransitionResult, UserReads, UserStore, Versioned,
+    CallBacklog, CallPage, CallReads, CallStore, IdempotencyBinding, PacingStore, PageCursor,
+    QueuedCall, StoreError, ThrottleStore, TransitionResult, UserReads, UserStore, Versioned,
 };
 
 /// The columns of a call, as a literal: every statement here is a `&'static str` built
@@ -335,20 +335,23 @@ impl CallStore for PgStore {
         &self,
         owner: &str,
         key: &str,
-        call_id: Uuid,
+        binding: &IdempotencyBinding,
         ttl_seconds: i64,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         let expires = Utc::now() + chrono::Duration::seconds(ttl_seconds);
         let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (owner, key, call_id, expires_at) VALUES ($1, $2, $3, $4)
+            "INSERT INTO idempotency_keys (owner, key, call_id, fingerprint, expires_at)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (owner, key) DO UPDATE
-                 SET call_id = EXCLUDED.call_id, expires_at = EXCLUDED.expires_at
+                 SET call_id = EXCLUDED.call_id, fingerprint = EXCLUDED.fingerprint,
+                     expires_at = EXCLUDED.expires_at
                  WHERE idempotency_keys.expires_at < now()
              RETURNING call_id",
         )
         .bind(owner)
         .bind(key)
-        .bind(call_id)
+        .bind(binding.call_id)
+        .bind(&binding.fingerprint)
         .bind(expires)
         .fetch_optional(&self.pool)
         .await
@@ -356,25 +359,26 @@ impl CallStore for PgStore {
         if claimed.is_some() {
             return Ok(None);
         }
-        let existing =
-            sqlx::query("SELECT call_id FROM idempotency_keys WHERE owner = $1 AND key = $2")
-                .bind(owner)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
-        existing
-            .map(|row| row.try_get::<Uuid, _>("call_id").map_err(unavailable))
-            .transpose()
+        sqlx::query(
+            "SELECT call_id, fingerprint FROM idempotency_keys WHERE owner = $1 AND key = $2",
+        )
+        .bind(owner)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(binding_from_row)
+        .transpose()
     }
 
     async fn idempotency_binding(
         &self,
         owner: &str,
         key: &str,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         sqlx::query(
-            "SELECT call_id FROM idempotency_keys
+            "SELECT call_id, fingerprint FROM idempotency_keys
              WHERE owner = $1 AND key = $2 AND expires_at >= now()",
         )
         .bind(owner)
@@ -382,9 +386,17 @@ impl CallStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?
-        .map(|row| row.try_get::<Uuid, _>("call_id").map_err(unavailable))
+        .as_ref()
+        .map(binding_from_row)
         .transpose()
     }
+}
+
+fn binding_from_row(row: &sqlx::postgres::PgRow) -> Result<IdempotencyBinding, StoreError> {
+    Ok(IdempotencyBinding {
+        call_id: row.try_get("call_id").map_err(unavailable)?,
+        fingerprint: row.try_get("fingerprint").map_err(unavailable)?,
+    })
 }
 
 #[async_trait]

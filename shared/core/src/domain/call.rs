@@ -305,6 +305,86 @@ impl Default for CallPolicy {
 }
 
 impl CallRequest {
+    /// A digest of everything the request asks for, as the client sent it: an
+    /// idempotency key reused for a request with another digest is not a repeat. Each
+    /// field present goes in under its name, in a fixed order, so that a field added
+    /// later leaves the digest of a request without it unchanged.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        let mut put = |name: &str, value: &str| {
+            for part in [name, "=", value] {
+                digest.update((part.len() as u64).to_be_bytes());
+                digest.update(part.as_bytes());
+            }
+        };
+        put("phone_number", &self.phone_number);
+        let text = |name: &str, value: &Option<String>, put: &mut dyn FnMut(&str, &str)| {
+            if let Some(value) = value {
+                put(name, value);
+            }
+        };
+        text("context", &self.context, &mut put);
+        text("extension", &self.extension, &mut put);
+        text("caller_id", &self.caller_id, &mut put);
+        text("mode", &self.mode, &mut put);
+        text("status_callback", &self.status_callback, &mut put);
+        text("send_at", &self.send_at, &mut put);
+        for (name, value) in [
+            ("priority", self.priority),
+            ("timeout", self.timeout),
+            ("max_duration", self.max_duration),
+        ] {
+            if let Some(value) = value {
+                put(name, &value.to_string());
+            }
+        }
+        if let Some(gather) = self.gather_dtmf {
+            put("gather_dtmf", if gather { "true" } else { "false" });
+        }
+        if let Some(variables) = &self.variables {
+            put("variables", &variables.len().to_string());
+            for (name, value) in variables {
+                put(name, value);
+            }
+        }
+        for (name, list) in [
+            ("media", &self.media),
+            ("status_callback_events", &self.status_callback_events),
+        ] {
+            if let Some(list) = list {
+                put(name, &list.len().to_string());
+                for item in list {
+                    put(name, item);
+                }
+            }
+        }
+        if let Some(retry) = &self.retry {
+            put("retry", "");
+            for (name, value) in [
+                ("retry.max_attempts", retry.max_attempts),
+                ("retry.delay_ms", retry.delay_ms),
+            ] {
+                if let Some(value) = value {
+                    put(name, &value.to_string());
+                }
+            }
+            if let Some(on) = &retry.on {
+                put("retry.on", &on.len().to_string());
+                for item in on {
+                    put("retry.on", item);
+                }
+            }
+        }
+        if let Some(window) = &self.window {
+            put("window", "");
+            text("window.start", &window.start, &mut put);
+            text("window.end", &window.end, &mut put);
+            text("window.time_zone", &window.time_zone, &mut put);
+        }
+        hex::encode(digest.finalize())
+    }
+
     /// Checks every field and builds the `pending` record. Nothing unchecked survives.
     pub fn validate(
         &self,

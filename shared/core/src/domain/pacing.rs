@@ -27,6 +27,29 @@ pub struct UserLimits {
     pub max_queued_calls: Option<u32>,
 }
 
+/// How many new calls may wait in the queue: each user's, unless the user's record sets
+/// its own `max_queued_calls` (`DEFAULT_MAX_QUEUED_CALLS`), and all users' together
+/// (`MAX_QUEUED_CALLS`). `None` is unlimited. A queued call is held in the store until
+/// it is dialed, so without these one client could fill the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub per_user: Option<u32>,
+    pub total: Option<u32>,
+}
+
+impl QueueLimits {
+    /// What a process serving the internet uses when the operator sets nothing.
+    pub const DEFAULT: Self = Self {
+        per_user: Some(1_000),
+        total: Some(50_000),
+    };
+
+    /// The most new calls `user` may have waiting.
+    pub fn of_user(&self, user: UserLimits) -> Option<u32> {
+        user.max_queued_calls.or(self.per_user)
+    }
+}
+
 /// The ranges the limits may take (environment and `set-limits` alike).
 pub const CALLS_PER_SECOND_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000;
 pub const CONCURRENT_CALLS_RANGE: std::ops::RangeInclusive<u32> = 1..=5_000;

@@ -15,7 +15,8 @@ use crate::domain::{
 use crate::metrics::Metrics;
 use crate::pbx::{OriginateSpec, Pbx, PbxError};
 use crate::store::{
-    CallPage, CallReads, CallStore, PageCursor, StoreError, TransitionResult, UserStore,
+    CallPage, CallReads, CallStore, IdempotencyBinding, PageCursor, StoreError, TransitionResult,
+    UserStore,
 };
 use crate::webhooks::CallbackGuard;
 
@@ -103,6 +104,7 @@ impl CallService {
             Ok(_) => "accepted",
             Err(ServiceError::QueueFull { .. }) => "queue_full",
             Err(ServiceError::Invalid(_)) => "invalid",
+            Err(ServiceError::IdempotencyKeyReused) => "idempotency_key_reused",
             Err(ServiceError::BridgeDown) => "no_bridge",
             Err(ServiceError::PbxRejected { .. }) => "pbx_rejected",
             Err(ServiceError::PbxUnavailable { .. }) => "pbx_unavailable",
@@ -125,6 +127,14 @@ impl CallService {
         request: CallRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Call, ServiceError> {
+        let idempotency = idempotency_key
+            .map(|raw| {
+                Ok::<_, ServiceError>(Idempotency {
+                    key: idempotency_key_of(raw)?,
+                    fingerprint: request.fingerprint(),
+                })
+            })
+            .transpose()?;
         let mut request = request;
         let user = self.users.get_user(owner).await?;
         if request.status_callback.is_none() {
@@ -132,7 +142,7 @@ impl CallService {
         }
         let now = crate::domain::now();
         let mut call = request.validate(&self.policy, owner, Uuid::new_v4(), now)?;
-        let idempotency_key = idempotency_key.map(idempotency_key_of).transpose()?;
+        let idempotency_key = idempotency.as_ref();
         if let Some(webhook) = &call.webhook {
             self.guard.check(&webhook.url).await?;
             if let Some(mut user) = user.clone().filter(|u| u.webhook_secret.is_none()) {
@@ -182,7 +192,7 @@ impl CallService {
         &self,
         owner: &str,
         mut call: Call,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<&Idempotency<'_>>,
         rate_granted_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Call, ServiceError> {
         // Until the originate is sent, a failure gives the line back; after, the
@@ -225,22 +235,33 @@ impl CallService {
         user: Option<&User>,
         mut call: Call,
         due: chrono::DateTime<chrono::Utc>,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<&Idempotency<'_>>,
     ) -> Result<Call, ServiceError> {
         let owner = call.owner.clone();
         let limits = user.map(|u| u.limits).unwrap_or_default();
         if let Err(full) = self.pacer.enqueue(&owner, limits).await? {
             // A repeat of a request that was accepted gets its call, full queue or not.
-            if let Some(key) = idempotency_key
-                && let Some(existing) = self.store.idempotency_binding(&owner, key).await?
+            if let Some(idempotency) = idempotency_key
+                && let Some(existing) = self
+                    .store
+                    .idempotency_binding(&owner, idempotency.key)
+                    .await?
             {
-                return self.queries.call_of(&owner, &existing.to_string()).await;
+                return self.repeated(&owner, idempotency, &existing).await;
             }
+            warn!(
+                user = %owner,
+                queued = full.queued,
+                whole_service = full.whole_service,
+                "call refused: queue full"
+            );
             return Err(ServiceError::QueueFull {
                 retry_after_seconds: queue_full_retry_after(full.queued, self.pacer.limits()),
+                whole_service: full.whole_service,
             });
         }
-        let counted = limits.max_queued_calls.is_some();
+        let queue = self.pacer.queue_limits();
+        let counted = queue.of_user(limits).is_some() || queue.total.is_some();
         let stored = async {
             if let Some(existing) = self.repeat_of(&owner, call.id, idempotency_key).await? {
                 return Ok::<_, ServiceError>(Some(existing));
@@ -278,21 +299,39 @@ impl CallService {
         &self,
         owner: &str,
         id: Uuid,
-        idempotency_key: Option<&str>,
+        idempotency: Option<&Idempotency<'_>>,
     ) -> Result<Option<Call>, ServiceError> {
-        let Some(key) = idempotency_key else {
+        let Some(idempotency) = idempotency else {
             return Ok(None);
+        };
+        let binding = IdempotencyBinding {
+            call_id: id,
+            fingerprint: idempotency.fingerprint.clone(),
         };
         match self
             .store
-            .claim_idempotency_key(owner, key, id, IDEMPOTENCY_TTL_SECONDS)
+            .claim_idempotency_key(owner, idempotency.key, &binding, IDEMPOTENCY_TTL_SECONDS)
             .await?
         {
-            Some(existing) => Ok(Some(
-                self.queries.call_of(owner, &existing.to_string()).await?,
-            )),
+            Some(existing) => Ok(Some(self.repeated(owner, idempotency, &existing).await?)),
             None => Ok(None),
         }
+    }
+
+    /// The first call of a request repeated under its idempotency key; a different
+    /// request under that key is refused, never answered with the first one's call.
+    async fn repeated(
+        &self,
+        owner: &str,
+        idempotency: &Idempotency<'_>,
+        existing: &IdempotencyBinding,
+    ) -> Result<Call, ServiceError> {
+        if !existing.repeated_by(&idempotency.fingerprint) {
+            return Err(ServiceError::IdempotencyKeyReused);
+        }
+        self.queries
+            .call_of(owner, &existing.call_id.to_string())
+            .await
     }
 
     /// Asks the PBX to hang the call up. Before an answer the call ends `canceled`;
@@ -538,6 +577,12 @@ pub async fn release_ended(pacer: &Pacer, result: &TransitionResult) {
 
 /// How long an idempotency key keeps pointing at its call.
 const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
+
+/// A request's idempotency key and the fingerprint of what it asks for.
+struct Idempotency<'a> {
+    key: &'a str,
+    fingerprint: String,
+}
 
 fn idempotency_key_of(raw: &str) -> Result<&str, ServiceError> {
     Ok(crate::domain::validation::idempotency_key(raw)?)

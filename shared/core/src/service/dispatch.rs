@@ -19,8 +19,8 @@ use crate::domain::outcome::progress_of_channel_state;
 use crate::domain::{Admission, Annotation, CallStatus, FailureReason, Transition, UserLimits};
 use crate::metrics::Metrics;
 use crate::store::{
-    CallBacklog, PACING_TRUNK, QueuedCall, StoreError, TransitionResult, UserStore,
-    pacing_queue_key, pacing_user_key,
+    CallBacklog, PACING_QUEUE_TOTAL, PACING_TRUNK, QueuedCall, StoreError, TransitionResult,
+    UserStore, pacing_queue_key, pacing_user_key,
 };
 
 /// How a dispatcher runs.
@@ -463,10 +463,14 @@ impl Dispatcher {
         let holds = |slot: crate::domain::Slot| holding.contains(&(slot.call, slot.attempt));
         let grace =
             chrono::Duration::from_std(self.timing.claim_timeout).unwrap_or(chrono::Duration::MAX);
-        let mut keys = vec![PACING_TRUNK.to_owned()];
+        let mut keys = vec![PACING_TRUNK.to_owned(), PACING_QUEUE_TOTAL.to_owned()];
         let users = self.users.list_users().await?;
-        for user in users.iter().filter(|u| u.limits.any()) {
-            keys.push(pacing_user_key(&user.username));
+        // Every user's queue count: the default queue limit counts the calls of users
+        // with no limits of their own too.
+        for user in &users {
+            if user.limits.max_concurrent_calls.is_some() {
+                keys.push(pacing_user_key(&user.username));
+            }
             keys.push(pacing_queue_key(&user.username));
         }
         let mut queued_of: HashMap<String, u32> = HashMap::new();
@@ -475,13 +479,14 @@ impl Dispatcher {
             .filter(|c| c.status == CallStatus::Queued && c.attempt_number == 1)
         {
             *queued_of.entry(pacing_queue_key(&call.owner)).or_default() += 1;
+            *queued_of.entry(PACING_QUEUE_TOTAL.to_owned()).or_default() += 1;
         }
         let states = self.pacer.load(&keys).await?;
         let mut freed = 0;
         for (key, mut state) in keys.iter().zip(states) {
             let before = state.value.clone();
             freed += state.value.prune(now, grace, holds);
-            if key.starts_with("queue#") {
+            if key.starts_with("queue#") || key == PACING_QUEUE_TOTAL {
                 let actual = queued_of.get(key).copied().unwrap_or(0);
                 let still = memory.seen.get(key) == Some(&state.version);
                 if state.value.queued != actual && still {

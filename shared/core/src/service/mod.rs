@@ -31,9 +31,19 @@ pub enum ServiceError {
     /// Too many failed logins for this username or from this address.
     #[error("too many failed logins; try again in {retry_after_seconds} s")]
     Throttled { retry_after_seconds: u64 },
-    /// The user has `max_queued_calls` waiting already.
-    #[error("too many calls queued; try again in {retry_after_seconds} s")]
-    QueueFull { retry_after_seconds: u64 },
+    /// The user has `max_queued_calls` waiting already, or (`whole_service`) all users
+    /// together have `MAX_QUEUED_CALLS`.
+    #[error(
+        "{}; try again in {retry_after_seconds} s",
+        if *whole_service { "the service has too many calls queued" } else { "too many calls queued" }
+    )]
+    QueueFull {
+        retry_after_seconds: u64,
+        whole_service: bool,
+    },
+    /// The idempotency key was used before for a different request.
+    #[error("this Idempotency-Key was used for a different request; use a new key for a new call")]
+    IdempotencyKeyReused,
     #[error("no call bridge is listening for the PBX's events; the call was not placed")]
     BridgeDown,
     #[error("the PBX is unavailable: {reason}")]

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use crate::domain::pacing::{self, Admission, Pacing, Slot, TrunkLimits, UserLimits};
+use crate::domain::pacing::{self, Admission, Pacing, QueueLimits, Slot, TrunkLimits, UserLimits};
 use crate::store::{
-    PACING_TRUNK, PacingStore, StoreError, Versioned, pacing_queue_key, pacing_user_key,
+    PACING_QUEUE_TOTAL, PACING_TRUNK, PacingStore, StoreError, Versioned, pacing_queue_key,
+    pacing_user_key,
 };
 
 /// The furthest ahead a late dial is booked again (see [`Pacer::before_dial`]).
@@ -21,13 +22,16 @@ pub const MAX_REBOOK_LEAD: chrono::Duration = chrono::Duration::seconds(2);
 pub struct Pacer {
     store: Arc<dyn PacingStore>,
     limits: TrunkLimits,
+    queue: QueueLimits,
     freed: Arc<Notify>,
 }
 
-/// Why a new call could not be queued.
+/// Why a new call could not be queued: `queued` calls wait already, the user's own or
+/// (`whole_service`) all users' together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueFull {
     pub queued: u32,
+    pub whole_service: bool,
 }
 
 impl Pacer {
@@ -35,8 +39,19 @@ impl Pacer {
         Self {
             store,
             limits,
+            queue: QueueLimits::default(),
             freed: Arc::new(Notify::new()),
         }
+    }
+
+    /// Bounds the queue (see [`QueueLimits`]); unbounded without.
+    pub fn with_queue_limits(mut self, queue: QueueLimits) -> Self {
+        self.queue = queue;
+        self
+    }
+
+    pub fn queue_limits(&self) -> QueueLimits {
+        self.queue
     }
 
     pub fn limits(&self) -> TrunkLimits {
@@ -184,32 +199,66 @@ impl Pacer {
         Ok(())
     }
 
-    /// Counts a new queued call for `owner`, unless `max_queued_calls` wait already.
+    /// Counts a new queued call for `owner`, unless the user's queue or the whole
+    /// service's is full. Both counts move in one conditional write.
     pub async fn enqueue(
         &self,
         owner: &str,
         user: UserLimits,
     ) -> Result<Result<(), QueueFull>, StoreError> {
-        let Some(max) = user.max_queued_calls else {
+        let mine = self.queue.of_user(user);
+        let total = self.queue.total;
+        let mut keys = Vec::new();
+        if mine.is_some() {
+            keys.push(pacing_queue_key(owner));
+        }
+        if total.is_some() {
+            keys.push(PACING_QUEUE_TOTAL.to_owned());
+        }
+        if keys.is_empty() {
             return Ok(Ok(()));
-        };
-        self.update(vec![pacing_queue_key(owner)], |states| {
-            let state = &mut states[0];
-            if state.enqueue(Some(max)) {
-                Ok(())
-            } else {
-                Err(QueueFull {
+        }
+        self.update(keys, |states| {
+            let (mine_state, total_state) = match (mine.is_some(), states) {
+                (true, [m, t]) => (Some(m), Some(t)),
+                (true, [m]) => (Some(m), None),
+                (false, [t]) => (None, Some(t)),
+                _ => (None, None),
+            };
+            if let Some(state) = total_state.as_ref()
+                && total.is_some_and(|max| state.queued >= max)
+            {
+                return Err(QueueFull {
                     queued: state.queued,
-                })
+                    whole_service: true,
+                });
             }
+            if let Some(state) = mine_state.as_ref()
+                && mine.is_some_and(|max| state.queued >= max)
+            {
+                return Err(QueueFull {
+                    queued: state.queued,
+                    whole_service: false,
+                });
+            }
+            for state in [mine_state, total_state].into_iter().flatten() {
+                state.enqueue(None);
+            }
+            Ok(())
         })
         .await
     }
 
-    /// A new call of `owner`'s left the queue (claimed, canceled, or never stored).
+    /// A new call of `owner`'s left the queue (claimed, canceled, or never stored): it
+    /// no longer counts in the user's queue nor in the whole service's.
     pub async fn dequeue(&self, owner: &str) -> Result<(), StoreError> {
-        self.update(vec![pacing_queue_key(owner)], |states| states[0].dequeue())
-            .await?;
+        let keys = vec![pacing_queue_key(owner), PACING_QUEUE_TOTAL.to_owned()];
+        self.update(keys, |states| {
+            for state in states.iter_mut() {
+                state.dequeue();
+            }
+        })
+        .await?;
         Ok(())
     }
 
@@ -406,10 +455,86 @@ mod tests {
         };
         assert_eq!(enqueue("bob").await, Ok(()));
         assert_eq!(enqueue("bob").await, Ok(()));
-        assert_eq!(enqueue("bob").await, Err(QueueFull { queued: 2 }));
+        assert_eq!(
+            enqueue("bob").await,
+            Err(QueueFull {
+                queued: 2,
+                whole_service: false
+            })
+        );
         assert_eq!(enqueue("carol").await, Ok(()), "another user's queue");
         pacer.dequeue("bob").await.expect("the store answers");
         assert_eq!(enqueue("bob").await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_user_without_a_limit_of_their_own_gets_the_default_queue_limit() {
+        let pacer = Pacer::new(Arc::new(MemoryStore::new()), TrunkLimits::default())
+            .with_queue_limits(QueueLimits {
+                per_user: Some(1),
+                total: None,
+            });
+        let enqueue = |limits: UserLimits| {
+            let pacer = pacer.clone();
+            async move {
+                pacer
+                    .enqueue("dan", limits)
+                    .await
+                    .expect("the store answers")
+            }
+        };
+        assert_eq!(enqueue(UserLimits::default()).await, Ok(()));
+        assert_eq!(
+            enqueue(UserLimits::default()).await,
+            Err(QueueFull {
+                queued: 1,
+                whole_service: false
+            })
+        );
+        let own = UserLimits {
+            max_concurrent_calls: None,
+            max_queued_calls: Some(3),
+        };
+        assert_eq!(enqueue(own).await, Ok(()), "the user's own limit wins");
+    }
+
+    #[tokio::test]
+    async fn the_whole_services_queue_limit_holds_across_users_and_frees_as_calls_leave() {
+        let pacer = Pacer::new(Arc::new(MemoryStore::new()), TrunkLimits::default())
+            .with_queue_limits(QueueLimits {
+                per_user: Some(10),
+                total: Some(3),
+            });
+        let enqueue = |who: &'static str| {
+            let pacer = pacer.clone();
+            async move {
+                pacer
+                    .enqueue(who, UserLimits::default())
+                    .await
+                    .expect("the store answers")
+            }
+        };
+        for who in ["ann", "ben", "cat"] {
+            assert_eq!(enqueue(who).await, Ok(()));
+        }
+        assert_eq!(
+            enqueue("dee").await,
+            Err(QueueFull {
+                queued: 3,
+                whole_service: true
+            })
+        );
+        pacer.dequeue("ben").await.expect("the store answers");
+        assert_eq!(
+            enqueue("dee").await,
+            Ok(()),
+            "a place freed by another user"
+        );
+        let counts = pacer
+            .load(&[PACING_QUEUE_TOTAL.to_owned(), pacing_queue_key("ben")])
+            .await
+            .expect("the store answers");
+        assert_eq!((counts[0].value.queued, counts[1].value.queued), (3, 0));
     }
 
     /// The in-process store, each pacing read and write taking `delay`.

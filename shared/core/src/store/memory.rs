@@ -1,7 +1,7 @@
 //! The in-process store: for local use (`DISABLE_DB=true`) and tests. One mutex guards
 //! the maps, so every conditional write is atomic.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    CallBacklog, CallPage, CallReads, CallStore, PacingStore, PageCursor, QueuedCall, StoreError,
-    ThrottleStore, TransitionResult, UserReads, UserStore, Versioned,
+    CallBacklog, CallPage, CallReads, CallStore, IdempotencyBinding, PacingStore, PageCursor,
+    QueuedCall, StoreError, ThrottleStore, TransitionResult, UserReads, UserStore, Versioned,
 };
 use crate::domain::webhook::Delivery;
-use crate::domain::{Annotation, Call, CallStatus, FailureCount, Pacing, Transition, User};
+use crate::domain::{Annotation, Call, FailureCount, Pacing, Transition, User};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -24,28 +24,57 @@ pub struct MemoryStore {
 struct Inner {
     calls: HashMap<Uuid, Call>,
     users: HashMap<String, User>,
-    idempotency: HashMap<(String, String), (Uuid, DateTime<Utc>)>,
+    idempotency: HashMap<(String, String), (IdempotencyBinding, DateTime<Utc>)>,
     throttle: HashMap<String, FailureCount>,
     /// Webhook deliverers' claims: until when each call is held.
     claims: HashMap<Uuid, DateTime<Utc>>,
-    /// The ids of the calls that are `queued`, of those not final, and of those with an
-    /// event still to deliver: what the dispatcher, the bridge's sweeps and the webhook
-    /// deliverer read every fraction of a second, without a scan of every call kept.
-    queued: HashSet<Uuid>,
+    /// Each user's calls in list order, so that a page costs its length, not the
+    /// user's whole history.
+    by_owner: HashMap<String, BTreeSet<(DateTime<Utc>, Uuid)>>,
+    /// The queue in its order, whole and per user, and each queued call's place in it:
+    /// the dispatcher reads the head every fraction of a second, and a long queue of
+    /// calls not yet due must cost it nothing.
+    queued: HashMap<Uuid, QueueKey>,
+    queue: BTreeSet<QueueKey>,
+    queue_of: HashMap<String, BTreeSet<QueueKey>>,
+    /// The ids of the calls not final, and of those with an event still to deliver:
+    /// what the bridge's sweeps and the webhook deliverer read, without a scan of every
+    /// call kept.
     active: HashSet<Uuid>,
     undelivered: HashSet<Uuid>,
     pacing: HashMap<String, Versioned<Pacing>>,
+    /// Calls looked at by list and queue reads (see [`MemoryStore::records_examined`]).
+    examined: u64,
 }
+
+/// A queued call's place: [`QueuedCall::order_key`].
+type QueueKey = (DateTime<Utc>, DateTime<Utc>, Uuid);
 
 impl Inner {
     /// Keeps the indexes in step with call `id` after a write.
     fn reindex(&mut self, id: Uuid) {
         let call = self.calls.get(&id);
+        let place = call.and_then(QueuedCall::of);
+        if self.queued.get(&id) != place.as_ref().map(QueuedCall::order_key).as_ref() {
+            if let Some(old) = self.queued.remove(&id) {
+                self.queue.remove(&old);
+                if let Some(call) = call
+                    && let Some(mine) = self.queue_of.get_mut(&call.owner)
+                {
+                    mine.remove(&old);
+                    if mine.is_empty() {
+                        self.queue_of.remove(&call.owner);
+                    }
+                }
+            }
+            if let Some(queued) = place {
+                let key = queued.order_key();
+                self.queued.insert(id, key);
+                self.queue.insert(key);
+                self.queue_of.entry(queued.owner).or_default().insert(key);
+            }
+        }
         for (index, holds) in [
-            (
-                &mut self.queued,
-                call.is_some_and(|c| c.status == CallStatus::Queued),
-            ),
             (&mut self.active, call.is_some_and(Call::is_active)),
             (
                 &mut self.undelivered,
@@ -59,11 +88,37 @@ impl Inner {
             }
         }
     }
+
+    /// Up to `limit` queued calls due by `now`, in queue order, from `queue`.
+    fn due_from(
+        calls: &HashMap<Uuid, Call>,
+        queue: Option<&BTreeSet<QueueKey>>,
+        now: DateTime<Utc>,
+        limit: usize,
+        examined: &mut u64,
+    ) -> Vec<QueuedCall> {
+        let Some(queue) = queue else {
+            return Vec::new();
+        };
+        queue
+            .iter()
+            .take_while(|(due_at, _, _)| *due_at <= now)
+            .take(limit)
+            .filter_map(|(_, _, id)| {
+                *examined += 1;
+                QueuedCall::of(calls.get(id)?)
+            })
+            .collect()
+    }
 }
 
 /// Past this many throttle counts, lapsed ones are dropped: a guesser rotating
 /// addresses must not grow the map without bound.
 const THROTTLE_PRUNE_AT: usize = 10_000;
+
+/// Past this many idempotency bindings, lapsed ones are dropped, for the same reason:
+/// every call with a key leaves one behind.
+const IDEMPOTENCY_PRUNE_AT: usize = 10_000;
 
 impl MemoryStore {
     pub fn new() -> Self {
@@ -78,23 +133,11 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Up to `limit` of the queued calls due by `now` that `keep` keeps, in queue order.
-    fn due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        keep: impl Fn(&QueuedCall) -> bool,
-    ) -> Vec<QueuedCall> {
-        let inner = self.lock();
-        let mut due: Vec<QueuedCall> = inner
-            .queued
-            .iter()
-            .filter_map(|id| QueuedCall::of(inner.calls.get(id)?))
-            .filter(|q| q.due_at <= now && keep(q))
-            .collect();
-        due.sort_by_key(QueuedCall::order_key);
-        due.truncate(limit);
-        due
+    /// How many calls list and queue reads have looked at so far: what a read costs
+    /// here. Tests use it to show that a page or a queue head costs its length however
+    /// many calls are kept.
+    pub fn records_examined(&self) -> u64 {
+        self.lock().examined
     }
 }
 
@@ -110,15 +153,29 @@ impl CallReads for MemoryStore {
         before: Option<PageCursor>,
         limit: usize,
     ) -> Result<CallPage, StoreError> {
-        let inner = self.lock();
-        let mut calls: Vec<Call> = inner
-            .calls
-            .values()
-            .filter(|c| c.owner == owner && before.is_none_or(|b| b.precedes(c)))
-            .cloned()
+        let mut inner = self.lock();
+        let Inner {
+            calls,
+            by_owner,
+            examined,
+            ..
+        } = &mut *inner;
+        let Some(mine) = by_owner.get(owner) else {
+            return Ok(CallPage::default());
+        };
+        let upper = match before {
+            Some(cursor) => std::ops::Bound::Excluded((cursor.created_at, cursor.id)),
+            None => std::ops::Bound::Unbounded,
+        };
+        let calls: Vec<Call> = mine
+            .range((std::ops::Bound::Unbounded, upper))
+            .rev()
+            .take(limit + 1)
+            .filter_map(|(_, id)| {
+                *examined += 1;
+                calls.get(id).cloned()
+            })
             .collect();
-        calls.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        calls.truncate(limit + 1);
         Ok(CallPage::from_overfetch(calls, limit))
     }
 }
@@ -131,6 +188,11 @@ impl CallStore for MemoryStore {
             return Err(StoreError::Conflict);
         }
         inner.calls.insert(call.id, call.clone());
+        inner
+            .by_owner
+            .entry(call.owner.clone())
+            .or_default()
+            .insert((call.created_at, call.id));
         inner.reindex(call.id);
         Ok(())
     }
@@ -167,17 +229,20 @@ impl CallStore for MemoryStore {
         &self,
         owner: &str,
         key: &str,
-        call_id: Uuid,
+        binding: &IdempotencyBinding,
         ttl_seconds: i64,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         let now = Utc::now();
         let mut inner = self.lock();
+        if inner.idempotency.len() >= IDEMPOTENCY_PRUNE_AT {
+            inner.idempotency.retain(|_, (_, expires)| *expires > now);
+        }
         let slot = (owner.to_owned(), key.to_owned());
         match inner.idempotency.get(&slot) {
-            Some((existing, expires)) if *expires > now => Ok(Some(*existing)),
+            Some((existing, expires)) if *expires > now => Ok(Some(existing.clone())),
             _ => {
                 let expires = now + chrono::Duration::seconds(ttl_seconds);
-                inner.idempotency.insert(slot, (call_id, expires));
+                inner.idempotency.insert(slot, (binding.clone(), expires));
                 Ok(None)
             }
         }
@@ -187,14 +252,14 @@ impl CallStore for MemoryStore {
         &self,
         owner: &str,
         key: &str,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
         let now = Utc::now();
         Ok(self
             .lock()
             .idempotency
             .get(&(owner.to_owned(), key.to_owned()))
             .filter(|(_, expires)| *expires > now)
-            .map(|(id, _)| *id))
+            .map(|(binding, _)| binding.clone()))
     }
 }
 
@@ -268,7 +333,14 @@ impl CallBacklog for MemoryStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<QueuedCall>, StoreError> {
-        Ok(self.due(now, limit, |_| true))
+        let mut inner = self.lock();
+        let Inner {
+            calls,
+            queue,
+            examined,
+            ..
+        } = &mut *inner;
+        Ok(Inner::due_from(calls, Some(queue), now, limit, examined))
     }
 
     async fn due_calls_of(
@@ -277,7 +349,20 @@ impl CallBacklog for MemoryStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<QueuedCall>, StoreError> {
-        Ok(self.due(now, limit, |q| q.owner == owner))
+        let mut inner = self.lock();
+        let Inner {
+            calls,
+            queue_of,
+            examined,
+            ..
+        } = &mut *inner;
+        Ok(Inner::due_from(
+            calls,
+            queue_of.get(owner),
+            now,
+            limit,
+            examined,
+        ))
     }
 }
 
@@ -401,5 +486,114 @@ impl ThrottleStore for MemoryStore {
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
         self.lock().throttle.remove(key);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CallPolicy, CallRequest};
+
+    fn call(owner: &str, at_ms: i64, send_at: Option<DateTime<Utc>>) -> Call {
+        let now = DateTime::from_timestamp_millis(1_800_000_000_000 + at_ms).expect("a time");
+        let request = CallRequest {
+            phone_number: "+15550020001".into(),
+            ..CallRequest::default()
+        };
+        let mut call = request
+            .validate(&CallPolicy::default(), owner, Uuid::new_v4(), now)
+            .expect("valid");
+        if let Some(due) = send_at {
+            call.enqueue(due);
+        }
+        call
+    }
+
+    #[tokio::test]
+    async fn a_page_of_a_users_calls_costs_its_length_however_many_calls_are_kept() {
+        let store = MemoryStore::new();
+        for n in 0..5_000 {
+            store
+                .insert_call(&call("alice", n, None))
+                .await
+                .expect("insert");
+            store
+                .insert_call(&call("bob", n, None))
+                .await
+                .expect("insert");
+        }
+        let before = store.records_examined();
+        let page = store.calls_of("alice", None, 1).await.expect("page");
+        assert_eq!(page.calls.len(), 1);
+        assert_eq!(
+            page.calls[0].created_at.timestamp_millis(),
+            1_800_000_004_999
+        );
+        let next = page.next.expect("another page");
+        let second = store.calls_of("alice", Some(next), 10).await.expect("page");
+        assert_eq!(second.calls.len(), 10);
+        assert!(second.calls.iter().all(|c| next.precedes(c)));
+        assert_eq!(
+            store.records_examined() - before,
+            2 + 11,
+            "each page looked at its length and one more, not the 10,000 calls kept"
+        );
+        assert!(
+            store
+                .calls_of("nobody", None, 5)
+                .await
+                .expect("page")
+                .calls
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_queue_of_calls_not_yet_due_costs_a_queue_read_nothing() {
+        let store = MemoryStore::new();
+        let far = DateTime::from_timestamp_millis(1_900_000_000_000).expect("a time");
+        for n in 0..5_000 {
+            store
+                .insert_call(&call("alice", n, Some(far)))
+                .await
+                .expect("insert");
+        }
+        let soon = call(
+            "bob",
+            1,
+            Some(DateTime::from_timestamp_millis(1_800_000_000_500).expect("a time")),
+        );
+        store.insert_call(&soon).await.expect("insert");
+        let now = DateTime::from_timestamp_millis(1_800_000_001_000).expect("a time");
+        let before = store.records_examined();
+        let due = store.due_calls(now, 100).await.expect("due");
+        assert_eq!(due.iter().map(|q| q.id).collect::<Vec<_>>(), vec![soon.id]);
+        assert!(
+            store
+                .due_calls_of("alice", now, 100)
+                .await
+                .expect("due")
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .due_calls_of("bob", now, 100)
+                .await
+                .expect("due")
+                .len(),
+            1
+        );
+        assert_eq!(
+            store.records_examined() - before,
+            2,
+            "only the due call was looked at, twice"
+        );
+        let later = store.due_calls(far, 3).await.expect("due");
+        assert_eq!(later.len(), 3, "a batch of the head, in queue order");
+        assert!(
+            later
+                .windows(2)
+                .all(|w| w[0].order_key() <= w[1].order_key())
+        );
     }
 }

@@ -158,21 +158,42 @@ pub trait CallStore: CallReads {
     /// Returns the record when the annotation was applied.
     async fn annotate(&self, id: Uuid, note: &Annotation) -> Result<Option<Call>, StoreError>;
 
-    /// Binds `owner`'s idempotency `key` to `call_id` unless it is bound already; returns
-    /// the call id it was already bound to. Bindings last at least `ttl_seconds`.
+    /// Binds `owner`'s idempotency `key` to `binding` unless it is bound already; returns
+    /// what it was already bound to. Bindings last at least `ttl_seconds`.
     async fn claim_idempotency_key(
         &self,
         owner: &str,
         key: &str,
-        call_id: Uuid,
+        binding: &IdempotencyBinding,
         ttl_seconds: i64,
-    ) -> Result<Option<Uuid>, StoreError>;
+    ) -> Result<Option<IdempotencyBinding>, StoreError>;
 
-    /// The call `owner`'s idempotency `key` is bound to, if it is bound and has not
-    /// lapsed; binds nothing. A request refused before it could bind its key (a full
-    /// queue) still answers a repeat of an earlier request with that request's call.
-    async fn idempotency_binding(&self, owner: &str, key: &str)
-    -> Result<Option<Uuid>, StoreError>;
+    /// What `owner`'s idempotency `key` is bound to, if it is bound and has not lapsed;
+    /// binds nothing. A request refused before it could bind its key (a full queue)
+    /// still answers a repeat of an earlier request with that request's call.
+    async fn idempotency_binding(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyBinding>, StoreError>;
+}
+
+/// What an idempotency key is bound to: the call its first request placed, and that
+/// request's fingerprint (see `CallRequest::fingerprint`), so that a reuse of the key
+/// for a different request is told apart from a repeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyBinding {
+    pub call_id: Uuid,
+    /// Empty for a binding written before fingerprints were kept: it matches any
+    /// request, as every binding did then.
+    pub fingerprint: String,
+}
+
+impl IdempotencyBinding {
+    /// Whether a request with `fingerprint` repeats the one that made this binding.
+    pub fn repeated_by(&self, fingerprint: &str) -> bool {
+        self.fingerprint.is_empty() || self.fingerprint == fingerprint
+    }
 }
 
 /// The calls waiting on the always-on service: every active call (what it reconciles),
@@ -294,6 +315,10 @@ pub fn pacing_user_key(username: &str) -> String {
 pub fn pacing_queue_key(username: &str) -> String {
     format!("queue#{username}")
 }
+
+/// All users' queue count together, for `MAX_QUEUED_CALLS` (no username makes a
+/// [`pacing_queue_key`] of it).
+pub const PACING_QUEUE_TOTAL: &str = "queue-total";
 
 /// Reading a user: all that checking a token or a password asks of the user store (see
 /// [`CallReads`] for why it is a port of its own).
