@@ -6,17 +6,26 @@ use dialer_core::domain::webhook::CallbackUrl;
 use dialer_core::webhooks::CallbackGuard;
 
 use crate::Settings;
+use crate::dns_cache::Resolver;
 use crate::resolve::{Unusable, check, resolve};
 
 /// Refuses a callback whose host does not resolve, or resolves to any forbidden
 /// address. Nothing is connected to: a literal address is judged as it is written.
 pub struct Guard {
     settings: Settings,
+    resolver: Resolver,
 }
 
 impl Guard {
+    /// Resolving through the system resolver, behind a cache of its own.
     pub fn new(settings: Settings) -> Self {
-        Self { settings }
+        let resolver = Resolver::system(settings.dns_cache.clone());
+        Self::with_resolver(settings, resolver)
+    }
+
+    /// Resolving through `resolver` (shared with a sender, or a test's fake).
+    pub fn with_resolver(settings: Settings, resolver: Resolver) -> Self {
+        Self { settings, resolver }
     }
 }
 
@@ -24,7 +33,7 @@ impl Guard {
 impl CallbackGuard for Guard {
     async fn check(&self, url: &CallbackUrl) -> Result<(), ValidationError> {
         let refused = |Unusable(message)| ValidationError::new("status_callback", message);
-        let addresses = resolve(url, self.settings.resolve_timeout)
+        let addresses = resolve(url, &self.resolver, self.settings.resolve_timeout)
             .await
             .map_err(refused)?;
         if self.settings.allow_private {

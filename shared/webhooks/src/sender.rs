@@ -1,5 +1,5 @@
-//! One delivery: resolve, check, connect to the checked address, TLS, one HTTP/1.1
-//! POST, the status.
+//! One delivery: resolve (through the cache), check, connect to the checked address,
+//! TLS, one HTTP/1.1 POST, the status.
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::Settings;
 use crate::body::event_body;
+use crate::dns_cache::Resolver;
 use crate::resolve::{Unusable, check, resolve};
 
 /// `User-Agent` of every delivery.
@@ -43,6 +44,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(1);
 pub struct Sender {
     settings: Settings,
     tls: tokio_rustls::TlsConnector,
+    resolver: Resolver,
 }
 
 impl Sender {
@@ -65,9 +67,16 @@ impl Sender {
     fn with_config(settings: Settings, mut config: ClientConfig) -> Self {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Self {
+            resolver: Resolver::system(settings.dns_cache.clone()),
             settings,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
         }
+    }
+
+    /// Resolves through `resolver` instead of a system resolver and cache of its own
+    /// (shared with the guard, or a test's fake). Its answers are judged all the same.
+    pub fn resolving_with(self, resolver: Resolver) -> Self {
+        Self { resolver, ..self }
     }
 
     async fn deliver(
@@ -76,7 +85,7 @@ impl Sender {
         request: Request<Full<Bytes>>,
     ) -> Result<Answered, String> {
         let not_sent = |Unusable(why)| format!("not sent: the callback {why}");
-        let addresses = resolve(url, self.settings.resolve_timeout)
+        let addresses = resolve(url, &self.resolver, self.settings.resolve_timeout)
             .await
             .map_err(not_sent)?;
         if !self.settings.allow_private {

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use dialer_core::domain::webhook::{CallEvent, SendOutcome};
 use dialer_core::webhooks::WebhookSender;
 use dialer_http::dto::CallView;
-use dialer_webhooks::{Sender, Settings, USER_AGENT, event_body};
+use dialer_webhooks::{CacheSettings, Resolver, Sender, Settings, USER_AGENT, event_body};
 use hmac::{Hmac, Mac};
 use rustls::RootCertStore;
 use serde_json::{Value, json};
+use support::fake_dns::FakeDns;
 use support::{Receiver, closed_port, dtmf_event, first_event, status_event, test_roots, url};
 
 fn local() -> Settings {
@@ -310,6 +311,44 @@ async fn a_loopback_receiver_is_not_contacted_unless_private_addresses_are_allow
     }
 
     assert_eq!(receiver.connections(), 0);
+}
+
+#[tokio::test]
+async fn a_name_resolved_through_the_cache_is_judged_and_connected_to_as_resolved() {
+    let receiver = Receiver::answering(200).await;
+    let event = status_event();
+    let dns = FakeDns::new();
+    dns.answer("hooks.example", &["127.0.0.1"]);
+    let hook = url(&format!("http://hooks.example:{}/", receiver.addr.port()));
+    let through_cache = |settings: Settings| {
+        sender(settings).resolving_with(Resolver::new(dns.clone(), CacheSettings::default()))
+    };
+
+    let strict = through_cache(Settings::default())
+        .send(&hook, event.call.id, &event, &["s"])
+        .await;
+    let relaxed = through_cache(local())
+        .send(&hook, event.call.id, &event, &["s"])
+        .await;
+
+    let SendOutcome::Retry {
+        status: None,
+        error,
+    } = strict
+    else {
+        panic!("not a retry: {strict:?}");
+    };
+    assert_eq!(
+        error,
+        "not sent: the callback resolves to 127.0.0.1, a loopback address"
+    );
+    assert_eq!(relaxed, SendOutcome::Delivered { status: 200 });
+    assert_eq!(receiver.connections(), 1);
+    assert_eq!(
+        dns.lookups(),
+        2,
+        "one lookup per sender, each with its own cache"
+    );
 }
 
 #[tokio::test]

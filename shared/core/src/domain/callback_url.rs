@@ -13,6 +13,9 @@
 //!
 //! What it refuses that the standard accepts: a host that is not ASCII (an
 //! internationalised domain must be given in its `xn--` form, which is kept as given).
+//!
+//! And [`forbidden_address`]: the addresses a callback may never reach, whether written
+//! in the URL or resolved from its name.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -131,6 +134,168 @@ impl CallbackUrl {
         after_scheme
             .find('/')
             .map_or("/", |slash| &after_scheme[slash..])
+    }
+}
+
+/// Why a webhook may not be sent to `ip`, if it may not: every range IANA sets aside
+/// for a special purpose (loopback, private, link-local, CGNAT, multicast, documentation,
+/// benchmarking, protocol assignments, reserved), the cloud metadata addresses, and in
+/// IPv6 everything outside the global unicast space `2000::/3`. An IPv6 address that
+/// carries an IPv4 address (mapped, compatible, translated, well-known NAT64, 6to4) is
+/// judged as the IPv4 address it carries, so `2002:7f00:1::` is loopback. The README's
+/// webhook section has the table of ranges and why.
+pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => match carried_v4(v6) {
+            Some(v4) => forbidden_v4(v4),
+            None => forbidden_v6(v6),
+        },
+    }
+}
+
+/// Refused IPv4 ranges. The first range that holds an address decides, so a narrower
+/// range comes before the one around it.
+const FORBIDDEN_V4: &[Range<u32>] = &[
+    v4([169, 254, 169, 254], 32, "the cloud metadata address"),
+    v4([255, 255, 255, 255], 32, "the broadcast address"),
+    v4([0, 0, 0, 0], 8, "an unspecified or 'this network' address"),
+    v4([10, 0, 0, 0], 8, "a private address"),
+    v4([100, 64, 0, 0], 10, "a carrier-grade NAT address"),
+    v4([127, 0, 0, 0], 8, "a loopback address"),
+    v4([169, 254, 0, 0], 16, "a link-local address"),
+    v4([172, 16, 0, 0], 12, "a private address"),
+    v4([192, 0, 0, 0], 24, "an IETF protocol address"),
+    v4([192, 0, 2, 0], 24, "a documentation address"),
+    v4([192, 31, 196, 0], 24, "an AS112 DNS sink address"),
+    v4([192, 52, 193, 0], 24, "an AMT relay address"),
+    v4([192, 88, 99, 0], 24, "a 6to4 relay anycast address"),
+    v4([192, 168, 0, 0], 16, "a private address"),
+    v4([192, 175, 48, 0], 24, "an AS112 DNS sink address"),
+    v4([198, 18, 0, 0], 15, "a benchmarking address"),
+    v4([198, 51, 100, 0], 24, "a documentation address"),
+    v4([203, 0, 113, 0], 24, "a documentation address"),
+    v4([224, 0, 0, 0], 4, "a multicast address"),
+    v4([240, 0, 0, 0], 4, "a reserved address"),
+];
+
+/// Refused IPv6 ranges, after the forms that carry an IPv4 address are taken out (see
+/// [`carried_v4`]). The first range that holds an address decides.
+const FORBIDDEN_V6: &[Range<u128>] = &[
+    v6(
+        [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254],
+        128,
+        "the cloud metadata address",
+    ),
+    v6([0, 0, 0, 0, 0, 0, 0, 0], 128, "the unspecified address"),
+    v6([0, 0, 0, 0, 0, 0, 0, 1], 128, "a loopback address"),
+    v6(
+        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
+        48,
+        "a local-use NAT64 address",
+    ),
+    v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "a discard-only address"),
+    v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32, "a Teredo tunnel address"),
+    v6([0x2001, 2, 0, 0, 0, 0, 0, 0], 48, "a benchmarking address"),
+    v6([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28, "an ORCHID address"),
+    v6([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28, "an ORCHIDv2 address"),
+    v6(
+        [0x2001, 0, 0, 0, 0, 0, 0, 0],
+        23,
+        "an IETF protocol address",
+    ),
+    v6(
+        [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
+        32,
+        "a documentation address",
+    ),
+    v6(
+        [0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0],
+        48,
+        "an AS112 DNS sink address",
+    ),
+    v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "a documentation address"),
+    v6(
+        [0x5f00, 0, 0, 0, 0, 0, 0, 0],
+        16,
+        "a segment routing (SRv6) address",
+    ),
+    v6(
+        [0xfc00, 0, 0, 0, 0, 0, 0, 0],
+        7,
+        "a unique local (private) address",
+    ),
+    v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "a link-local address"),
+    v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "a site-local address"),
+    v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "a multicast address"),
+];
+
+/// `first/prefix`, and why an address in it is refused.
+struct Range<T> {
+    first: T,
+    prefix: u32,
+    why: &'static str,
+}
+
+const fn v4(octets: [u8; 4], prefix: u32, why: &'static str) -> Range<u32> {
+    Range {
+        first: u32::from_be_bytes(octets),
+        prefix,
+        why,
+    }
+}
+
+const fn v6(s: [u16; 8], prefix: u32, why: &'static str) -> Range<u128> {
+    Range {
+        first: Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]).to_bits(),
+        prefix,
+        why,
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let bits = ip.to_bits();
+    FORBIDDEN_V4
+        .iter()
+        .find(|range| bits & mask(range.prefix, 32) as u32 == range.first)
+        .map(|range| range.why)
+}
+
+fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let bits = ip.to_bits();
+    if let Some(range) = FORBIDDEN_V6
+        .iter()
+        .find(|range| bits & mask(range.prefix, 128) == range.first)
+    {
+        return Some(range.why);
+    }
+    // Only 2000::/3 is handed out for the internet; the rest is reserved or unassigned.
+    (bits >> 125 != 0b001).then_some("a reserved address (outside global unicast 2000::/3)")
+}
+
+/// The top `prefix` of `width` bits set.
+fn mask(prefix: u32, width: u32) -> u128 {
+    match prefix {
+        0 => 0,
+        _ => (u128::MAX << (128 - prefix)) >> (128 - width),
+    }
+}
+
+/// The IPv4 address an IPv6 address stands for, where it stands for one:
+/// `::ffff:a.b.c.d` (mapped), `::ffff:0:a.b.c.d` (translated, SIIT), `::a.b.c.d`
+/// (compatible), `64:ff9b::a.b.c.d` (well-known NAT64), `2002:AABB:CCDD::/48` (6to4:
+/// a host reaching it tunnels to that IPv4 address).
+fn carried_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from_bits(u32::from(hi) << 16 | u32::from(lo));
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(v4(hi, lo)),
+        // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+        [0, 0, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        _ => None,
     }
 }
 
@@ -386,6 +551,177 @@ fn push_encoded(out: &mut String, text: &str, also: impl Fn(u8) -> bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn judged(address: &str) -> Option<&'static str> {
+        forbidden_address(address.parse().expect(address))
+    }
+
+    /// Every refused range, its first and last address where a neighbour could slip
+    /// through, with the reason it is refused for.
+    const REFUSED: &[(&str, &str)] = &[
+        // IPv4, per IANA's special-purpose registry.
+        ("0.0.0.0", "an unspecified or 'this network' address"),
+        ("0.255.255.255", "an unspecified or 'this network' address"),
+        ("10.0.0.0", "a private address"),
+        ("10.255.255.255", "a private address"),
+        ("100.64.0.0", "a carrier-grade NAT address"),
+        ("100.127.255.255", "a carrier-grade NAT address"),
+        ("100.100.100.200", "a carrier-grade NAT address"),
+        ("127.0.0.1", "a loopback address"),
+        ("127.255.255.254", "a loopback address"),
+        ("169.254.169.254", "the cloud metadata address"),
+        ("169.254.0.1", "a link-local address"),
+        ("169.254.170.2", "a link-local address"),
+        ("172.16.0.0", "a private address"),
+        ("172.31.255.255", "a private address"),
+        ("192.0.0.0", "an IETF protocol address"),
+        ("192.0.0.170", "an IETF protocol address"),
+        ("192.0.0.255", "an IETF protocol address"),
+        ("192.0.2.1", "a documentation address"),
+        ("192.31.196.1", "an AS112 DNS sink address"),
+        ("192.52.193.1", "an AMT relay address"),
+        ("192.88.99.0", "a 6to4 relay anycast address"),
+        ("192.88.99.255", "a 6to4 relay anycast address"),
+        ("192.168.0.0", "a private address"),
+        ("192.168.255.255", "a private address"),
+        ("192.175.48.1", "an AS112 DNS sink address"),
+        ("198.18.0.0", "a benchmarking address"),
+        ("198.19.255.255", "a benchmarking address"),
+        ("198.51.100.7", "a documentation address"),
+        ("203.0.113.7", "a documentation address"),
+        ("224.0.0.1", "a multicast address"),
+        ("239.255.255.255", "a multicast address"),
+        ("240.0.0.0", "a reserved address"),
+        ("255.255.255.254", "a reserved address"),
+        ("255.255.255.255", "the broadcast address"),
+        // IPv6, per IANA's special-purpose registry.
+        ("::", "the unspecified address"),
+        ("::1", "a loopback address"),
+        ("fd00:ec2::254", "the cloud metadata address"),
+        ("64:ff9b:1::", "a local-use NAT64 address"),
+        (
+            "64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+            "a local-use NAT64 address",
+        ),
+        ("100::", "a discard-only address"),
+        ("100::ffff:ffff:ffff:ffff", "a discard-only address"),
+        ("2001::1", "a Teredo tunnel address"),
+        (
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "a Teredo tunnel address",
+        ),
+        ("2001:1::1", "an IETF protocol address"),
+        ("2001:2::1", "a benchmarking address"),
+        ("2001:3::1", "an IETF protocol address"),
+        ("2001:4:112::1", "an IETF protocol address"),
+        ("2001:10::1", "an ORCHID address"),
+        ("2001:1f:ffff::1", "an ORCHID address"),
+        ("2001:20::1", "an ORCHIDv2 address"),
+        ("2001:2f:ffff::1", "an ORCHIDv2 address"),
+        ("2001:30::1", "an IETF protocol address"),
+        ("2001:1ff:ffff::1", "an IETF protocol address"),
+        ("2001:db8::1", "a documentation address"),
+        ("2001:db8:ffff::1", "a documentation address"),
+        ("2620:4f:8000::1", "an AS112 DNS sink address"),
+        ("3fff::1", "a documentation address"),
+        ("3fff:fff:ffff::1", "a documentation address"),
+        ("5f00::1", "a segment routing (SRv6) address"),
+        ("fc00::1", "a unique local (private) address"),
+        ("fdff:ffff::1", "a unique local (private) address"),
+        ("fe80::1", "a link-local address"),
+        ("febf:ffff::1", "a link-local address"),
+        ("fec0::1", "a site-local address"),
+        ("feff:ffff::1", "a site-local address"),
+        ("ff02::1", "a multicast address"),
+        ("ff0e::1", "a multicast address"),
+        // Outside global unicast 2000::/3: reserved or unassigned space.
+        (
+            "::1:0:0:0",
+            "a reserved address (outside global unicast 2000::/3)",
+        ),
+        (
+            "1::1",
+            "a reserved address (outside global unicast 2000::/3)",
+        ),
+        (
+            "4000::1",
+            "a reserved address (outside global unicast 2000::/3)",
+        ),
+        (
+            "1fff:ffff::1",
+            "a reserved address (outside global unicast 2000::/3)",
+        ),
+        (
+            "e000::1",
+            "a reserved address (outside global unicast 2000::/3)",
+        ),
+        // IPv4 carried in IPv6: judged as the IPv4 address it carries.
+        ("::ffff:127.0.0.1", "a loopback address"),
+        ("::ffff:169.254.169.254", "the cloud metadata address"),
+        ("::ffff:0:10.0.0.1", "a private address"),
+        ("::ffff:0:127.0.0.1", "a loopback address"),
+        ("::10.0.0.1", "a private address"),
+        ("::127.0.0.2", "a loopback address"),
+        ("::0.0.0.2", "an unspecified or 'this network' address"),
+        ("64:ff9b::a9fe:a9fe", "the cloud metadata address"),
+        ("64:ff9b::192.168.1.1", "a private address"),
+        ("2002:7f00:1::", "a loopback address"),
+        ("2002:a9fe:a9fe:1:2:3:4:5", "the cloud metadata address"),
+        ("2002:c0a8:101::1", "a private address"),
+        ("2002:6440::", "a carrier-grade NAT address"),
+    ];
+
+    #[test]
+    fn every_special_purpose_range_is_refused_naming_why() {
+        for (address, why) in REFUSED {
+            assert_eq!(judged(address), Some(*why), "{address}");
+        }
+    }
+
+    #[test]
+    fn public_addresses_next_to_the_refused_ranges_are_accepted() {
+        for address in [
+            "1.0.0.1",
+            "8.8.8.8",
+            "9.255.255.255",
+            "11.0.0.0",
+            "100.63.255.255",
+            "100.128.0.0",
+            "126.255.255.255",
+            "128.0.0.0",
+            "169.253.255.255",
+            "169.255.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "192.0.1.0",
+            "192.0.3.0",
+            "192.88.98.255",
+            "192.88.100.0",
+            "192.167.255.255",
+            "192.169.0.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "223.255.255.255",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "2a00:1450:4001::200e",
+            "2000::1",
+            "2001:200::1",
+            "2001:db7:ffff::1",
+            "2001:db9::1",
+            "2620:4f:8001::1",
+            "3ffe:ffff::1",
+            "3fff:1000::1",
+            // IPv4 carried in IPv6, public inside.
+            "::ffff:93.184.216.34",
+            "::ffff:0:93.184.216.34",
+            "::8.8.8.8",
+            "64:ff9b::8.8.8.8",
+            "2002:5db8:d822::1",
+        ] {
+            assert_eq!(judged(address), None, "{address}");
+        }
+    }
 
     /// Inputs whose parse the `url` crate (which this replaced) is the judge of.
     const CASES: &[&str] = &[

@@ -6,7 +6,7 @@
 //! in that order: event n+1 is not sent before n is delivered or given up.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -98,74 +98,8 @@ fn refused(message: &str) -> ValidationError {
     ValidationError::new("status_callback", message)
 }
 
-/// Why a webhook may not be sent to `ip`, if it may not: loopback, private, link-local,
-/// CGNAT, multicast, unspecified, documentation and other reserved ranges, and the
-/// cloud metadata addresses (169.254.169.254, fd00:ec2::254). An IPv4 address written
-/// inside IPv6 (mapped, compatible, NAT64) is judged as the IPv4 address it carries.
-pub fn forbidden_address(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = embedded_v4(v6) {
-                return forbidden_v4(v4);
-            }
-            forbidden_v6(v6)
-        }
-    }
-}
-
-fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
-    Some(match () {
-        () if ip == Ipv4Addr::new(169, 254, 169, 254) => "the cloud metadata address",
-        () if ip.is_loopback() => "a loopback address",
-        () if ip.is_private() => "a private address",
-        () if ip.is_link_local() => "a link-local address",
-        () if a == 100 && (64..128).contains(&b) => "a carrier-grade NAT address",
-        () if ip.is_multicast() => "a multicast address",
-        () if ip.is_broadcast() => "the broadcast address",
-        () if a == 0 => "an unspecified or 'this network' address",
-        () if a >= 240 => "a reserved address",
-        () if a == 192 && b == 0 && c == 0 => "an IETF protocol address",
-        () if ip.is_documentation() => "a documentation address",
-        () if a == 198 && (b == 18 || b == 19) => "a benchmarking address",
-        () => return None,
-    })
-}
-
-fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let first = ip.segments()[0];
-    Some(match () {
-        () if ip
-            == "fd00:ec2::254"
-                .parse::<Ipv6Addr>()
-                .unwrap_or(Ipv6Addr::UNSPECIFIED) =>
-        {
-            "the cloud metadata address"
-        }
-        () if ip.is_loopback() => "a loopback address",
-        () if ip.is_unspecified() => "the unspecified address",
-        () if ip.is_multicast() => "a multicast address",
-        () if first & 0xfe00 == 0xfc00 => "a unique local (private) address",
-        () if first & 0xffc0 == 0xfe80 => "a link-local address",
-        () if first & 0xffc0 == 0xfec0 => "a site-local address",
-        () if first == 0x2001 && ip.segments()[1] == 0x0db8 => "a documentation address",
-        () => return None,
-    })
-}
-
-/// The IPv4 address an IPv6 address stands for: `::ffff:a.b.c.d` (mapped),
-/// `::a.b.c.d` (compatible) and `64:ff9b::a.b.c.d` (NAT64).
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return Some(v4);
-    }
-    let s = ip.segments();
-    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    let compatible = s[..6].iter().all(|&x| x == 0) && !ip.is_loopback() && !ip.is_unspecified();
-    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0);
-    (compatible || nat64).then_some(tail)
-}
+/// The address rules live with the URL parser; see its table.
+pub use super::callback_url::forbidden_address;
 
 /// Which events a webhook gets: statuses, and `dtmf` for each digit pressed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_dns;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
