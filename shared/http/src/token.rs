@@ -23,7 +23,7 @@ use crate::TokenState;
         (status = 415, body = ErrorBody, description = "A body that is not declared application/x-www-form-urlencoded"),
         (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds")),
-            description = "Too many failed logins for this username or from this address"),
+            description = "Too many failed logins for this username from this address, or from this address"),
         (status = 503, body = ErrorBody),
     )
 )]
@@ -39,10 +39,13 @@ pub async fn token(
             detail: "only the password grant is supported".into(),
         });
     }
-    let client = client.map(|address| address.throttle_key());
     let issued = state
         .login
-        .login(&form.username, &form.password, client.as_deref())
+        .login(
+            &form.username,
+            &form.password,
+            client.map(|address| address.0),
+        )
         .await?;
     Ok(Json(TokenResponse {
         access_token: issued.access_token,
