@@ -23,7 +23,7 @@ use crate::TokenState;
         (status = 415, body = ErrorBody, description = "A body that is not declared application/x-www-form-urlencoded"),
         (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds")),
-            description = "Too many failed logins for this username from this address, or from this address"),
+            description = "Too many failed logins for this username or from this address"),
         (status = 503, body = ErrorBody),
     )
 )]
