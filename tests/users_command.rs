@@ -1,5 +1,5 @@
-//! The user-management command against every store: create, log in, disable, enable,
-//! reset a password, list.
+//! The user-management command against every store: create, log in, disable (which
+//! ends earlier tokens for good), enable, reset a password, list.
 
 use std::io::Cursor;
 
@@ -27,6 +27,11 @@ async fn login_ok(store: &dyn UserStore, name: &str, password: &str) -> bool {
     accepts(&Bcrypt::new(4), user.as_ref(), password)
 }
 
+async fn token_version(store: &dyn UserStore, name: &str) -> u64 {
+    let user = store.get_user(name).await.expect("get").expect("exists");
+    user.token_version
+}
+
 async fn manage_users(store: &dyn UserStore) {
     run(store, &["create", "carol"], "first-password\n")
         .await
@@ -47,10 +52,16 @@ async fn manage_users(store: &dyn UserStore) {
         run(store, &["create", "dave"], "short\n").await.is_err(),
         "password too short"
     );
+    let before_disable = token_version(store, "carol").await;
     run(store, &["disable", "carol"], "")
         .await
         .expect("disable");
     assert!(!login_ok(store, "carol", "first-password").await);
+    let disabled_at = token_version(store, "carol").await;
+    assert!(
+        disabled_at > before_disable,
+        "a disable ends carol's earlier tokens for good"
+    );
     assert!(
         run(store, &["list"], "")
             .await
@@ -58,6 +69,11 @@ async fn manage_users(store: &dyn UserStore) {
             .contains("carol\tdisabled")
     );
     run(store, &["enable", "carol"], "").await.expect("enable");
+    assert_eq!(
+        token_version(store, "carol").await,
+        disabled_at,
+        "an enable brings no earlier token back"
+    );
     run(store, &["reset-password", "carol"], "second-password\n")
         .await
         .expect("reset");

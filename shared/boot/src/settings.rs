@@ -563,10 +563,13 @@ impl WebhookSettings {
     }
 }
 
-/// The login throttle's budgets: `LOGIN_MAX_FAILURES_PER_USER` (default 5) and
-/// `LOGIN_MAX_FAILURES_PER_ADDRESS` (default 20) failures are free within
-/// `LOGIN_FAILURE_WINDOW_SECONDS` (default 900) of the last one; past them each failure
-/// doubles the wait, from 1 s up to `LOGIN_MAX_BACKOFF_SECONDS` (default 900).
+/// The login throttle's budgets: `LOGIN_MAX_FAILURES_PER_USER` (default 5, for one
+/// username from one address) and `LOGIN_MAX_FAILURES_PER_ADDRESS` (default 20)
+/// failures are free within `LOGIN_FAILURE_WINDOW_SECONDS` (default 900) of the last
+/// one; past them each failure doubles the wait, from 1 s up to
+/// `LOGIN_MAX_BACKOFF_SECONDS` (default 900). Past
+/// `LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES` (default 100) failures for a username,
+/// only addresses without failures for it are checked.
 pub fn throttle_policy(env: &dyn Env) -> Result<ThrottlePolicy, ConfigError> {
     let defaults = ThrottlePolicy::default();
     let count = |name, default: u32| -> Result<u32, ConfigError> {
@@ -585,6 +588,10 @@ pub fn throttle_policy(env: &dyn Env) -> Result<ThrottlePolicy, ConfigError> {
     Ok(ThrottlePolicy {
         user_failures: count("LOGIN_MAX_FAILURES_PER_USER", defaults.user_failures)?,
         address_failures: count("LOGIN_MAX_FAILURES_PER_ADDRESS", defaults.address_failures)?,
+        user_ceiling: count(
+            "LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES",
+            defaults.user_ceiling,
+        )?,
         window: seconds("LOGIN_FAILURE_WINDOW_SECONDS", defaults.window)?,
         max_backoff: seconds("LOGIN_MAX_BACKOFF_SECONDS", defaults.max_backoff)?,
     })
@@ -775,6 +782,7 @@ mod tests {
             KEY,
             ("LOGIN_MAX_FAILURES_PER_USER", "3"),
             ("LOGIN_MAX_FAILURES_PER_ADDRESS", "50"),
+            ("LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES", "400"),
             ("LOGIN_FAILURE_WINDOW_SECONDS", "600"),
             ("LOGIN_MAX_BACKOFF_SECONDS", "60"),
             ("AUTH_USER_CACHE_MS", "0"),
@@ -782,6 +790,7 @@ mod tests {
         let token = TokenFunction::from_env(&env).expect("loads");
         assert_eq!(token.throttle.user_failures, 3);
         assert_eq!(token.throttle.address_failures, 50);
+        assert_eq!(token.throttle.user_ceiling, 400);
         assert_eq!(token.throttle.window, chrono::Duration::minutes(10));
         assert_eq!(token.throttle.max_backoff, chrono::Duration::minutes(1));
         assert!(token.auth.user_cache.is_zero());
@@ -791,6 +800,7 @@ mod tests {
         for (var, value) in [
             ("LOGIN_MAX_FAILURES_PER_USER", "0"),
             ("LOGIN_MAX_FAILURES_PER_ADDRESS", "many"),
+            ("LOGIN_MAX_FAILURES_PER_USER_ALL_ADDRESSES", "0"),
             ("LOGIN_FAILURE_WINDOW_SECONDS", "0"),
             ("LOGIN_MAX_BACKOFF_SECONDS", "100000"),
             ("AUTH_USER_CACHE_MS", "61000"),

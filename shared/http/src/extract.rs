@@ -78,24 +78,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     }
 }
 
-impl ClientAddress {
-    /// What the throttle counts: an IPv4 address, or an IPv6 address's /64, since one
-    /// subscriber is given a whole /64 and could otherwise rotate through it.
-    pub fn throttle_key(&self) -> String {
-        use std::net::IpAddr;
-        match self.0 {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.to_string(),
-                None => {
-                    let s = v6.segments();
-                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-                }
-            },
-        }
-    }
-}
-
 /// Path parameters; axum's own rejection (a percent-escape that decodes to invalid
 /// UTF-8, say) would answer `text/plain`.
 #[derive(FromRequestParts)]

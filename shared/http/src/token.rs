@@ -39,10 +39,13 @@ pub async fn token(
             detail: "only the password grant is supported".into(),
         });
     }
-    let client = client.map(|address| address.throttle_key());
     let issued = state
         .login
-        .login(&form.username, &form.password, client.as_deref())
+        .login(
+            &form.username,
+            &form.password,
+            client.map(|address| address.0),
+        )
         .await?;
     Ok(Json(TokenResponse {
         access_token: issued.access_token,

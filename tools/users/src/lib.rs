@@ -16,8 +16,10 @@ pub const USAGE: &str = "usage: dialer-users <command>
   reset-password USERNAME   set a new password, read from standard input; ends every
                             token issued before
   revoke-tokens USERNAME    end every token issued to the user so far
-  disable USERNAME          refuse the user's logins and tokens at once
-  enable USERNAME           allow the user's logins again
+  disable USERNAME          refuse the user's logins and tokens at once; ends for
+                            good every token issued before
+  enable USERNAME           allow the user's logins again (tokens issued before the
+                            disable stay ended)
   list                      list users, whether they are enabled, and their limits
   set-webhook USERNAME URL  the status_callback the user's calls take when a request
                             names none (https, unless WEBHOOK_ALLOW_INSECURE=true where
@@ -57,7 +59,7 @@ pub async fn run(
         ["reset-password", name] => {
             let mut user = existing(users, name).await?;
             user.password_hash = hash(hasher, &read_password(input)?)?;
-            user.token_version = user.token_version.saturating_add(1);
+            user.revoke_tokens();
             save(users, &user).await?;
             say(
                 out,
@@ -66,18 +68,27 @@ pub async fn run(
         }
         ["revoke-tokens", name] => {
             let mut user = existing(users, name).await?;
-            user.token_version = user.token_version.saturating_add(1);
+            user.revoke_tokens();
             save(users, &user).await?;
             say(
                 out,
                 &format!("every token issued to {name} so far is revoked"),
             )
         }
-        [flag @ ("disable" | "enable"), name] => {
+        ["disable", name] => {
             let mut user = existing(users, name).await?;
-            user.disabled = *flag == "disable";
+            user.disable();
             save(users, &user).await?;
-            say(out, &format!("{name} {flag}d"))
+            say(
+                out,
+                &format!("{name} disabled; earlier tokens no longer work, even after enable"),
+            )
+        }
+        ["enable", name] => {
+            let mut user = existing(users, name).await?;
+            user.enable();
+            save(users, &user).await?;
+            say(out, &format!("{name} enabled"))
         }
         ["set-webhook", name, url] => {
             let mut user = existing(users, name).await?;

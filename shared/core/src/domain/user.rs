@@ -8,7 +8,7 @@ pub struct User {
     pub password_hash: String,
     pub disabled: bool,
     /// Tokens carry the version they were issued under; raising it (a password reset,
-    /// `dialer-users revoke-tokens`) ends every token issued before.
+    /// `dialer-users revoke-tokens`, a disable) ends every token issued before.
     #[serde(default)]
     pub token_version: u64,
     /// Where this user's calls send their events when a request names no
@@ -62,6 +62,23 @@ impl User {
         if let Some(old) = self.webhook_secret.replace(new_webhook_secret()) {
             self.previous_webhook_secret = Some((old, now));
         }
+    }
+
+    /// Refuses the user's logins and tokens, and ends for good every token issued so
+    /// far: enabling the user again does not bring them back.
+    pub fn disable(&mut self) {
+        self.disabled = true;
+        self.revoke_tokens();
+    }
+
+    /// Allows the user's logins again; only tokens issued from now on work.
+    pub fn enable(&mut self) {
+        self.disabled = false;
+    }
+
+    /// Ends every token issued so far.
+    pub fn revoke_tokens(&mut self) {
+        self.token_version = self.token_version.saturating_add(1);
     }
 
     /// Whether a token issued under `version` still speaks for this user.
@@ -159,5 +176,16 @@ mod tests {
         assert!(user.accepts_token(1));
         user.disabled = true;
         assert!(!user.accepts_token(1));
+    }
+
+    #[test]
+    fn a_token_issued_before_a_disable_stays_ended_after_the_enable() {
+        let mut user = User::new("alice", "hash");
+        let issued = user.token_version;
+        user.disable();
+        assert!(!user.accepts_token(issued));
+        user.enable();
+        assert!(!user.accepts_token(issued), "the old token stays ended");
+        assert!(user.accepts_token(user.token_version), "a new one works");
     }
 }

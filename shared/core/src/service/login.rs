@@ -2,6 +2,7 @@
 //! the check of the bearer token on every other request.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,9 +11,11 @@ use tokio::sync::Semaphore;
 
 use super::ServiceError;
 use crate::auth::{PasswordHasher, TokenError, Tokens, accepts};
-use crate::domain::throttle::retry_after_seconds;
+use crate::domain::throttle::{
+    AttemptCounts, FailureCount, ThrottleKey, ThrottlePolicy, UNKNOWN_ADDRESS, address_key,
+    retry_after_seconds,
+};
 use crate::domain::user::valid_username;
-use crate::domain::{ThrottleKey, ThrottlePolicy};
 use crate::metrics::Metrics;
 use crate::secrets::SecretError;
 use crate::store::{StoreError, ThrottleStore, UserReads};
@@ -77,22 +80,30 @@ impl LoginService {
     }
 
     /// Unknown user, disabled user and wrong password give the same error after the
-    /// same bcrypt work. A username or client address over its failure budget is
-    /// refused with [`ServiceError::Throttled`] before any password is checked.
+    /// same bcrypt work. An attempt the throttle holds back (see
+    /// [`crate::domain::throttle`]) is refused with [`ServiceError::Throttled`] before
+    /// any password is checked. `client`: the address the request came from, when the
+    /// serving layer knows it.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
-        client: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<IssuedToken, ServiceError> {
-        // A name no user can have gets no counter of its own: its guesses count against
+        let address = client.map_or_else(|| UNKNOWN_ADDRESS.to_owned(), address_key);
+        // A name no user can have gets no counts of its own: its guesses count against
         // the address only, and cannot fill the store with junk keys.
-        let user_key = valid_username(username).then_some(ThrottleKey::User(username));
-        let keys: Vec<ThrottleKey<'_>> = user_key
-            .into_iter()
-            .chain(client.map(ThrottleKey::Address))
-            .collect();
-        self.refuse_if_throttled(&keys).await?;
+        let name = valid_username(username).then_some(username);
+        let attempt = Attempt {
+            user_at_address: name.map(|name| ThrottleKey::UserAtAddress(name, &address)),
+            address: ThrottleKey::Address(&address),
+            user: name.map(ThrottleKey::User),
+            // Only a name a user could have is logged; anything else might be a
+            // password typed into the wrong field, or junk.
+            logged_name: name.unwrap_or("(not a valid username)"),
+            logged_client: client.map_or_else(|| UNKNOWN_ADDRESS.to_owned(), |ip| ip.to_string()),
+        };
+        self.refuse_if_throttled(&attempt).await?;
 
         let user = self.users.get_user(username).await?;
         let ok = {
@@ -104,7 +115,7 @@ impl LoginService {
             // Guesses sent all at once pass the first check together; those that waited
             // here for a slot are looked at again, so the failures recorded meanwhile
             // stop them before they cost a bcrypt check each.
-            self.refuse_if_throttled(&keys).await?;
+            self.refuse_if_throttled(&attempt).await?;
             let hasher = self.hasher.clone();
             let password = password.to_owned();
             let user = user.clone();
@@ -120,16 +131,27 @@ impl LoginService {
             Some(user) if ok => user,
             _ => {
                 self.metrics.inc("dialer_token_failures_total", &[]);
-                let now = Utc::now();
-                for key in &keys {
-                    self.throttle
-                        .record_failure(&key.text(), now, self.policy.window)
-                        .await?;
-                }
+                // The client hears one answer for all three; the operator may tell
+                // them apart.
+                let reason = match &user {
+                    None => "unknown username",
+                    Some(user) if user.disabled => "disabled user",
+                    Some(_) => "wrong password",
+                };
+                tracing::warn!(
+                    username = attempt.logged_name,
+                    client = %attempt.logged_client,
+                    reason,
+                    "failed login"
+                );
+                self.record_failure(&attempt).await?;
                 return Err(ServiceError::BadCredentials);
             }
         };
-        if let Some(key) = user_key {
+        // The owner proved themselves from this address: its own count goes. The
+        // username's count over all addresses stays, or a flood spread over many
+        // addresses would start afresh at every login of the owner.
+        if let Some(key) = attempt.user_at_address {
             self.throttle.clear_failures(&key.text()).await?;
         }
         let access_token = self
@@ -146,29 +168,85 @@ impl LoginService {
         })
     }
 
-    async fn refuse_if_throttled(&self, keys: &[ThrottleKey<'_>]) -> Result<(), ServiceError> {
+    /// Refuses the attempt, with a log line, when the throttle holds it back.
+    async fn refuse_if_throttled(&self, attempt: &Attempt<'_>) -> Result<(), ServiceError> {
         let now = Utc::now();
-        let mut until = None;
-        for key in keys {
-            let count = self
-                .throttle
-                .failures(&key.text(), now, self.policy.window)
+        let (user_at_address, address, user) = tokio::try_join!(
+            self.failures(attempt.user_at_address, now),
+            self.failures(Some(attempt.address), now),
+            self.failures(attempt.user, now),
+        )?;
+        let counts = AttemptCounts {
+            user_at_address,
+            address,
+            user,
+        };
+        let Some(blocked) = self.policy.blocked(&counts, now) else {
+            return Ok(());
+        };
+        self.metrics
+            .inc("dialer_token_requests_total", &[("result", "throttled")]);
+        let retry_after_seconds = retry_after_seconds(blocked.until, now);
+        tracing::info!(
+            username = attempt.logged_name,
+            client = %attempt.logged_client,
+            counted_by = blocked.by.as_str(),
+            retry_after_seconds,
+            "login throttled"
+        );
+        Err(ServiceError::Throttled {
+            retry_after_seconds,
+        })
+    }
+
+    /// One failure under each of the attempt's keys, all three at once.
+    async fn record_failure(&self, attempt: &Attempt<'_>) -> Result<(), ServiceError> {
+        let now = Utc::now();
+        tokio::try_join!(
+            self.record(attempt.user_at_address, now),
+            self.record(Some(attempt.address), now),
+            self.record(attempt.user, now),
+        )?;
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        key: Option<ThrottleKey<'_>>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if let Some(key) = key {
+            self.throttle
+                .record_failure(&key.text(), now, self.policy.window)
                 .await?;
-            if let Some(blocked) = count.and_then(|c| self.policy.blocked_until(*key, &c, now)) {
-                until = until.max(Some(blocked));
-            }
         }
-        match until {
-            Some(until) => {
-                self.metrics
-                    .inc("dialer_token_requests_total", &[("result", "throttled")]);
-                Err(ServiceError::Throttled {
-                    retry_after_seconds: retry_after_seconds(until, now),
-                })
+        Ok(())
+    }
+
+    async fn failures(
+        &self,
+        key: Option<ThrottleKey<'_>>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<FailureCount>, StoreError> {
+        match key {
+            Some(key) => {
+                self.throttle
+                    .failures(&key.text(), now, self.policy.window)
+                    .await
             }
-            None => Ok(()),
+            None => Ok(None),
         }
     }
+}
+
+/// The throttle's keys for one login attempt (the username's two only when it is a
+/// name a user could have), and how its log lines name it.
+struct Attempt<'a> {
+    user_at_address: Option<ThrottleKey<'a>>,
+    address: ThrottleKey<'a>,
+    user: Option<ThrottleKey<'a>>,
+    logged_name: &'a str,
+    logged_client: String,
 }
 
 impl Authenticator {
