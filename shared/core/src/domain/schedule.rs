@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Timelike, Utc};
 
 use super::status::CallStatus;
 use super::time_zone::TimeZone;
@@ -134,7 +134,9 @@ impl RetryOutcome {
 pub const MAX_SEND_AHEAD: Duration = Duration::days(30);
 
 /// `send_at`: an RFC 3339 time, at most [`MAX_SEND_AHEAD`] after `now`. A time already
-/// past means "now".
+/// past means "now". A leap second (`…:60`, which RFC 3339 allows) is read as the
+/// instant it ends at, the next minute's `:00`, as POSIX clocks count it: the record and
+/// every answer then hold a time every client can parse.
 pub fn send_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ValidationError> {
     let at = DateTime::parse_from_rfc3339(raw)
         .map_err(|_| {
@@ -144,6 +146,11 @@ pub fn send_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Validatio
             )
         })?
         .with_timezone(&Utc);
+    let at = if at.nanosecond() >= 1_000_000_000 {
+        at.with_nanosecond(0).unwrap_or(at) + Duration::seconds(1)
+    } else {
+        at
+    };
     if at > now + MAX_SEND_AHEAD {
         return Err(ValidationError::new(
             "send_at",
@@ -429,6 +436,26 @@ mod tests {
             serde_json::from_str::<CallingWindow>(&text).expect("read back"),
             w
         );
+    }
+
+    #[test]
+    fn a_leap_second_is_read_as_the_next_minutes_first_instant() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        for (raw, read) in [
+            ("2026-12-05T23:59:60Z", "2026-12-06T00:00:00.000Z"),
+            ("2026-12-05T23:59:60.500Z", "2026-12-06T00:00:00.000Z"),
+            ("2026-12-05T10:29:60+02:00", "2026-12-05T08:30:00.000Z"),
+        ] {
+            let at = send_at(raw, now).expect(raw);
+            assert_eq!(
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                read,
+                "{raw}"
+            );
+            assert!(at.nanosecond() < 1_000_000_000, "{raw}: no leap second kept");
+        }
     }
 
     #[test]
