@@ -281,6 +281,41 @@ pub async fn active_calls_are_those_not_final(store: Arc<dyn Store>) {
     assert!(!active.contains(&ended.id));
 }
 
+pub async fn calls_in_progress_and_the_queue_split_the_active_calls(store: Arc<dyn Store>) {
+    let owner = format!("owner-{}", Uuid::new_v4().simple());
+    let ringing = new_call(&owner);
+    let ended = new_call(&owner);
+    let waiting = queued_call(&owner, now(), now() + Duration::hours(1));
+    for call in [&ringing, &ended, &waiting] {
+        insert(&*store, call).await;
+    }
+    store
+        .transition(ringing.id, &to(CallStatus::Ringing))
+        .await
+        .expect("write");
+    store
+        .transition(ended.id, &to(CallStatus::Busy))
+        .await
+        .expect("write");
+    let in_progress: Vec<Uuid> = store
+        .calls_in_progress()
+        .await
+        .expect("in progress")
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(in_progress.contains(&ringing.id));
+    assert!(!in_progress.contains(&ended.id), "final");
+    assert!(!in_progress.contains(&waiting.id), "queued");
+    let queued = store.queued_calls().await.expect("queued");
+    let mine: Vec<&QueuedCall> = queued.iter().filter(|q| q.owner == owner).collect();
+    assert_eq!(
+        mine,
+        [&QueuedCall::of(&waiting).expect("queued")],
+        "the queued call alone, as the queue lists it"
+    );
+}
+
 pub async fn a_users_calls_list_newest_first_in_pages(store: Arc<dyn Store>) {
     let owner = format!("owner-{}", Uuid::new_v4().simple());
     let mut ids = Vec::new();
@@ -1810,6 +1845,7 @@ contract!(
     annotations_apply_only_while_active,
     racing_writers_leave_one_final_state,
     active_calls_are_those_not_final,
+    calls_in_progress_and_the_queue_split_the_active_calls,
     a_users_calls_list_newest_first_in_pages,
     paging_never_skips_or_repeats_a_call,
     unconfirmed_originates_and_failed_media_are_kept,

@@ -216,7 +216,7 @@ impl CallEvents {
         let grace = chrono::Duration::from_std(pending_grace).unwrap_or(chrono::Duration::MAX);
         let mut behind = Vec::new();
         let mut waiting = Vec::new();
-        for call in self.store.active_calls().await? {
+        for call in self.store.calls_in_progress().await? {
             // An unconfirmed originate's channel may not exist yet: the sweeper settles
             // it after its own grace period. A queued call has no channel to look at.
             if call.status == CallStatus::Queued
@@ -338,7 +338,7 @@ impl CallEvents {
         unconfirmed_grace: Duration,
     ) -> Result<usize, StoreError> {
         let mut finished = 0;
-        for call in self.store.active_calls().await? {
+        for call in self.store.calls_in_progress().await? {
             if call.status == CallStatus::Queued {
                 // Waiting for the dispatcher; no channel of it exists.
                 continue;

@@ -415,6 +415,32 @@ impl CallBacklog for PgStore {
         rows.iter().map(call_from_row).collect()
     }
 
+    async fn calls_in_progress(&self) -> Result<Vec<Call>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE status = ANY($1) AND status <> 'queued' ORDER BY created_at"
+        );
+        let rows = sqlx::query(sql)
+            .bind(active_statuses())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(call_from_row).collect()
+    }
+
+    async fn queued_calls(&self) -> Result<Vec<QueuedCall>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT call_id, owner, attempt_number, COALESCE(queued_until, created_at) AS due_at,
+                    created_at
+             FROM calls WHERE status = 'queued'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(queued_call_of_row).collect()
+    }
+
     async fn record_delivery(
         &self,
         id: Uuid,

@@ -454,7 +454,10 @@ mod tests {
                 read,
                 "{raw}"
             );
-            assert!(at.nanosecond() < 1_000_000_000, "{raw}: no leap second kept");
+            assert!(
+                at.nanosecond() < 1_000_000_000,
+                "{raw}: no leap second kept"
+            );
         }
     }
 

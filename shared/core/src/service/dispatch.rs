@@ -448,18 +448,13 @@ impl Dispatcher {
     /// the middle of a change is overwritten). Settles claims whose dispatcher died
     /// before dialing them.
     pub async fn reconcile(&self, memory: &mut ReconcileMemory) -> Result<(), StoreError> {
-        let active = self.calls.active_calls().await?;
+        let active = self.calls.calls_in_progress().await?;
+        let queued = self.calls.queued_calls().await?;
         let now = crate::domain::now();
-        *self.waiting_users.lock().unwrap_or_else(|p| p.into_inner()) = active
-            .iter()
-            .filter(|c| c.status == CallStatus::Queued)
-            .map(|c| c.owner.clone())
-            .collect();
-        let holding: HashSet<(Uuid, u32)> = active
-            .iter()
-            .filter(|c| c.status != CallStatus::Queued)
-            .map(|c| (c.id, c.attempt_number))
-            .collect();
+        *self.waiting_users.lock().unwrap_or_else(|p| p.into_inner()) =
+            queued.iter().map(|q| q.owner.clone()).collect();
+        let holding: HashSet<(Uuid, u32)> =
+            active.iter().map(|c| (c.id, c.attempt_number)).collect();
         let holds = |slot: crate::domain::Slot| holding.contains(&(slot.call, slot.attempt));
         let grace =
             chrono::Duration::from_std(self.timing.claim_timeout).unwrap_or(chrono::Duration::MAX);
@@ -474,10 +469,7 @@ impl Dispatcher {
             keys.push(pacing_queue_key(&user.username));
         }
         let mut queued_of: HashMap<String, u32> = HashMap::new();
-        for call in active
-            .iter()
-            .filter(|c| c.status == CallStatus::Queued && c.attempt_number == 1)
-        {
+        for call in queued.iter().filter(|q| q.attempt_number == 1) {
             *queued_of.entry(pacing_queue_key(&call.owner)).or_default() += 1;
             *queued_of.entry(PACING_QUEUE_TOTAL.to_owned()).or_default() += 1;
         }

@@ -275,6 +275,26 @@ impl CallBacklog for MemoryStore {
             .collect())
     }
 
+    async fn calls_in_progress(&self) -> Result<Vec<Call>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .active
+            .iter()
+            .filter(|id| !inner.queued.contains_key(id))
+            .filter_map(|id| inner.calls.get(id))
+            .cloned()
+            .collect())
+    }
+
+    async fn queued_calls(&self) -> Result<Vec<QueuedCall>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .queue
+            .iter()
+            .filter_map(|(_, _, id)| QueuedCall::of(inner.calls.get(id)?))
+            .collect())
+    }
+
     async fn record_delivery(
         &self,
         id: Uuid,

@@ -201,8 +201,30 @@ impl IdempotencyBinding {
 /// never work through them, hold a `dyn CallStore` and link none of it.
 #[async_trait]
 pub trait CallBacklog: CallStore {
-    /// Every call not yet in a final status: what the bridge reconciles after a reconnect.
+    /// Every call not yet in a final status, queued ones included.
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError>;
+
+    /// The calls between their claim from the queue (or their placement) and a final
+    /// status: [`CallBacklog::active_calls`] without the queued ones, which have no
+    /// channel. What the bridge reconciles and sweeps, and what holds a line. A store
+    /// that can leave the queue unread here should: a long queue must not make every
+    /// sweep cost its length.
+    async fn calls_in_progress(&self) -> Result<Vec<Call>, StoreError> {
+        let mut calls = self.active_calls().await?;
+        calls.retain(|c| c.status != crate::domain::CallStatus::Queued);
+        Ok(calls)
+    }
+
+    /// Every queued call, as the queue lists it (no call bodies): what the dispatcher
+    /// counts the queue from.
+    async fn queued_calls(&self) -> Result<Vec<QueuedCall>, StoreError> {
+        Ok(self
+            .active_calls()
+            .await?
+            .iter()
+            .filter_map(QueuedCall::of)
+            .collect())
+    }
 
     // The webhook outbox. Events are written by `insert_call`, `transition` and
     // `annotate` themselves, in the same atomic write as the change each reports
