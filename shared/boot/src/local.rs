@@ -382,9 +382,12 @@ mod tests {
     fn shutdown_drain_ms_sets_the_drain_and_a_value_out_of_range_stops_the_start() {
         let unset = LocalSettings::from_env(&Vars(&[])).expect("defaults");
         assert_eq!(unset.http_limits.drain, Limits::default().drain);
-        let given = LocalSettings::from_env(&Vars(&[("SHUTDOWN_DRAIN_MS", "2500")]))
-            .expect("in range");
-        assert_eq!(given.http_limits.drain, std::time::Duration::from_millis(2500));
+        let given =
+            LocalSettings::from_env(&Vars(&[("SHUTDOWN_DRAIN_MS", "2500")])).expect("in range");
+        assert_eq!(
+            given.http_limits.drain,
+            std::time::Duration::from_millis(2500)
+        );
         for bad in ["10001", "-1", "soon"] {
             let env = [("SHUTDOWN_DRAIN_MS", bad)];
             let err = LocalSettings::from_env(&Vars(&env)).expect_err("refused");

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::{Extension, Router};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::{Extension, Router};
 
 use dialer_core::health::{BridgeHealth, Draining};
 use dialer_core::metrics::Metrics;

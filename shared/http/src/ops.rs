@@ -1,11 +1,11 @@
 //! Operational routes: health, metrics, the API docs, and the JSON answers for unknown
 //! routes and methods.
 
-use axum::{Extension, Json};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::json;
 
 use std::sync::Arc;
