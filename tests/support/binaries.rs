@@ -93,7 +93,35 @@ impl Process {
         let _ = self.child.wait();
     }
 
-    /// Starts it again with the same variables, on the same port (after [`kill`]).
+    /// SIGTERM, as ECS or systemd stops it; [`Process::exited`] waits for the end.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM sent");
+    }
+
+    /// Its exit status, once it has exited; panics, with its log, if it runs on past
+    /// `limit`.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child's status") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the {} binary still runs {limit:?} after it was told to stop\n{}",
+                self.binary,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts it again with the same variables, on the same port (after [`kill`], or
+    /// after it exited).
     pub async fn restart(&mut self) {
         self.child = spawn(self.binary, &self.vars, &self.log);
         self.wait_for_bridge().await;

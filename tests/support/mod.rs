@@ -62,6 +62,9 @@ pub async fn start_local(options: Options) -> Running {
         ("ADMIN_USERNAME", ADMIN.0),
         ("ADMIN_PASSWORD", ADMIN.1),
         ("PBX_SIM_TIME_SCALE", scale.as_str()),
+        // A test's client keeps its connections idle at `stop()`: a short drain ends them
+        // soon (tests/drain.rs checks the drain itself, through the binary).
+        ("SHUTDOWN_DRAIN_MS", "100"),
         (
             "METRICS_ENABLED",
             if options.metrics { "true" } else { "false" },

@@ -3,13 +3,14 @@
 //! `/health` and `/metrics` on `BRIDGE_PORT` (default 8080), drains the webhook
 //! outbox (on DynamoDB the `notify` function delivers instead) and dispatches queued
 //! calls within the trunk's limits. On SIGTERM or SIGINT it stops dispatching and
-//! reading, flushes its write queue and exits 0.
+//! reading, drains its port (`/health` answers 503 `draining` at once; see
+//! `dialer_boot::serve`), flushes its write queue and exits 0.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use dialer_boot::serve::{serve, terminated};
+use dialer_boot::serve::{Limits, serve_with, terminated};
 use dialer_boot::settings::{BridgeSettings, ProcessEnv};
 use dialer_boot::{BridgeProcess, Platform};
 use dialer_core::metrics::Metrics;
@@ -30,6 +31,10 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let signal = terminated();
     let settings = BridgeSettings::from_env(&ProcessEnv)?;
+    let port_limits = Limits {
+        drain: dialer_boot::settings::shutdown_drain(&ProcessEnv)?,
+        ..Limits::default()
+    };
     let BridgeProcess {
         source,
         port,
@@ -42,7 +47,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], settings.port))).await?;
     tracing::info!(port = settings.port, app = %settings.pbx.ari.app, "bridge starting");
     let mut port_stopped = stopped.clone();
-    let http = tokio::spawn(serve(listener, port, async move {
+    let http = tokio::spawn(serve_with(listener, port, port_limits, async move {
         let _ = port_stopped.wait_for(|s| *s).await;
     }));
     let outbox = tokio::spawn(deliverer.drain(Default::default(), stopped.clone()));

@@ -48,7 +48,8 @@ pub struct LocalSettings {
     /// Start the event bridge (tests turn it off to see a call refused without one).
     pub bridge: bool,
     pub bridge_timing: EventSourceTiming,
-    /// `HTTP_HEADER_TIMEOUT_MS`, `HTTP_BODY_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`.
+    /// `HTTP_HEADER_TIMEOUT_MS`, `HTTP_BODY_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`,
+    /// `SHUTDOWN_DRAIN_MS`.
     pub http_limits: Limits,
     /// `MAX_CALLS_PER_SECOND`, `MAX_CONCURRENT_CALLS`.
     pub limits: dialer_core::domain::TrunkLimits,
@@ -133,8 +134,10 @@ impl LocalProcess {
         format!("http://{}", self.api_addr)
     }
 
-    /// Stops accepting, answers every request in flight, then stops the bridge, which
-    /// flushes its write queue (the calls those requests placed included), and returns.
+    /// Drains the API (see [`crate::serve`]: the listener closes, `/health` answers 503,
+    /// open connections may still deliver a request for `SHUTDOWN_DRAIN_MS` and every
+    /// request is answered), then stops the bridge, which flushes its write queue (the
+    /// calls those requests placed included), and returns.
     pub async fn stop(self) {
         let _ = self.stop_api.send(true);
         let _ = self.api.await;
@@ -149,7 +152,11 @@ impl LocalProcess {
     }
 }
 
+/// Binds the API's address first: a port already taken stops the start before anything
+/// runs, with a message naming the address.
 pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
+    let listener = bind(settings.listen).await?;
+    let api_addr = listener.local_addr()?;
     let platform = Platform::default();
     let store = crate::open_store(&settings.store, &platform).await?;
     let hasher = crate::password_hasher(settings.bcrypt_cost);
@@ -216,8 +223,6 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         )),
         settings.policy.clone(),
     );
-    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
-    let api_addr = listener.local_addr()?;
     let (stop_api, mut api_stopped) = watch::channel(false);
     let limits = settings.http_limits;
     let api = tokio::spawn(async move {
@@ -248,6 +253,51 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
     })
 }
 
+/// The API's listener, or why not, naming the address and what to change.
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, BootError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+        let kind = source.kind();
+        BootError::Io(std::io::Error::new(kind, ListenError { addr, source }))
+    })
+}
+
+/// The listen address could not be bound.
+#[derive(Debug)]
+struct ListenError {
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
+impl std::fmt::Display for ListenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addr = self.addr;
+        match self.source.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                write!(f, "{addr} is in use; set PORT to another port")
+            }
+            std::io::ErrorKind::AddrNotAvailable => write!(
+                f,
+                "{addr} is not an address of this machine; set HOST to one that is (e.g. 127.0.0.1)"
+            ),
+            std::io::ErrorKind::PermissionDenied => write!(
+                f,
+                "not allowed to listen on {addr}; set PORT to one above 1023"
+            ),
+            _ => write!(
+                f,
+                "cannot listen on {addr} ({}); set HOST and PORT to another address",
+                self.source
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ListenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 fn http_limits(env: &dyn Env) -> Result<Limits, ConfigError> {
     let defaults = Limits::default();
     let millis = |var, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {
@@ -268,6 +318,7 @@ fn http_limits(env: &dyn Env) -> Result<Limits, ConfigError> {
         header_read: millis("HTTP_HEADER_TIMEOUT_MS", defaults.header_read)?,
         body_read: millis("HTTP_BODY_TIMEOUT_MS", defaults.body_read)?,
         max_connections: parse(env, "HTTP_MAX_CONNECTIONS", defaults.max_connections)?,
+        drain: crate::settings::shutdown_drain(env)?,
     })
 }
 
@@ -329,5 +380,22 @@ mod tests {
             LocalSettings::from_env(&Vars(&[])).is_ok(),
             "the default passes"
         );
+    }
+
+    #[test]
+    fn shutdown_drain_ms_sets_the_drain_and_a_value_out_of_range_stops_the_start() {
+        let unset = LocalSettings::from_env(&Vars(&[])).expect("defaults");
+        assert_eq!(unset.http_limits.drain, Limits::default().drain);
+        let given =
+            LocalSettings::from_env(&Vars(&[("SHUTDOWN_DRAIN_MS", "2500")])).expect("in range");
+        assert_eq!(
+            given.http_limits.drain,
+            std::time::Duration::from_millis(2500)
+        );
+        for bad in ["10001", "-1", "soon"] {
+            let env = [("SHUTDOWN_DRAIN_MS", bad)];
+            let err = LocalSettings::from_env(&Vars(&env)).expect_err("refused");
+            assert_eq!(err.var, "SHUTDOWN_DRAIN_MS", "{bad}");
+        }
     }
 }

@@ -2,8 +2,17 @@
 //! and the bridge's health port; the Lambdas are served by the Lambda runtime instead),
 //! with the limits a server facing the internet needs: a client that sends its headers
 //! slowly, sends its body slowly, keeps a connection idle, or opens connections by the
-//! thousand cannot hold the server's resources for long. On shutdown the listener
-//! closes at once and every request in flight is answered before `serve` returns.
+//! thousand cannot hold the server's resources for long.
+//!
+//! On shutdown the server drains: the listener closes at once (a client connecting from
+//! then on is refused before it sends anything), `/health` answers 503, and every open
+//! connection, idle between requests or not, may still deliver a request for
+//! [`Limits::drain`]. Such a request is served in full and answered with
+//! `connection: close`; a connection that delivers nothing in that time is closed. A
+//! client that sent a request on a kept-alive connection just as the stop began gets its
+//! answer rather than a closed socket, and cannot be left wondering whether a call was
+//! placed. `serve` returns once every connection is done.
+//!
 //! Every error answer has a JSON body with a `detail`, including the ones hyper writes
 //! by itself (see `json_answers`) and the bodiless ones of a router that has no JSON
 //! fallback of its own (the bridge port's unknown routes).
@@ -14,10 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::response::Response;
+use dialer_core::health::Draining;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, watch};
@@ -32,6 +42,11 @@ use json_answers::{Asked, JsonAnswers};
 /// API sends, and held in memory per connection.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
+/// How long a draining server's connections may still deliver a request, unless told:
+/// longer than a client takes to send the request it is writing when the stop begins,
+/// far shorter than the 30 s ECS gives a task to stop.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(1);
+
 /// The server's limits; [`Limits::default`] is what the local server uses.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -43,6 +58,9 @@ pub struct Limits {
     pub body_read: Duration,
     /// Connections open at once; further ones wait in the listen queue.
     pub max_connections: usize,
+    /// Once the server drains, how long an open connection may still deliver a request
+    /// (`SHUTDOWN_DRAIN_MS`).
+    pub drain: Duration,
 }
 
 impl Default for Limits {
@@ -51,6 +69,7 @@ impl Default for Limits {
             header_read: Duration::from_secs(10),
             body_read: Duration::from_secs(30),
             max_connections: 1024,
+            drain: DEFAULT_DRAIN,
         }
     }
 }
@@ -70,11 +89,17 @@ pub async fn serve_with(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let draining = Draining::default();
     let router = router
         .layer(RequestBodyTimeoutLayer::new(limits.body_read))
-        .layer(axum::middleware::map_response(json_for_bodiless_errors));
+        .layer(axum::middleware::map_response(json_for_bodiless_errors))
+        .layer(axum::middleware::map_response_with_state(
+            draining.clone(),
+            close_when_draining,
+        ))
+        .layer(axum::Extension(draining.clone()));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let (drain, draining) = watch::channel(false);
+    let (drain, drain_ends) = watch::channel(None);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -102,7 +127,7 @@ pub async fn serve_with(
             stream,
             router.clone(),
             limits,
-            draining.clone(),
+            drain_ends.clone(),
             slot,
         ));
     }
@@ -116,37 +141,38 @@ pub async fn serve_with(
             stream,
             router.clone(),
             limits,
-            draining.clone(),
+            drain_ends.clone(),
             slot,
         ));
     }
     drop(listener);
-    let _ = drain.send(true);
+    // Only now, with the listener closed: an answer saying `connection: close` sends its
+    // client to connect again, which must meet a refusal, not a backlog about to be
+    // reset.
+    draining.begin();
+    let _ = drain.send(Some(tokio::time::Instant::now() + limits.drain));
     while connections.join_next().await.is_some() {}
     Ok(())
 }
 
-/// One connection, until the client closes it, a limit ends it, or the drain: then the
-/// request in flight is answered and the connection closed.
+/// One connection, until the client closes it, a limit ends it, or the drain: then it
+/// may deliver requests until the drain's end (the first is answered with `connection:
+/// close`, which ends it), and is closed after the request in flight, if any, is
+/// answered.
 async fn connection(
     stream: tokio::net::TcpStream,
     router: axum::Router,
     limits: Limits,
-    mut draining: watch::Receiver<bool>,
+    drain_ends: watch::Receiver<Option<tokio::time::Instant>>,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _slot = slot;
     let asked = Asked::default();
-    let (seen, mut first_request) = watch::channel(false);
-    let seen = Arc::new(seen);
     // The peer, as axum's `ConnectInfo`: what the login throttle counts per address.
     let peer = stream.peer_addr().ok().map(axum::extract::ConnectInfo);
     let service = TowerToHyperService::new(router.map_request({
         let asked = asked.clone();
         move |mut r: Request<hyper::body::Incoming>| {
-            if !*seen.borrow() {
-                seen.send_replace(true);
-            }
             asked.push(r.method());
             if let Some(peer) = peer {
                 r.extensions_mut().insert(peer);
@@ -161,29 +187,37 @@ async fn connection(
         .serve_connection(TokioIo::new(JsonAnswers::new(stream, asked)), service)
         .with_upgrades();
     tokio::pin!(connection);
-    let drained = tokio::select! {
-        _ = connection.as_mut() => false,
-        _ = draining.wait_for(|d| *d) => true,
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = drain_end(drain_ends) => {}
+    }
+    // Idle: closed now. A request in flight: answered with `connection: close`, then
+    // closed.
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// Resolves at the end of the drain (at once if the server is gone).
+async fn drain_end(mut drain_ends: watch::Receiver<Option<tokio::time::Instant>>) {
+    let end = match drain_ends.wait_for(Option::is_some).await {
+        Ok(end) => *end,
+        Err(_) => None,
     };
-    if drained {
-        // A connection accepted just before the drain, or during it from the kernel's
-        // backlog, may carry a request its client has sent and hyper has not read yet:
-        // a graceful shutdown now would close it unanswered. It gets a moment to arrive.
-        if !*first_request.borrow() {
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = first_request.wait_for(|s| *s) => {}
-                () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
-            }
-        }
-        connection.as_mut().graceful_shutdown();
-        let _ = connection.await;
+    if let Some(end) = end {
+        tokio::time::sleep_until(end).await;
     }
 }
 
-/// How long a connection that has sent nothing yet may still deliver its first request
-/// once the server drains.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
+/// Once the server drains, every answer closes its connection: the client connects
+/// again for its next request, and is refused before sending it.
+async fn close_when_draining(State(draining): State<Draining>, mut response: Response) -> Response {
+    if draining.started() && !response.status().is_informational() {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
 
 /// An error answer with neither a body nor a content type (axum's default 404 and 405)
 /// gets a JSON body naming its status, like every error the API answers itself.

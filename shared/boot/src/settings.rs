@@ -684,6 +684,15 @@ pub fn unconfirmed_grace(env: &dyn Env) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(ms.unsigned_abs()))
 }
 
+/// `SHUTDOWN_DRAIN_MS`, 0 to 10 s (default 1 s): once a process begins to stop, how
+/// long each open connection of its HTTP servers may still deliver a request. At most
+/// 10 s, so that with the bridge's queue flush the process still stops within the 30 s
+/// ECS gives a task.
+pub fn shutdown_drain(env: &dyn Env) -> Result<Duration, ConfigError> {
+    let ms = int(env, "SHUTDOWN_DRAIN_MS", 1_000, 0, 10_000)?;
+    Ok(Duration::from_millis(ms.unsigned_abs()))
+}
+
 fn secrets_ttl(env: &dyn Env) -> Result<Duration, ConfigError> {
     let seconds = int(env, "SECRETS_TTL_SECONDS", 300, 0, 86_400)?;
     Ok(Duration::from_secs(seconds.unsigned_abs()))

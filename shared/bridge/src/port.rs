@@ -1,15 +1,15 @@
 //! The bridge's small HTTP port: `/health` (connected, seconds since the last event,
-//! queue depth) and `/metrics` (Prometheus text).
+//! queue depth; 503 once the process drains) and `/metrics` (Prometheus text).
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::{Extension, Router};
 
-use dialer_core::health::BridgeHealth;
+use dialer_core::health::{BridgeHealth, Draining};
 use dialer_core::metrics::Metrics;
 
 #[derive(Clone)]
@@ -25,15 +25,28 @@ pub fn router(health: Arc<BridgeHealth>, metrics: Arc<Metrics>) -> Router {
         .with_state(Port { health, metrics })
 }
 
-async fn health_report(State(port): State<Port>) -> impl IntoResponse {
+/// 503 `draining` from the moment the server serving it begins to stop, whatever the
+/// socket's state: the process is going away.
+async fn health_report(
+    State(port): State<Port>,
+    draining: Option<Extension<Draining>>,
+) -> impl IntoResponse {
+    let draining = draining.is_some_and(|Extension(d)| d.started());
     let mut body = port.health.report();
-    body["status"] = if port.health.connected() {
+    body["status"] = if draining {
+        "draining"
+    } else if port.health.connected() {
         "ok"
     } else {
         "disconnected"
     }
     .into();
-    axum::Json(body)
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(body))
 }
 
 async fn metrics_text(State(port): State<Port>) -> impl IntoResponse {

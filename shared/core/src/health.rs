@@ -1,6 +1,7 @@
 //! What the event bridge reports about itself: connected or not, how often it has
 //! connected, when it last saw an event, and how deep its write queue is. The bridge
 //! writes it; `/health` (the bridge's own port, or the local server's API) reads it.
+//! [`Draining`] is what a server tells `/health` once it has begun to stop.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,5 +65,23 @@ impl BridgeHealth {
     /// Reports the depth of this write queue from now on.
     pub fn watch_queue(&self, depth: Arc<AtomicUsize>) {
         *self.queue_depth.lock().unwrap_or_else(|p| p.into_inner()) = Some(depth);
+    }
+}
+
+/// Whether the server answering a request has begun to stop. The server puts it on every
+/// request it serves (as a request extension); `/health` answers 503 once it is set, so
+/// that a load balancer sends no new work to a process that is going away. A request
+/// without it (a Lambda's) comes from a server that never drains.
+#[derive(Clone, Debug, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// From now on, and for every clone.
+    pub fn begin(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn started(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }

@@ -1,28 +1,46 @@
 //! Operational routes: health, metrics, the API docs, and the JSON answers for unknown
 //! routes and methods.
 
-use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::json;
 
 use std::sync::Arc;
 
+use dialer_core::health::Draining;
 use dialer_core::metrics::Metrics;
 
 use super::error::ApiError;
 use crate::OpsState;
 
-/// Liveness, and the bridge's state when it runs in this process.
-#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, description = "Up")))]
-pub async fn health(State(state): State<OpsState>) -> Json<serde_json::Value> {
-    let mut body = json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") });
+/// Liveness, and the bridge's state when it runs in this process. From the moment the
+/// server serving it begins to stop, 503 with `"status": "draining"`, so that a load
+/// balancer stops sending work before the process goes away.
+#[utoipa::path(get, path = "/health", tag = "ops", responses(
+    (status = 200, description = "Up"),
+    (status = 503, description = "Draining: the process is stopping"),
+))]
+pub async fn health(
+    State(state): State<OpsState>,
+    draining: Option<Extension<Draining>>,
+) -> Response {
+    let draining = draining.is_some_and(|Extension(d)| d.started());
+    let mut body = json!({
+        "status": if draining { "draining" } else { "ok" },
+        "version": env!("CARGO_PKG_VERSION"),
+    });
     if let Some(bridge) = &state.bridge {
         body["bridge"] = bridge.report();
     }
-    Json(body)
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
 }
 
 /// Prometheus text, when `METRICS_ENABLED=true`.
