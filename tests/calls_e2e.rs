@@ -65,7 +65,18 @@ async fn each_callee_range_ends_in_its_status(store: Option<String>) {
         assert_final(&doc, status, *reason);
         assert_not_answered(&doc);
         assert!(doc["dialed_at"].is_string(), "{number}: {doc}");
-        assert!(doc["cause"].is_i64(), "{number}: raw cause kept: {doc}");
+        // The PBX's own words are kept: its hang-up cause, or where Asterisk leaves the
+        // cause at 0 ("no cause": a busy callee, congestion), none and the Dial status.
+        assert_ne!(doc["cause"], 0, "{number}: no cause 0: {doc}");
+        assert_ne!(doc["cause_txt"], "Unknown", "{number}: {doc}");
+        assert!(
+            doc["cause"].is_i64() || doc["dialstatus"].is_string(),
+            "{number}: the raw cause or Dial status kept: {doc}"
+        );
+        if *status == "busy" {
+            assert!(doc["cause"].is_null(), "{number}: {doc}");
+            assert_eq!(doc["dialstatus"], "BUSY", "{number}: {doc}");
+        }
     }
     server.stop().await;
 }
@@ -327,6 +338,13 @@ async fn health_docs_and_metrics_are_served() {
         .await
         .expect("metrics");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = response.json().await.expect("JSON 404");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("METRICS_ENABLED=true")),
+        "the 404 says how to turn metrics on: {body}"
+    );
     quiet.stop().await;
 }
 

@@ -19,6 +19,7 @@ mod json_errors;
 mod lambda_events;
 mod login_safety;
 mod notify_events;
+mod operator_logs;
 mod pbx_scenarios;
 mod postgres;
 mod queue;

@@ -42,6 +42,10 @@ async fn a_user_with_no_queue_limit_of_their_own_gets_429_at_the_default_limit()
         assert_eq!(accepted.status(), StatusCode::OK);
         let body: Value = accepted.json().await.expect("json");
         assert_eq!(body["status"], "queued", "{body}");
+        assert_eq!(
+            body["originate_confirmed"], false,
+            "nothing was originated yet: {body}"
+        );
     }
     let full = queue_a_call(&api, &token).await;
     assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);

@@ -100,7 +100,7 @@ pub async fn transitions_only_move_forward(store: Arc<dyn Store>) {
         "a duplicate is refused"
     );
     let done = to(CallStatus::Busy)
-        .with_cause(Some(0), Some("Unknown".into()))
+        .with_cause(Some(17), Some("User busy".into()))
         .with_dialstatus(Some("BUSY".into()));
     let busy = store.transition(call.id, &done).await.expect("write");
     let TransitionResult::Applied(busy) = busy else {
@@ -112,7 +112,7 @@ pub async fn transitions_only_move_forward(store: Arc<dyn Store>) {
             busy.cause_txt.as_deref(),
             busy.dialstatus.as_deref()
         ),
-        (Some(0), Some("Unknown"), Some("BUSY"))
+        (Some(17), Some("User busy"), Some("BUSY"))
     );
     assert!(busy.ended_at.is_some());
     for late in [

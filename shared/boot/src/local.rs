@@ -55,6 +55,8 @@ pub struct LocalSettings {
     pub limits: dialer_core::domain::TrunkLimits,
     /// `DEFAULT_MAX_QUEUED_CALLS`, `MAX_QUEUED_CALLS`.
     pub queue: dialer_core::domain::pacing::QueueLimits,
+    /// `ACCESS_LOG`: one log line per request answered (off by default).
+    pub access_log: bool,
     /// `DISPATCH_POLL_MS`.
     pub dispatch: dialer_core::service::DispatchTiming,
     /// Run the dispatcher (tests turn it off to see calls wait queued).
@@ -80,10 +82,20 @@ impl LocalSettings {
         }
         let simulate_pbx = match env.get("ARI_HTTP_URL") {
             Some(_) => None,
-            None => Some(parse(env, "PBX_SIM_TIME_SCALE", 1.0)?),
+            None => Some(parse(
+                env,
+                "PBX_SIM_TIME_SCALE",
+                1.0,
+                "a number, e.g. 0.1 for ten times faster",
+            )?),
         };
-        let port: u16 = parse(env, "PORT", 8000)?;
-        let host: std::net::IpAddr = parse(env, "HOST", std::net::Ipv4Addr::LOCALHOST.into())?;
+        let port: u16 = parse(env, "PORT", 8000, crate::settings::PORT_RULE)?;
+        let host: std::net::IpAddr = parse(
+            env,
+            "HOST",
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            "an IP address, e.g. 127.0.0.1 or 0.0.0.0",
+        )?;
         Ok(Self {
             store: StoreSettings::from_env(env, StoreDefault::Memory)?,
             auth,
@@ -109,6 +121,7 @@ impl LocalSettings {
             http_limits: http_limits(env)?,
             limits: crate::settings::trunk_limits(env)?,
             queue: crate::settings::queue_limits(env)?,
+            access_log: crate::settings::flag(env, "ACCESS_LOG", false)?,
             dispatch: crate::settings::dispatch_timing(env)?,
             dispatcher: true,
         })
@@ -223,6 +236,13 @@ pub async fn start(settings: LocalSettings) -> Result<LocalProcess, BootError> {
         )),
         settings.policy.clone(),
     );
+    let app = if settings.access_log {
+        app.layer(axum::middleware::from_fn(
+            crate::serve::access_log::access_log,
+        ))
+    } else {
+        app
+    };
     let (stop_api, mut api_stopped) = watch::channel(false);
     let limits = settings.http_limits;
     let api = tokio::spawn(async move {
@@ -305,6 +325,7 @@ fn http_limits(env: &dyn Env) -> Result<Limits, ConfigError> {
             env,
             var,
             u64::try_from(default.as_millis()).unwrap_or(u64::MAX),
+            "a whole number of milliseconds",
         )?;
         if ms == 0 {
             return Err(ConfigError {
@@ -317,7 +338,12 @@ fn http_limits(env: &dyn Env) -> Result<Limits, ConfigError> {
     Ok(Limits {
         header_read: millis("HTTP_HEADER_TIMEOUT_MS", defaults.header_read)?,
         body_read: millis("HTTP_BODY_TIMEOUT_MS", defaults.body_read)?,
-        max_connections: parse(env, "HTTP_MAX_CONNECTIONS", defaults.max_connections)?,
+        max_connections: parse(
+            env,
+            "HTTP_MAX_CONNECTIONS",
+            defaults.max_connections,
+            "a whole number of connections",
+        )?,
         drain: crate::settings::shutdown_drain(env)?,
     })
 }
@@ -397,5 +423,31 @@ mod tests {
             let err = LocalSettings::from_env(&Vars(&env)).expect_err("refused");
             assert_eq!(err.var, "SHUTDOWN_DRAIN_MS", "{bad}");
         }
+    }
+
+    #[test]
+    fn a_port_or_host_that_cannot_be_read_stops_the_start_saying_what_it_takes() {
+        for (var, bad, rule) in [
+            ("PORT", "abc", "a port number from 0 to 65535"),
+            ("PORT", "70000", "a port number from 0 to 65535"),
+            ("HOST", "localhost:80", "an IP address"),
+        ] {
+            let env = [(var, bad)];
+            let err = LocalSettings::from_env(&Vars(&env)).expect_err(bad);
+            assert_eq!(err.var, var);
+            let text = err.to_string();
+            assert!(text.contains(rule) && text.contains(bad), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded_unless_the_operator_sets_other_bounds() {
+        let unset = LocalSettings::from_env(&Vars(&[])).expect("defaults");
+        assert_eq!(
+            unset.queue,
+            dialer_core::domain::pacing::QueueLimits::DEFAULT
+        );
+        let set = LocalSettings::from_env(&Vars(&[("MAX_QUEUED_CALLS", "7")])).expect("valid");
+        assert_eq!(set.queue.total, Some(7));
     }
 }

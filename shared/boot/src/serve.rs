@@ -17,6 +17,7 @@
 //! by itself (see `json_answers`) and the bodiless ones of a router that has no JSON
 //! fallback of its own (the bridge port's unknown routes).
 
+pub mod access_log;
 mod json_answers;
 
 use std::sync::Arc;

@@ -224,7 +224,7 @@ impl BridgeSettings {
         Ok(Self {
             store: StoreSettings::from_env(env, StoreDefault::Dynamo)?,
             pbx: PbxSettings::from_env(env)?,
-            port: parse(env, "BRIDGE_PORT", 8080)?,
+            port: parse(env, "BRIDGE_PORT", 8080, PORT_RULE)?,
             unconfirmed_grace: unconfirmed_grace(env)?,
             webhooks: WebhookSettings::from_env(env)?,
             limits: trunk_limits(env)?,
@@ -506,17 +506,23 @@ pub fn in_aws_lambda(env: &dyn Env) -> bool {
 }
 
 /// Parses `var` with `FromStr`, or gives `default` when it is unset.
+/// What a port variable takes.
+pub const PORT_RULE: &str = "a port number from 0 to 65535 (0: any free port)";
+
+/// `var` read as a `T`, `default` when unset; `rule` says what it takes when it cannot be
+/// read (e.g. "a port number from 1 to 65535").
 pub fn parse<T: std::str::FromStr>(
     env: &dyn Env,
     var: &'static str,
     default: T,
+    rule: &str,
 ) -> Result<T, ConfigError> {
     match env.get(var) {
         None => Ok(default),
         Some(raw) => raw
             .trim()
             .parse()
-            .map_err(|_| problem(var, format!("cannot use {raw:?}"))),
+            .map_err(|_| problem(var, format!("must be {rule}, got {raw:?}"))),
     }
 }
 

@@ -469,14 +469,28 @@ impl CallEvents {
 
     /// Writes a final status and counts it; returns whether this write ended the call.
     async fn end_with(&self, id: Uuid, change: &Transition) -> Result<bool, StoreError> {
-        let applied = self.write(id, change).await?.applied();
-        if applied {
-            self.metrics.inc(
-                "dialer_calls_finished_total",
-                &[("status", change.status.as_str())],
-            );
-        }
-        Ok(applied)
+        let written = self.write(id, change).await?;
+        let TransitionResult::Applied(call) = &written else {
+            return Ok(false);
+        };
+        self.metrics.inc(
+            "dialer_calls_finished_total",
+            &[("status", change.status.as_str())],
+        );
+        // One line per outcome, for an operator following a call through the logs. No
+        // number or variables: the call id leads to them for whoever may see them.
+        info!(
+            call = %call.id,
+            user = %call.owner,
+            attempt = call.attempt_number,
+            status = %call.status,
+            failure_reason = call.failure_reason.as_ref().map(FailureReason::to_text),
+            cause = call.cause,
+            dialstatus = call.dialstatus.as_deref(),
+            answered = call.answered_at.is_some(),
+            "call ended"
+        );
+        Ok(true)
     }
 
     /// Moves a call on to what its channel shows (ringing, answered); an answer seen this

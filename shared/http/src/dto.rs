@@ -314,9 +314,11 @@ pub struct OriginateResponse {
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
     pub mode: String,
-    /// False when the PBX did not answer the originate in time: the call may still be
-    /// ringing (the answer is then 202). Follow it by `call_id`; retry only with the
-    /// same `Idempotency-Key`, which returns this same call.
+    /// True once the PBX accepted the call's originate. False for a call still waiting
+    /// in the queue (nothing was originated yet), and when the PBX did not answer the
+    /// originate in time: the call may still be ringing (the answer is then 202).
+    /// Follow it by `call_id`; retry only with the same `Idempotency-Key`, which
+    /// returns this same call.
     pub originate_confirmed: bool,
 }
 
@@ -337,7 +339,8 @@ impl From<&Call> for OriginateResponse {
             status: call.status.as_str().to_owned(),
             created_at: rfc3339(call.created_at),
             mode: call.mode.as_str().to_owned(),
-            originate_confirmed: call.originate_unconfirmed_at.is_none(),
+            originate_confirmed: call.dialed_at.is_some()
+                && call.originate_unconfirmed_at.is_none(),
         }
     }
 }

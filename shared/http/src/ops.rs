@@ -46,7 +46,11 @@ pub async fn health(
 /// Prometheus text, when `METRICS_ENABLED=true`.
 pub async fn metrics(State(state): State<OpsState>) -> Response {
     if !state.metrics_enabled {
-        return ApiError::status(StatusCode::NOT_FOUND, "not found").into_response();
+        return ApiError::status(
+            StatusCode::NOT_FOUND,
+            "metrics are off; the operator turns them on with METRICS_ENABLED=true",
+        )
+        .into_response();
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

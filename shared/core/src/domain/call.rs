@@ -572,9 +572,14 @@ impl Transition {
         self
     }
 
+    /// The hang-up cause the PBX gave, as it gave it, except cause 0: Q.850 numbers its
+    /// causes from 1, and Asterisk sends 0 ("Unknown") when it has none, as for a callee
+    /// that was busy (whose outcome the `Dial` status gives). A record shows no cause
+    /// then, rather than one that reads as a reason.
     pub fn with_cause(mut self, cause: Option<i64>, cause_txt: Option<String>) -> Self {
-        self.cause = cause;
-        self.cause_txt = cause_txt;
+        let given = cause.filter(|&c| c != 0);
+        self.cause_txt = given.and(cause_txt);
+        self.cause = given;
         self
     }
 

@@ -288,9 +288,20 @@ impl Context {
         if allowed.iter().any(|a| a == raw) {
             Self::from_record(raw)
         } else {
+            // The list is the operator's, shown to an authenticated client so that it
+            // can correct its request; a long one is cut short.
+            let shown: Vec<&str> = allowed.iter().take(10).map(String::as_str).collect();
+            let more = if allowed.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            };
             Err(ValidationError::new(
                 "context",
-                format!("{raw:?} is not an allowed context"),
+                format!(
+                    "{raw:?} is not an allowed context; allowed: {}{more}",
+                    shown.join(", ")
+                ),
             ))
         }
     }
@@ -847,6 +858,22 @@ mod tests {
 
     fn allowed_contexts() -> Vec<String> {
         ALLOWED_CONTEXTS.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_context_not_allowed_is_refused_naming_the_allowed_ones() {
+        let refused = Context::parse("sales", &allowed_contexts()).expect_err("not allowed");
+        assert_eq!(refused.field, "context");
+        assert!(
+            refused
+                .to_string()
+                .contains("allowed: outbound-ivr, reminders"),
+            "{refused}"
+        );
+        let many: Vec<String> = (0..12).map(|n| format!("ctx-{n}")).collect();
+        let refused = Context::parse("sales", &many).expect_err("not allowed");
+        assert!(refused.to_string().contains("ctx-9, …"), "{refused}");
+        assert!(!refused.to_string().contains("ctx-10"), "{refused}");
     }
 
     fn one_variable(name: &str, value: &str) -> BTreeMap<String, String> {
