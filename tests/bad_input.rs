@@ -418,7 +418,7 @@ async fn malformed_json_gets_a_plain_400() {
         ),
         (
             "{\"context\": reminders}",
-            "the body is not valid JSON (line 1, column 14)",
+            "the body is not valid JSON (line 1, column 13)",
         ),
         ("{} {}", "the body is not valid JSON (line 1, column 4)"),
     ] {
