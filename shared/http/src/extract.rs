@@ -318,10 +318,8 @@ fn misshapen<T: Fields>(path: &serde_path_to_error::Path, serde_says: &str) -> R
         ("missing field `", "is required"),
         ("duplicate field `", "may be given only once"),
     ] {
-        if let Some(name) = named(prefix) {
-            if let Some(field) = static_name(&name) {
-                return field_error(field, says.to_owned());
-            }
+        if let Some(field) = named(prefix).and_then(|name| static_name(&name)) {
+            return field_error(field, says.to_owned());
         }
     }
     match known {
