@@ -263,3 +263,227 @@ async fn a_list_limit_outside_1_to_100_is_refused_naming_it() {
     }
     server.stop().await;
 }
+
+/// Words of serde's and axum's that a client should never have to read.
+const FRAMEWORK_WORDS: [&str; 9] = [
+    "invalid type",
+    "expected",
+    "Failed to deserialize",
+    "invalid form",
+    "invalid body",
+    "missing field",
+    "unknown field",
+    "at line",
+    "i64",
+];
+
+/// Asserts a 422 that names `field` and says `says` of it, in the API's words.
+async fn assert_names_field(response: reqwest::Response, field: &str, says: &str, case: &str) {
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .unwrap_or_else(|_| panic!("{case}: JSON"));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{case}: {body}");
+    assert_eq!(body["field"], field, "{case}: {body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert_eq!(detail, format!("{field}: {says}"), "{case}");
+    for words in FRAMEWORK_WORDS {
+        assert!(!detail.contains(words), "{case}: {detail:?} says {words:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_json_body_of_the_wrong_shape_gets_a_422_naming_the_field_on_both_originate_routes() {
+    let Session { server, api, token } = session(Options::default()).await;
+    let cases: [(&str, Value, &str, &str); 12] = [
+        (
+            "timeout as text",
+            json!({ "timeout": "30000" }),
+            "timeout",
+            "must be a whole number of milliseconds",
+        ),
+        (
+            "timeout with a fraction",
+            json!({ "timeout": 1500.5 }),
+            "timeout",
+            "must be a whole number of milliseconds",
+        ),
+        (
+            "priority as a list",
+            json!({ "priority": [1] }),
+            "priority",
+            "must be a whole number",
+        ),
+        (
+            "gather_dtmf as text",
+            json!({ "gather_dtmf": "yes" }),
+            "gather_dtmf",
+            "must be true or false",
+        ),
+        (
+            "a variable value as a number",
+            json!({ "variables": { "X": 1 } }),
+            "variables",
+            "must be an object of variable names to string values",
+        ),
+        (
+            "a media item as a number",
+            json!({ "mode": "playback", "media": ["sound:a", 7] }),
+            "media",
+            "must be a list of strings such as \"sound:hello-world\"",
+        ),
+        (
+            "retry as a number",
+            json!({ "retry": 3 }),
+            "retry",
+            "must be an object such as {\"max_attempts\": 3}",
+        ),
+        (
+            "retry attempts as text",
+            json!({ "retry": { "max_attempts": "3" } }),
+            "retry.max_attempts",
+            "must be a whole number",
+        ),
+        (
+            "an outcome as a number",
+            json!({ "retry": { "max_attempts": 2, "on": [1] } }),
+            "retry.on",
+            "must be a list of outcomes (strings): busy, no_answer, failed",
+        ),
+        (
+            "window start as a number",
+            json!({ "window": { "start": 9 } }),
+            "window.start",
+            "must be a string holding a time of day as HH:MM",
+        ),
+        (
+            "an unknown field",
+            json!({ "contxt": "reminders" }),
+            "contxt",
+            "is not a field of a call request; its fields are phone_number, context, extension, priority, timeout, caller_id, variables, mode, media, gather_dtmf, max_duration, status_callback, status_callback_events, retry, send_at, window",
+        ),
+        (
+            "an unknown retry field",
+            json!({ "retry": { "max_attempts": 2, "tries": 1 } }),
+            "retry.tries",
+            "is not a field of retry; its fields are max_attempts, on, delay_ms",
+        ),
+    ];
+    for (case, body, field, says) in cases {
+        let response = api.interaction(&token, "+15550010001", body.clone()).await;
+        assert_names_field(response, field, says, &format!("interaction, {case}")).await;
+        let mut body = body;
+        body["phone_number"] = json!("+15550010001");
+        let response = api.create_call(&token, body).await;
+        assert_names_field(response, field, says, &format!("calls, {case}")).await;
+    }
+    let response = api
+        .create_call(&token, json!({ "phone_number": 15550010001_u64 }))
+        .await;
+    assert_names_field(
+        response,
+        "phone_number",
+        "must be a string: an E.164 number such as \"+15550010001\"",
+        "number as a number",
+    )
+    .await;
+    for not_an_object in [json!([1, 2]), json!("call"), json!(null)] {
+        let response = api
+            .interaction(&token, "+15550010001", not_an_object.clone())
+            .await;
+        assert_names_field(
+            response,
+            "body",
+            "must be a JSON object of call options",
+            &not_an_object.to_string(),
+        )
+        .await;
+    }
+    let response = api
+        .create_call(&token, json!({ "context": "reminders" }))
+        .await;
+    assert_names_field(response, "phone_number", "is required", "no number").await;
+    assert_eq!(server.pbx.as_ref().expect("sim").originate_count(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_json_gets_a_plain_400() {
+    let Session { server, api, token } = session(Options::default()).await;
+    for (body, says) in [
+        (
+            "{\"context\": ",
+            "the body is not valid JSON: it ends before the JSON does (line 1, column 12)",
+        ),
+        (
+            "{\"context\": reminders}",
+            "the body is not valid JSON (line 1, column 13)",
+        ),
+        ("{} {}", "the body is not valid JSON (line 1, column 4)"),
+    ] {
+        let response = api
+            .http
+            .post(format!("{}/api/v2/calls", api.base))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let answer: Value = response.json().await.expect("JSON");
+        assert_eq!(answer["detail"], says, "{body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_list_query_of_the_wrong_shape_gets_a_422_naming_the_parameter() {
+    let Session { server, api, token } = session(Options::default()).await;
+    for query in [
+        "limit=many",
+        "limit=-1",
+        "limit=2.5",
+        "limit=",
+        "limit=99999999999999999999999",
+    ] {
+        let response = api.get(&token, &format!("/api/v2/calls?{query}")).await;
+        assert_names_field(
+            response,
+            "limit",
+            "must be a whole number from 1 to 100",
+            query,
+        )
+        .await;
+    }
+    let response = api.get(&token, "/api/v2/calls?limit=5&unknown=1").await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "unknown parameters are ignored"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_form_of_the_wrong_shape_gets_a_422_naming_the_field() {
+    let Session { server, api, .. } = session(Options::default()).await;
+    for (form, field) in [
+        ("username=admin", "password"),
+        ("password=x", "username"),
+        ("", "username"),
+        ("grant_type=password", "username"),
+    ] {
+        let response = api
+            .http
+            .post(format!("{}/api/v2/token", api.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .expect("request");
+        assert_names_field(response, field, "is required", &format!("form {form:?}")).await;
+    }
+    server.stop().await;
+}

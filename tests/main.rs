@@ -7,6 +7,7 @@ mod bridge_resilience;
 mod call_truth;
 mod calls_e2e;
 mod content_types;
+mod docs_page;
 mod drain;
 mod dynamo_pacing;
 mod emf;

@@ -12,12 +12,16 @@ use utoipa::openapi::schema::{
 };
 use uuid::Uuid;
 
-use dialer_core::domain::schedule::{RetryRequest, WindowRequest};
+use crate::extract::Fields;
+
+use dialer_core::domain::schedule::{RetryOutcome, RetryRequest, WindowRequest};
 use dialer_core::domain::validation::{
     FieldRule, MAX_DURATION_RANGE_MS, Media, PRIORITY_RANGE, RingTimeout, Variables, rules,
 };
-use dialer_core::domain::webhook::EventType;
-use dialer_core::domain::{Attempt, Call, CallRequest, FailureReason};
+use dialer_core::domain::webhook::{CallbackUrl, EventType};
+use dialer_core::domain::{
+    Attempt, Call, CallMode, CallRequest, CallStatus, FailureReason, TimeZone,
+};
 
 /// A call request. On `POST /api/v2/calls` `phone_number` is required; on
 /// `POST /api/v2/interaction/{number}` the number is in the path and the body (which
@@ -53,18 +57,13 @@ pub struct CallBody {
     #[schema(schema_with = max_duration_schema)]
     #[serde(default, deserialize_with = "whole_number")]
     pub max_duration: Option<i64>,
-    /// Where to `POST` the call's events (an absolute `https` URL whose host is not a
-    /// private, loopback or metadata address); the user's default when left out.
-    #[schema(example = "https://hooks.example.com/dialer")]
+    #[schema(schema_with = status_callback_schema)]
     pub status_callback: Option<String>,
-    /// Which events to send: statuses and `dtmf`. Every one when left out.
-    #[schema(example = json!(["answered", "completed", "busy", "no_answer", "failed", "canceled", "dtmf"]))]
+    #[schema(schema_with = status_callback_events_schema)]
     pub status_callback_events: Option<Vec<String>>,
     /// Try the call again when an attempt ends in a listed outcome.
     pub retry: Option<RetryBody>,
-    /// Do not dial before this time (RFC 3339 with offset, at most 30 days ahead); the
-    /// call is `queued` until then.
-    #[schema(example = "2026-12-01T14:30:00Z")]
+    #[schema(schema_with = send_at_schema)]
     pub send_at: Option<String>,
     /// Dial (and retry) only within these local hours; outside them the call waits
     /// `queued` until the window next opens.
@@ -75,13 +74,11 @@ pub struct CallBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryBody {
-    /// Attempts in all, the first included: 1 to 5.
-    #[schema(minimum = 1, maximum = 5, example = 3)]
+    /// Attempts in all, the first included: 1 to 5. Required.
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 5, example = 3)]
     #[serde(default, deserialize_with = "whole_number")]
     pub max_attempts: Option<i64>,
-    /// Outcomes that bring another attempt: `busy`, `no_answer`, `failed` (all three
-    /// when left out).
-    #[schema(example = json!(["busy", "no_answer"]))]
+    #[schema(schema_with = retry_on_schema)]
     pub on: Option<Vec<String>>,
     /// From an attempt's end to the next attempt, in milliseconds: 1000 to 86400000
     /// (default 60000).
@@ -95,14 +92,14 @@ pub struct RetryBody {
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowBody {
-    /// `HH:MM`, 24-hour.
-    #[schema(example = "09:00")]
+    /// `HH:MM`, 24-hour (00:00 to 23:59).
+    #[schema(schema_with = window_start_schema, required = true)]
     pub start: Option<String>,
-    /// `HH:MM`, 24-hour; the window closes at this minute.
-    #[schema(example = "20:00")]
+    /// `HH:MM`, 24-hour (00:00 to 23:59), not the same as `start`; the window closes
+    /// at this minute.
+    #[schema(schema_with = window_end_schema, required = true)]
     pub end: Option<String>,
-    /// An IANA time zone name.
-    #[schema(example = "America/New_York")]
+    #[schema(schema_with = time_zone_schema, required = true)]
     pub time_zone: Option<String>,
 }
 
@@ -217,12 +214,156 @@ fn variables_schema() -> Object {
         .build()
 }
 
+/// Every call mode; the match makes a new one fail to compile until it is listed.
+const MODES: [CallMode; 2] = [CallMode::Ivr, CallMode::Playback];
+const _: fn(CallMode) = |mode| match mode {
+    CallMode::Ivr | CallMode::Playback => {}
+};
+
+/// Every outcome a retry may follow, listed as [`MODES`] is.
+const RETRY_OUTCOMES: [RetryOutcome; 3] = [
+    RetryOutcome::Busy,
+    RetryOutcome::NoAnswer,
+    RetryOutcome::Failed,
+];
+const _: fn(RetryOutcome) = |outcome| match outcome {
+    RetryOutcome::Busy | RetryOutcome::NoAnswer | RetryOutcome::Failed => {}
+};
+
+/// A closed set: an `enum` (with `null`, which leaves the field to its default).
 fn mode_schema() -> Object {
-    ruled_text(
-        "`ivr` (default): continue into the dialplan once answered. `playback`: play `media` in order, then hang up.",
-        &rules::MODE,
+    let rule = &rules::MODE;
+    ObjectBuilder::new()
+        .schema_type(nullable(Type::String))
+        .description(Some(described(
+            "`ivr` (default): continue into the dialplan once answered. `playback`: play `media` in order, then hang up (so `media` needs at least one item).",
+            rule,
+        )))
+        .enum_values(Some(
+            MODES
+                .iter()
+                .map(|mode| serde_json::Value::from(mode.as_str()))
+                .chain([serde_json::Value::Null]),
+        ))
+        .examples([rule.example])
+        .build()
+}
+
+/// The shape of a callback URL the parser takes, in its usual spelling: `https`, a
+/// host name or IPv4 address, a port from 1 to 65535, then a path or query without a
+/// `#fragment`. (The parser also reads what a browser would, such as `HTTPS:\\host` or
+/// an IPv6 address in brackets; the document does not invite them.)
+pub const STATUS_CALLBACK_PATTERN: &str = concat!(
+    r"^https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?",
+    r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?",
+    r#"([/?][!"$-~]*)?$"#,
+);
+
+fn status_callback_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(nullable(Type::String))
+        .description(Some(format!(
+            "Where to `POST` the call's events: an absolute `https` URL of at most {} \
+             characters, with no user name, password or `#fragment`, e.g. \
+             `https://hooks.example.com/dialer`; the user's default when left out. (`http` too where the operator has set `WEBHOOK_ALLOW_INSECURE=true`, \
+             for tests.) When the call is requested its host must resolve, and only to \
+             public addresses: a name that does not resolve, or a loopback, private, \
+             link-local or cloud metadata address, is refused with a 422.",
+            CallbackUrl::MAX_LEN
+        )))
+        .pattern(Some(STATUS_CALLBACK_PATTERN))
+        .max_length(Some(CallbackUrl::MAX_LEN))
+        // The example is `null` (the user's default): a body made of the examples must be
+        // one the server takes, and whether a host resolves is not the document's to know.
+        .examples([serde_json::Value::Null])
+        .build()
+}
+
+fn status_callback_events_schema() -> Array {
+    let names = CallStatus::ALL
+        .iter()
+        .map(|status| status.as_str())
+        .chain(["dtmf"]);
+    ArrayBuilder::new()
+        .schema_type(nullable(Type::Array))
+        .description(Some(
+            "Which events to send: call statuses and `dtmf`, at least one, e.g. \
+             `[\"answered\", \"completed\", \"dtmf\"]`; every event when left out. Needs a \
+             `status_callback`, in the request or as the user's default.",
+        ))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(names)),
+        )
+        .min_items(Some(1))
+        // `null`, as the `status_callback` it needs.
+        .examples([serde_json::Value::Null])
+        .build()
+}
+
+fn send_at_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(nullable(Type::String))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .description(Some(
+            "Do not dial before this time: RFC 3339 with its offset, at most 30 days after \
+             the request (a time already past means now). The call is `queued` until then.",
+        ))
+        .examples(["2026-12-01T14:30:00Z"])
+        .build()
+}
+
+fn retry_on_schema() -> Array {
+    ArrayBuilder::new()
+        .schema_type(nullable(Type::Array))
+        .description(Some(
+            "Outcomes that bring another attempt, at least one; all three when left out.",
+        ))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(RETRY_OUTCOMES.iter().map(|o| o.as_str()))),
+        )
+        .min_items(Some(1))
+        .examples([serde_json::json!(["busy", "no_answer"])])
+        .build()
+}
+
+/// `HH:MM` from 00:00 to 23:59, as the window parser reads it.
+pub const TIME_OF_DAY_PATTERN: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]$";
+
+fn time_of_day(about: &str, example: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(about))
+        .pattern(Some(TIME_OF_DAY_PATTERN))
+        .examples([example])
+        .build()
+}
+
+fn window_start_schema() -> Object {
+    time_of_day("`HH:MM`, 24-hour (00:00 to 23:59).", "09:00")
+}
+
+fn window_end_schema() -> Object {
+    time_of_day(
+        "`HH:MM`, 24-hour (00:00 to 23:59), not the same as `start`; the window closes at \
+         this minute.",
+        "20:00",
     )
-    .build()
+}
+
+/// Every zone the dialer knows: a closed set, so an `enum`.
+fn time_zone_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "An IANA time zone name (links included), as tzdata spells it.",
+        ))
+        .enum_values(Some(TimeZone::names()))
+        .examples(["America/New_York"])
+        .build()
 }
 
 fn media_schema() -> Array {
@@ -610,6 +751,28 @@ mod tests {
     }
 
     #[test]
+    fn every_value_a_closed_set_lists_is_one_the_server_takes() {
+        for name in TimeZone::names() {
+            assert!(TimeZone::parse(name).is_some(), "{name}");
+        }
+        assert!(TimeZone::names().count() > 400);
+        for mode in MODES {
+            assert_eq!(CallMode::parse(mode.as_str()), Ok(mode));
+        }
+        let retry = |on: &str| {
+            dialer_core::domain::RetryPolicy::parse(&RetryRequest {
+                max_attempts: Some(2),
+                on: Some(vec![on.to_owned()]),
+                delay_ms: None,
+            })
+        };
+        for outcome in RETRY_OUTCOMES {
+            assert!(retry(outcome.as_str()).is_ok(), "{outcome:?}");
+        }
+        assert!(retry("completed").is_err());
+    }
+
+    #[test]
     fn whole_numbers_may_be_written_as_floats_but_fractions_are_refused() {
         let body = |json: &str| serde_json::from_str::<CallBody>(json);
         let parsed = body(r#"{"timeout": 30000.0, "priority": 2, "max_duration": null}"#)
@@ -709,4 +872,63 @@ impl From<&Call> for CallEvents {
                 .collect(),
         }
     }
+}
+
+impl Fields for CallBody {
+    const NAME: &'static str = "a call request";
+    const SHAPE: &'static str = "a JSON object of call options";
+    const FIELDS: &'static [(&'static str, &'static str)] = &[
+        (
+            "phone_number",
+            "a string: an E.164 number such as \"+15550010001\"",
+        ),
+        ("context", "a string naming a dialplan context"),
+        ("extension", "a string naming a dialplan extension"),
+        ("priority", "a whole number"),
+        ("timeout", "a whole number of milliseconds"),
+        ("caller_id", "a string such as \"MyCompany <+15550000000>\""),
+        ("variables", "an object of variable names to string values"),
+        ("mode", "\"ivr\" or \"playback\""),
+        ("media", "a list of strings such as \"sound:hello-world\""),
+        ("gather_dtmf", "true or false"),
+        ("max_duration", "a whole number of milliseconds"),
+        ("status_callback", "a string holding an https URL"),
+        ("status_callback_events", "a list of event names (strings)"),
+        ("retry", "an object such as {\"max_attempts\": 3}"),
+        ("retry.max_attempts", "a whole number"),
+        (
+            "retry.on",
+            "a list of outcomes (strings): busy, no_answer, failed",
+        ),
+        ("retry.delay_ms", "a whole number of milliseconds"),
+        (
+            "send_at",
+            "a string holding an RFC 3339 time such as \"2026-12-01T09:30:00Z\"",
+        ),
+        ("window", "an object of start, end and time_zone"),
+        ("window.start", "a string holding a time of day as HH:MM"),
+        ("window.end", "a string holding a time of day as HH:MM"),
+        ("window.time_zone", "a string naming an IANA time zone"),
+    ];
+}
+
+impl Fields for ListQuery {
+    const NAME: &'static str = "the list's query";
+    const SHAPE: &'static str = "a query string of limit and before";
+    const FIELDS: &'static [(&'static str, &'static str)] = &[
+        ("limit", "a whole number from 1 to 100"),
+        ("before", "a next_before value or an RFC 3339 time"),
+    ];
+}
+
+impl Fields for TokenForm {
+    const NAME: &'static str = "the token form";
+    const SHAPE: &'static str =
+        "a form (application/x-www-form-urlencoded) of username and password";
+    const FIELDS: &'static [(&'static str, &'static str)] = &[
+        ("username", "text"),
+        ("password", "text"),
+        ("grant_type", "password"),
+        ("scope", "text"),
+    ];
 }

@@ -60,10 +60,7 @@ impl From<FormRejection> for ApiError {
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
             }
-            other => ApiError::status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("invalid form: {}", other.body_text()),
-            ),
+            other => super::extract::form_field_error::<super::dto::TokenForm>(&other),
         }
     }
 }

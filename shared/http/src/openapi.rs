@@ -10,6 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{calls, dto, ops, token};
+use dialer_core::domain::validation::Media;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -77,6 +78,28 @@ fn per_route_bodies(doc: &mut Value) {
     number["type"] = json!("string");
     // The parser refuses unknown fields (`deny_unknown_fields`); so does the document.
     schemas["CallBody"]["additionalProperties"] = json!(false);
+    // Playback mode plays `media`, so it needs an item: a rule across two fields, which
+    // a derived schema cannot state.
+    schemas["CallBody"]["if"] = json!({
+        "properties": { "mode": { "const": "playback" } },
+        "required": ["mode"]
+    });
+    schemas["CallBody"]["then"] = json!({
+        "properties": { "media": { "type": "array", "minItems": 1 } },
+        "required": ["media"]
+    });
+    // A media PATH's length, by scheme: the item's pattern states the shape only.
+    let path_of = |scheme: &str| {
+        json!({
+            "pattern": format!("^{scheme}:"),
+            "maxLength": scheme.len() + 1 + Media::MAX_PATH_LEN
+        })
+    };
+    schemas["CallBody"]["properties"]["media"]["items"]["anyOf"] = json!([
+        path_of("sound"),
+        path_of("recording"),
+        { "pattern": "^(digits|number):" }
+    ]);
     let mut options = schemas["CallBody"].clone();
     if let Some(properties) = options["properties"].as_object_mut() {
         properties.remove("phone_number");

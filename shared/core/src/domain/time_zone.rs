@@ -46,6 +46,12 @@ impl TimeZone {
         self.name
     }
 
+    /// Every name the table holds (links included), sorted: the closed set that
+    /// [`TimeZone::parse`] takes, for the OpenAPI document to list.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        zones().map(|(name, _)| name)
+    }
+
     /// Seconds east of UTC at the instant `utc`.
     pub fn offset_at(&self, utc: DateTime<Utc>) -> i32 {
         let at = utc.timestamp();
