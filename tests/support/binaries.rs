@@ -87,6 +87,11 @@ impl Process {
         server
     }
 
+    /// The process id, to read its memory and CPU time in `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, as a crash or a lost host would end it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
