@@ -611,31 +611,9 @@ pub fn bcrypt_cost(env: &dyn Env) -> Result<u32, ConfigError> {
 /// empty, as a template leaves an unset parameter) is unlimited.
 pub fn trunk_limits(env: &dyn Env) -> Result<TrunkLimits, ConfigError> {
     use dialer_core::domain::pacing::{CALLS_PER_SECOND_RANGE, CONCURRENT_CALLS_RANGE};
-    let limit = |name: &'static str, range: std::ops::RangeInclusive<u32>| match env
-        .get(name)
-        .as_deref()
-        .map(str::trim)
-    {
-        None | Some("") => Ok(None),
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|v| range.contains(v))
-            .map(Some)
-            .ok_or_else(|| {
-                problem(
-                    name,
-                    format!(
-                        "must be an integer from {} to {} (or unset: unlimited), got {raw:?}",
-                        range.start(),
-                        range.end()
-                    ),
-                )
-            }),
-    };
     Ok(TrunkLimits {
-        calls_per_second: limit("MAX_CALLS_PER_SECOND", CALLS_PER_SECOND_RANGE)?,
-        concurrent_calls: limit("MAX_CONCURRENT_CALLS", CONCURRENT_CALLS_RANGE)?,
+        calls_per_second: limit(env, "MAX_CALLS_PER_SECOND", CALLS_PER_SECOND_RANGE, None)?,
+        concurrent_calls: limit(env, "MAX_CONCURRENT_CALLS", CONCURRENT_CALLS_RANGE, None)?,
     })
 }
 
@@ -645,30 +623,48 @@ pub fn trunk_limits(env: &dyn Env) -> Result<TrunkLimits, ConfigError> {
 /// call waiting in it is held in the store.
 pub fn queue_limits(env: &dyn Env) -> Result<QueueLimits, ConfigError> {
     use dialer_core::domain::pacing::QUEUED_CALLS_RANGE;
-    let limit =
-        |name: &'static str, default: Option<u32>| match env.get(name).as_deref().map(str::trim) {
-            None | Some("") => Ok(default),
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|v| QUEUED_CALLS_RANGE.contains(v))
-                .map(Some)
-                .ok_or_else(|| {
-                    problem(
-                        name,
-                        format!(
-                            "must be an integer from {} to {} (or unset: {}), got {raw:?}",
-                            QUEUED_CALLS_RANGE.start(),
-                            QUEUED_CALLS_RANGE.end(),
-                            default.unwrap_or_default()
-                        ),
-                    )
-                }),
-        };
+    let default = QueueLimits::DEFAULT;
     Ok(QueueLimits {
-        per_user: limit("DEFAULT_MAX_QUEUED_CALLS", QueueLimits::DEFAULT.per_user)?,
-        total: limit("MAX_QUEUED_CALLS", QueueLimits::DEFAULT.total)?,
+        per_user: limit(
+            env,
+            "DEFAULT_MAX_QUEUED_CALLS",
+            QUEUED_CALLS_RANGE,
+            default.per_user,
+        )?,
+        total: limit(env, "MAX_QUEUED_CALLS", QUEUED_CALLS_RANGE, default.total)?,
     })
+}
+
+/// A limit in `range`; unset or empty (as a template leaves an unset parameter) is
+/// `unset` (`None`: unlimited).
+fn limit(
+    env: &dyn Env,
+    name: &'static str,
+    range: std::ops::RangeInclusive<u32>,
+    unset: Option<u32>,
+) -> Result<Option<u32>, ConfigError> {
+    let Some(raw) = env
+        .get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(unset);
+    };
+    raw.parse::<u32>()
+        .ok()
+        .filter(|v| range.contains(v))
+        .map(Some)
+        .ok_or_else(|| {
+            let when_unset = unset.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
+            problem(
+                name,
+                format!(
+                    "must be an integer from {} to {} (or unset: {when_unset}), got {raw:?}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
 }
 
 /// `DISPATCH_POLL_MS`, 10 ms to 10 s (default 100 ms): how often a dispatcher reads

@@ -233,6 +233,23 @@ fn next_event_at(call: &Call) -> Option<DateTime<Utc>> {
 }
 
 /// The statuses a call can still leave (`queued` among them), as stored.
+impl PgStore {
+    /// Every call whose status is one of `statuses`, oldest first.
+    async fn calls_in(&self, statuses: Vec<&'static str>) -> Result<Vec<Call>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE status = ANY($1) ORDER BY created_at"
+        );
+        let rows = sqlx::query(sql)
+            .bind(statuses)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(call_from_row).collect()
+    }
+}
+
 fn active_statuses() -> Vec<&'static str> {
     CallStatus::ACTIVE.iter().map(|s| s.as_str()).collect()
 }
@@ -402,31 +419,13 @@ fn binding_from_row(row: &sqlx::postgres::PgRow) -> Result<IdempotencyBinding, S
 #[async_trait]
 impl CallBacklog for PgStore {
     async fn active_calls(&self) -> Result<Vec<Call>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            call_columns!(),
-            " FROM calls WHERE status = ANY($1) ORDER BY created_at"
-        );
-        let rows = sqlx::query(sql)
-            .bind(active_statuses())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(call_from_row).collect()
+        self.calls_in(active_statuses()).await
     }
 
     async fn calls_in_progress(&self) -> Result<Vec<Call>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            call_columns!(),
-            " FROM calls WHERE status = ANY($1) AND status <> 'queued' ORDER BY created_at"
-        );
-        let rows = sqlx::query(sql)
-            .bind(active_statuses())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(call_from_row).collect()
+        let mut statuses = active_statuses();
+        statuses.retain(|s| *s != CallStatus::Queued.as_str());
+        self.calls_in(statuses).await
     }
 
     async fn queued_calls(&self) -> Result<Vec<QueuedCall>, StoreError> {
