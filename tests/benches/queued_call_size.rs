@@ -1,5 +1,5 @@
-//! `cargo bench -p integration --bench queued_call_size`: what one queued call costs in
-//! each store, beside the size of the request that made it. A queue holds its calls
+//! `cargo bench --workspace --bench queued_call_size --profile dev` (after `cargo build
+//! --workspace`): what one queued call costs in each store, beside the size of the request that made it. A queue holds its calls
 //! until they are dialed; a call that costs many times its request lets a client fill
 //! memory or a table with far less than the queue's bound suggests.
 //!
