@@ -1,7 +1,8 @@
 //! `cargo bench --workspace --bench queued_call_size --profile dev` (after `cargo build
-//! --workspace`): what one queued call costs in each store, beside the size of the request that made it. A queue holds its calls
-//! until they are dialed; a call that costs many times its request lets a client fill
-//! memory or a table with far less than the queue's bound suggests.
+//! --workspace`): what one queued call costs in each store, beside the size of the
+//! request that made it. A queue holds its calls until they are dialed; a call that
+//! costs many times its request lets a client fill memory or a table with far less than
+//! the queue's bound suggests.
 //!
 //! - in-process store: the process's resident memory per call (as `ps` shows it, what an
 //!   operator pays), before and after inserting the calls, with and without a webhook;
