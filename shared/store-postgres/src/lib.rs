@@ -271,6 +271,19 @@ macro_rules! queue_range {
     };
 }
 
+/// A page of a user's calls (`$1` the owner, `$2`/`$3` the cursor's time and id or null,
+/// `$4` how many). The list's order is (created_at, call_id): a row comparison resumes
+/// exactly after the cursor's call, and the `calls_owner_created_id` index serves it in
+/// that order, so a page reads its length, not the user's history (a test reads the
+/// plan of this very text).
+pub const PAGE_OF_CALLS: &str = concat!(
+    "SELECT ",
+    call_columns!(),
+    " FROM calls WHERE owner = $1
+       AND ($2::timestamptz IS NULL OR (created_at, call_id) < ($2, $3::uuid))
+     ORDER BY created_at DESC, call_id DESC LIMIT $4"
+);
+
 #[async_trait]
 impl CallReads for PgStore {
     async fn get_call(&self, id: Uuid) -> Result<Option<Call>, StoreError> {
@@ -284,16 +297,7 @@ impl CallReads for PgStore {
         before: Option<PageCursor>,
         limit: usize,
     ) -> Result<CallPage, StoreError> {
-        // The list's order is (created_at, call_id): a row comparison resumes exactly
-        // after the cursor's call.
-        let sql = concat!(
-            "SELECT ",
-            call_columns!(),
-            " FROM calls WHERE owner = $1
-               AND ($2::timestamptz IS NULL OR (created_at, call_id) < ($2, $3::uuid))
-             ORDER BY created_at DESC, call_id DESC LIMIT $4"
-        );
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(PAGE_OF_CALLS)
             .bind(owner)
             .bind(before.map(|c| c.created_at))
             .bind(before.map_or(Uuid::nil(), |c| c.id))
