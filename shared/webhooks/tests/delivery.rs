@@ -230,8 +230,10 @@ async fn a_redirect_is_rejected_and_not_followed() {
 async fn a_receiver_that_never_answers_is_retried_in_time_without_holding_up_another_send() {
     let silent = Receiver::silent().await;
     let prompt = Receiver::answering(200).await;
+    // Long enough that the prompt send, which takes milliseconds, ends well before it
+    // even on a loaded machine: what is checked is the order, not a duration.
     let sender = Arc::new(sender(Settings {
-        request_timeout: Duration::from_millis(800),
+        request_timeout: Duration::from_secs(5),
         ..local()
     }));
     let started = Instant::now();
@@ -245,7 +247,14 @@ async fn a_receiver_that_never_answers_is_retried_in_time_without_holding_up_ano
 
     let stuck = send(silent.url("/"), sender.clone());
     let quick = send(prompt.url("/"), sender.clone());
-    let (stuck, quick) = (stuck.await.expect("a task"), quick.await.expect("a task"));
+    let quick = quick.await.expect("a task");
+    assert_eq!(quick.0, SendOutcome::Delivered { status: 200 });
+    assert!(
+        !stuck.is_finished(),
+        "the prompt send waited for the silent one ({:?})",
+        quick.1
+    );
+    let stuck = stuck.await.expect("a task");
 
     let (
         SendOutcome::Retry {
@@ -257,13 +266,12 @@ async fn a_receiver_that_never_answers_is_retried_in_time_without_holding_up_ano
     else {
         panic!("not a retry: {stuck:?}");
     };
-    assert!(error.contains("no answer within 800 ms"), "{error}");
+    assert!(error.contains("no answer within 5000 ms"), "{error}");
+    // Never before its timeout; and it does end (a generous bound, not a measure).
     assert!(
-        stuck_took >= Duration::from_millis(800) && stuck_took < Duration::from_secs(3),
+        stuck_took >= Duration::from_secs(5) && stuck_took < Duration::from_secs(60),
         "{stuck_took:?}"
     );
-    assert_eq!(quick.0, SendOutcome::Delivered { status: 200 });
-    assert!(quick.1 < stuck_took, "{:?} vs {stuck_took:?}", quick.1);
     assert_eq!(silent.connections(), 1);
 }
 
