@@ -1872,3 +1872,27 @@ contract!(
     polled: due_calls_are_claimed_by_one_deliverer_at_a_time;
     streamed: a_store_delivering_by_stream_claims_nothing,
 );
+
+/// A page of one user's calls among many on DynamoDB reads its length (DynamoDB's own
+/// count of the items a query read), not the user's history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_a_users_calls_reads_its_length_not_the_users_history_dynamodb() {
+    use dialer_core::store::CallReads;
+    let (store, _, _) = integration::aws::dynamo_store().await;
+    for n in 0..300 {
+        let mut call = new_call(if n % 3 == 0 { "bob" } else { "alice" });
+        call.created_at = now() - Duration::seconds(1_000 - n);
+        insert(&store, &call).await;
+    }
+    let before = store.items_read();
+    let first = store.calls_of("alice", None, 1).await.expect("page");
+    assert_eq!(first.calls.len(), 1);
+    let next = first.next.expect("another page");
+    let second = store.calls_of("alice", Some(next), 10).await.expect("page");
+    assert_eq!(second.calls.len(), 10);
+    assert_eq!(
+        store.items_read() - before,
+        2 + 11,
+        "each page read its length and one more, not alice's 200 calls"
+    );
+}

@@ -14,6 +14,8 @@
 //! record.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 pub use aws_sdk_dynamodb::Client;
@@ -65,6 +67,9 @@ pub struct DynamoStore {
     users_table: String,
     retention_days: i64,
     pacing_memo: pacing::PacingMemo,
+    /// Items the call queries have read (DynamoDB's `ScannedCount`), for
+    /// [`DynamoStore::items_read`].
+    items_read: Arc<AtomicU64>,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -108,7 +113,15 @@ impl DynamoStore {
             users_table,
             retention_days,
             pacing_memo: Default::default(),
+            items_read: Arc::default(),
         }
+    }
+
+    /// How many items the call queries (pages, the queue, the active calls) have read
+    /// so far: what a read costs. Tests use it to show that a page costs its length
+    /// however many calls a user has.
+    pub fn items_read(&self) -> u64 {
+        self.items_read.load(Ordering::Relaxed)
     }
 
     /// Creates both tables with their indexes ([`OWNER_INDEX`], [`ACTIVE_INDEX`],
@@ -358,6 +371,10 @@ impl DynamoStore {
                 request = request.limit(limit);
             }
             let output = request.send().await.map_err(unavailable)?;
+            self.items_read.fetch_add(
+                u64::try_from(output.scanned_count()).unwrap_or(0),
+                Ordering::Relaxed,
+            );
             for item in output.items() {
                 calls.push(call_from_item(item)?);
             }
