@@ -79,14 +79,7 @@ async fn queued_calls_wait_their_turn_and_a_full_queue_answers_429(database_url:
         Some(queued[1].as_str()),
         "{repeat}"
     );
-    let retry_after: u64 = full
-        .headers()
-        .get("retry-after")
-        .expect("Retry-After")
-        .to_str()
-        .expect("text")
-        .parse()
-        .expect("seconds");
+    let retry_after = integration::api::retry_after(&full);
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     let body: Value = full.json().await.expect("JSON error body");
     assert!(body["detail"].as_str().expect("detail").contains("queued"));

@@ -4,6 +4,7 @@
 //! key reused for another request is refused, never answered with the first call.
 
 use chrono::Utc;
+use integration::api::retry_after;
 use integration::{Options, Session, session};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -17,17 +18,6 @@ fn later() -> Value {
 
 async fn queue_a_call(api: &integration::api::Api, token: &str) -> reqwest::Response {
     api.interaction(token, BUSY, later()).await
-}
-
-fn retry_after(response: &reqwest::Response) -> u64 {
-    response
-        .headers()
-        .get("retry-after")
-        .expect("Retry-After")
-        .to_str()
-        .expect("text")
-        .parse()
-        .expect("seconds")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,3 +125,15 @@ impl Api {
         }
     }
 }
+
+/// The whole seconds of an answer's `Retry-After` (panics when there is none).
+pub fn retry_after(response: &Response) -> u64 {
+    response
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds")
+}

@@ -437,9 +437,7 @@ impl CallReads for DynamoStore {
 #[async_trait]
 impl CallStore for DynamoStore {
     async fn insert_call(&self, call: &Call) -> Result<(), StoreError> {
-        let mut item = call_to_item(call)?;
-        item.insert("expires_at".into(), self.expires_at(call.created_at));
-        item.insert("version".into(), n(0));
+        let item = new_call_item(call, self.expires_at(call.created_at))?;
         if self
             .put_if(&self.calls_table, item, "attribute_not_exists(call_id)")
             .await?
@@ -905,9 +903,8 @@ fn failure_count_from_item(item: &Item) -> Option<FailureCount> {
 /// its 400 KB item limit and of the capacity a write takes): each attribute's name and
 /// value, by DynamoDB's published rules. The benchmark of a queued call's cost reads it.
 pub fn stored_item_size(call: &Call) -> Result<usize, StoreError> {
-    let mut item = call_to_item(call)?;
-    item.insert("expires_at".into(), n(call.created_at.timestamp()));
-    item.insert("version".into(), n(0));
+    // A time of the same width as the retention's expiry.
+    let item = new_call_item(call, n(call.created_at.timestamp()))?;
     Ok(item
         .iter()
         .map(|(name, value)| name.len() + value_size(value))
@@ -945,6 +942,14 @@ fn number_size(number: &str) -> usize {
         .trim_end_matches('0')
         .len();
     digits.max(1).div_ceil(2) + 1
+}
+
+/// A new call's item as `insert_call` writes it: the call, its expiry and version 0.
+fn new_call_item(call: &Call, expires_at: AttributeValue) -> Result<Item, StoreError> {
+    let mut item = call_to_item(call)?;
+    item.insert("expires_at".into(), expires_at);
+    item.insert("version".into(), n(0));
+    Ok(item)
 }
 
 fn call_to_item(call: &Call) -> Result<Item, StoreError> {

@@ -380,17 +380,13 @@ impl CallStore for PgStore {
         if claimed.is_some() {
             return Ok(None);
         }
-        sqlx::query(
+        // The binding that won, lapsed or not: it was live when the claim met it.
+        self.binding(
             "SELECT call_id, fingerprint FROM idempotency_keys WHERE owner = $1 AND key = $2",
+            owner,
+            key,
         )
-        .bind(owner)
-        .bind(key)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(unavailable)?
-        .as_ref()
-        .map(binding_from_row)
-        .transpose()
     }
 
     async fn idempotency_binding(
@@ -398,18 +394,33 @@ impl CallStore for PgStore {
         owner: &str,
         key: &str,
     ) -> Result<Option<IdempotencyBinding>, StoreError> {
-        sqlx::query(
+        self.binding(
             "SELECT call_id, fingerprint FROM idempotency_keys
              WHERE owner = $1 AND key = $2 AND expires_at >= now()",
+            owner,
+            key,
         )
-        .bind(owner)
-        .bind(key)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(unavailable)?
-        .as_ref()
-        .map(binding_from_row)
-        .transpose()
+    }
+}
+
+impl PgStore {
+    /// The idempotency binding `sql` finds for `owner`'s `key` (`$1`, `$2`).
+    async fn binding(
+        &self,
+        sql: &'static str,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyBinding>, StoreError> {
+        sqlx::query(sql)
+            .bind(owner)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .map(binding_from_row)
+            .transpose()
     }
 }
 

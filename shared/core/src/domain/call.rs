@@ -311,76 +311,51 @@ impl CallRequest {
     /// later leaves the digest of a request without it unchanged.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;
-        let mut digest = sha2::Sha256::new();
-        let mut put = |name: &str, value: &str| {
-            for part in [name, "=", value] {
-                digest.update((part.len() as u64).to_be_bytes());
-                digest.update(part.as_bytes());
-            }
-        };
-        put("phone_number", &self.phone_number);
-        let text = |name: &str, value: &Option<String>, put: &mut dyn FnMut(&str, &str)| {
-            if let Some(value) = value {
-                put(name, value);
-            }
-        };
-        text("context", &self.context, &mut put);
-        text("extension", &self.extension, &mut put);
-        text("caller_id", &self.caller_id, &mut put);
-        text("mode", &self.mode, &mut put);
-        text("status_callback", &self.status_callback, &mut put);
-        text("send_at", &self.send_at, &mut put);
-        for (name, value) in [
-            ("priority", self.priority),
-            ("timeout", self.timeout),
-            ("max_duration", self.max_duration),
-        ] {
-            if let Some(value) = value {
-                put(name, &value.to_string());
-            }
-        }
-        if let Some(gather) = self.gather_dtmf {
-            put("gather_dtmf", if gather { "true" } else { "false" });
-        }
+        let numbers = |value: Option<i64>| value.map(|v| v.to_string());
+        let mut fields: Vec<(&str, Option<String>)> = vec![
+            ("phone_number", Some(self.phone_number.clone())),
+            ("context", self.context.clone()),
+            ("extension", self.extension.clone()),
+            ("caller_id", self.caller_id.clone()),
+            ("mode", self.mode.clone()),
+            ("status_callback", self.status_callback.clone()),
+            ("send_at", self.send_at.clone()),
+            ("priority", numbers(self.priority)),
+            ("timeout", numbers(self.timeout)),
+            ("max_duration", numbers(self.max_duration)),
+            ("gather_dtmf", self.gather_dtmf.map(|g| g.to_string())),
+        ];
         if let Some(variables) = &self.variables {
-            put("variables", &variables.len().to_string());
-            for (name, value) in variables {
-                put(name, value);
-            }
+            fields.push(("variables", Some(variables.len().to_string())));
+            fields.extend(variables.iter().map(|(n, v)| (n.as_str(), Some(v.clone()))));
         }
         for (name, list) in [
             ("media", &self.media),
             ("status_callback_events", &self.status_callback_events),
+            ("retry.on", &self.retry.as_ref().and_then(|r| r.on.clone())),
         ] {
             if let Some(list) = list {
-                put(name, &list.len().to_string());
-                for item in list {
-                    put(name, item);
-                }
+                fields.push((name, Some(list.len().to_string())));
+                fields.extend(list.iter().map(|item| (name, Some(item.clone()))));
             }
         }
         if let Some(retry) = &self.retry {
-            put("retry", "");
-            for (name, value) in [
-                ("retry.max_attempts", retry.max_attempts),
-                ("retry.delay_ms", retry.delay_ms),
-            ] {
-                if let Some(value) = value {
-                    put(name, &value.to_string());
-                }
-            }
-            if let Some(on) = &retry.on {
-                put("retry.on", &on.len().to_string());
-                for item in on {
-                    put("retry.on", item);
-                }
-            }
+            fields.push(("retry.max_attempts", numbers(retry.max_attempts)));
+            fields.push(("retry.delay_ms", numbers(retry.delay_ms)));
         }
         if let Some(window) = &self.window {
-            put("window", "");
-            text("window.start", &window.start, &mut put);
-            text("window.end", &window.end, &mut put);
-            text("window.time_zone", &window.time_zone, &mut put);
+            fields.push(("window.start", window.start.clone()));
+            fields.push(("window.end", window.end.clone()));
+            fields.push(("window.time_zone", window.time_zone.clone()));
+        }
+        let mut digest = sha2::Sha256::new();
+        for (name, value) in fields {
+            let Some(value) = value else { continue };
+            // Each part with its length first, so no two lists of fields run together.
+            for part in [name, "=", value.as_str()] {
+                digest.update((part.len() as u64).to_be_bytes());
+                digest.update(part.as_bytes());
+            }
         }
         hex::encode(digest.finalize())
     }
@@ -706,6 +681,46 @@ impl Annotation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requests_fingerprint_changes_with_any_field_and_only_then() {
+        let base = CallRequest {
+            phone_number: "+15550020001".into(),
+            variables: Some(BTreeMap::from([("a".into(), "1".into())])),
+            ..CallRequest::default()
+        };
+        assert_eq!(base.fingerprint(), base.clone().fingerprint());
+        let changed = [
+            CallRequest {
+                phone_number: "+15550020002".into(),
+                ..base.clone()
+            },
+            CallRequest {
+                variables: Some(BTreeMap::from([("a".into(), "2".into())])),
+                ..base.clone()
+            },
+            CallRequest {
+                variables: None,
+                ..base.clone()
+            },
+            CallRequest {
+                timeout: Some(20),
+                ..base.clone()
+            },
+            CallRequest {
+                media: Some(vec!["sound:a".into(), "sound:b".into()]),
+                ..base.clone()
+            },
+            CallRequest {
+                media: Some(vec!["sound:b".into(), "sound:a".into()]),
+                ..base.clone()
+            },
+        ];
+        let mut seen = std::collections::HashSet::from([base.fingerprint()]);
+        for request in &changed {
+            assert!(seen.insert(request.fingerprint()), "{request:?}");
+        }
+    }
 
     fn policy() -> CallPolicy {
         CallPolicy::default()

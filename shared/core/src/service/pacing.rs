@@ -206,42 +206,31 @@ impl Pacer {
         owner: &str,
         user: UserLimits,
     ) -> Result<Result<(), QueueFull>, StoreError> {
-        let mine = self.queue.of_user(user);
-        let total = self.queue.total;
-        let mut keys = Vec::new();
-        if mine.is_some() {
-            keys.push(pacing_queue_key(owner));
-        }
-        if total.is_some() {
-            keys.push(PACING_QUEUE_TOTAL.to_owned());
-        }
-        if keys.is_empty() {
+        // Each count that has a bound, with it: all users' first, so that a full
+        // service says so even to a user whose own queue is full too.
+        let bounds: Vec<(String, u32, bool)> = [
+            (PACING_QUEUE_TOTAL.to_owned(), self.queue.total, true),
+            (pacing_queue_key(owner), self.queue.of_user(user), false),
+        ]
+        .into_iter()
+        .filter_map(|(key, max, whole_service)| Some((key, max?, whole_service)))
+        .collect();
+        if bounds.is_empty() {
             return Ok(Ok(()));
         }
+        let keys = bounds.iter().map(|(key, _, _)| key.clone()).collect();
         self.update(keys, |states| {
-            let (mine_state, total_state) = match (mine.is_some(), states) {
-                (true, [m, t]) => (Some(m), Some(t)),
-                (true, [m]) => (Some(m), None),
-                (false, [t]) => (None, Some(t)),
-                _ => (None, None),
-            };
-            if let Some(state) = total_state.as_ref()
-                && total.is_some_and(|max| state.queued >= max)
-            {
+            let full = states
+                .iter()
+                .zip(&bounds)
+                .find(|(state, (_, max, _))| state.queued >= *max);
+            if let Some((state, (_, _, whole_service))) = full {
                 return Err(QueueFull {
                     queued: state.queued,
-                    whole_service: true,
+                    whole_service: *whole_service,
                 });
             }
-            if let Some(state) = mine_state.as_ref()
-                && mine.is_some_and(|max| state.queued >= max)
-            {
-                return Err(QueueFull {
-                    queued: state.queued,
-                    whole_service: false,
-                });
-            }
-            for state in [mine_state, total_state].into_iter().flatten() {
+            for state in states.iter_mut() {
                 state.enqueue(None);
             }
             Ok(())
